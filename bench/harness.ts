@@ -1,0 +1,99 @@
+/**
+ * Benchmark helpers: GPU timing (wall clock around a synced run; timestamp queries read 0 on
+ * lavapipe) and a PyTorch peer run in a subprocess during the same bench run, so every row is a
+ * ratio measured on one machine at one time.
+ */
+import { initGpu, rt } from "../gpu/mod.ts";
+
+/** One line of the results table. */
+export interface BenchRow {
+  name: string;
+  /** Our median seconds per iteration. */
+  seconds: number;
+  /** Work per iteration, for the rate column. */
+  flops?: number;
+  bytes?: number;
+  /** Peer median seconds, when a peer ran. */
+  peerSeconds?: number;
+  peer?: string;
+  note?: string;
+}
+
+/** Median seconds of `fn` (GPU work synced) after `warmup` runs. */
+export async function timeGpu(
+  fn: () => void | Promise<void>,
+  opts: { warmup?: number; iters?: number; minSeconds?: number } = {},
+): Promise<number> {
+  await initGpu();
+  const warmup = opts.warmup ?? 1;
+  const iters = opts.iters ?? 3;
+  for (let i = 0; i < warmup; i++) {
+    await fn();
+    await rt().sync();
+  }
+  const times: number[] = [];
+  const t0 = performance.now();
+  for (let i = 0; i < iters; i++) {
+    const s = performance.now();
+    await fn();
+    await rt().sync();
+    times.push((performance.now() - s) / 1000);
+    if (opts.minSeconds && (performance.now() - t0) / 1000 > opts.minSeconds && i >= 1) break;
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
+}
+
+/** The Python with Debian's packages (python3-torch, python3-opencv), not a user's pyenv. */
+export const PYTHON = "/usr/bin/python3";
+
+/**
+ * Run `bench/peer/<script>` with a JSON spec on stdin; it prints a JSON object on its last stdout
+ * line. Returns null (and a note) when Python or PyTorch is missing.
+ */
+export async function runPeer(
+  script: string,
+  spec: unknown,
+): Promise<Record<string, unknown> | null> {
+  const path = new URL(`./peer/${script}`, import.meta.url).pathname;
+  try {
+    const cmd = new Deno.Command(PYTHON, {
+      args: [path],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    });
+    const child = cmd.spawn();
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(JSON.stringify(spec)));
+    await w.close();
+    const out = await child.output();
+    if (!out.success) {
+      console.error(`peer ${script} failed: ${new TextDecoder().decode(out.stderr).slice(-500)}`);
+      return null;
+    }
+    const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
+    return JSON.parse(lines[lines.length - 1]);
+  } catch (e) {
+    console.error(`peer ${script} unavailable: ${(e as Error).message}`);
+    return null;
+  }
+}
+
+/** Format rows as a Markdown table with rates and the peer ratio (peer time / our time). */
+export function table(rows: BenchRow[]): string {
+  const head =
+    "| bench | ours (s) | rate | peer | peer (s) | speed vs peer |\n|---|---|---|---|---|---|";
+  const body = rows.map((r) => {
+    const rate = r.flops
+      ? `${(r.flops / r.seconds / 1e9).toFixed(2)} GFLOP/s`
+      : r.bytes
+      ? `${(r.bytes / r.seconds / 1e9).toFixed(2)} GB/s`
+      : "";
+    const ratio = r.peerSeconds ? `${(r.peerSeconds / r.seconds).toFixed(3)}x` : "n/a";
+    return `| ${r.name} | ${r.seconds.toFixed(4)} | ${rate} | ${r.peer ?? ""} | ${
+      r.peerSeconds?.toFixed(4) ?? ""
+    } | ${ratio}${r.note ? ` (${r.note})` : ""} |`;
+  });
+  return [head, ...body].join("\n");
+}

@@ -1,0 +1,175 @@
+/**
+ * The one file-system adapter of `core/`. Everything in `core/` that touches files goes through
+ * these functions, so the rest of `core/` stays on web-standard APIs.
+ *
+ * @module
+ */
+import { LorakitError } from "../errors.ts";
+
+/** A file opened for random-access reads (positional, so concurrent reads never race). */
+export interface RandomAccessFile {
+  readonly path: string;
+  readonly size: number;
+  /** Read exactly `length` bytes at `offset`; throws a LorakitError naming the file if short. */
+  read(offset: number, length: number): Promise<Uint8Array>;
+  close(): void;
+}
+
+/** Open `path` for reading. A missing file is a LorakitError naming it. */
+export async function openRead(path: string): Promise<RandomAccessFile> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new LorakitError(`${path}: file not found`);
+    throw new LorakitError(`${path}: cannot open for reading (${(e as Error).message})`);
+  }
+  const size = (await file.stat()).size;
+  let closed = false;
+  return {
+    path,
+    size,
+    async read(offset: number, length: number): Promise<Uint8Array> {
+      if (offset < 0 || length < 0 || offset + length > size) {
+        throw new LorakitError(
+          `${path}: read of ${length} bytes at offset ${offset} is outside the file (${size} bytes); the file is truncated or corrupt`,
+        );
+      }
+      const out = new Uint8Array(length);
+      await file.seek(offset, Deno.SeekMode.Start);
+      let got = 0;
+      while (got < length) {
+        const n = await file.read(out.subarray(got));
+        if (n === null || n === 0) {
+          throw new LorakitError(`${path}: unexpected end of file at byte ${offset + got}`);
+        }
+        got += n;
+      }
+      return out;
+    },
+    close() {
+      if (!closed) {
+        closed = true;
+        file.close();
+      }
+    },
+  };
+}
+
+/** Whole file as bytes. */
+export async function readBytes(path: string): Promise<Uint8Array> {
+  try {
+    return await Deno.readFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new LorakitError(`${path}: file not found`);
+    throw new LorakitError(`${path}: cannot read (${(e as Error).message})`);
+  }
+}
+
+/** Whole file as UTF-8 text; invalid UTF-8 is an error naming the file. */
+export async function readText(path: string): Promise<string> {
+  const bytes = await readBytes(path);
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new LorakitError(`${path}: expected UTF-8 text, found invalid byte sequences`);
+  }
+}
+
+/** True if a file or directory exists at `path`. */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** True if `path` is a directory. */
+export async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+/** Names of the entries of a directory (files and folders), sorted. */
+export async function listDir(path: string): Promise<{ name: string; isDirectory: boolean }[]> {
+  const out: { name: string; isDirectory: boolean }[] = [];
+  try {
+    for await (const e of Deno.readDir(path)) {
+      out.push({ name: e.name, isDirectory: e.isDirectory });
+    }
+  } catch (e) {
+    throw new LorakitError(`${path}: cannot list directory (${(e as Error).message})`);
+  }
+  out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return out;
+}
+
+/** Create a directory and its parents. */
+export async function makeDir(path: string): Promise<void> {
+  await Deno.mkdir(path, { recursive: true });
+}
+
+/**
+ * Write a file atomically: chunks go to `<path>.<random>.tmp` beside the target, which is then
+ * renamed over it. An interrupted write never destroys an existing file at `path`.
+ */
+export async function writeAtomic(
+  path: string,
+  chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+): Promise<void> {
+  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  try {
+    for await (const chunk of chunks) {
+      let off = 0;
+      while (off < chunk.length) off += await file.write(chunk.subarray(off));
+    }
+    await file.syncData();
+    file.close();
+  } catch (e) {
+    try {
+      file.close();
+    } catch { /* already closed */ }
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+  try {
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw new LorakitError(`${path}: cannot write (${(e as Error).message})`);
+  }
+}
+
+/** Write bytes or text atomically. */
+export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
+  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+  await writeAtomic(path, [bytes]);
+}
+
+/** Copy a file (used for associated files such as captions). */
+export async function copyFile(from: string, to: string): Promise<void> {
+  await Deno.copyFile(from, to);
+}
+
+/** Join path segments with `/`, collapsing duplicate separators. */
+export function joinPath(...parts: string[]): string {
+  return parts.filter((p) => p.length > 0).join("/").replace(/\/+/g, "/");
+}
+
+/** Directory part of a path ("." when there is none). */
+export function dirName(path: string): string {
+  const i = path.lastIndexOf("/");
+  return i < 0 ? "." : i === 0 ? "/" : path.slice(0, i);
+}
+
+/** Last segment of a path. */
+export function baseName(path: string): string {
+  const trimmed = path.replace(/\/+$/, "");
+  return trimmed.slice(trimmed.lastIndexOf("/") + 1);
+}

@@ -1,0 +1,111 @@
+/**
+ * Elementwise kernels without autograd: the broadcasting binary kernel and the unary kernel
+ * (forward expressions and their backward forms). The differentiable ops wrap these.
+ *
+ * @module
+ */
+import binarySrc from "../../shaders/binary.wgsl" with { type: "text" };
+import unarySrc from "../../shaders/unary.wgsl" with { type: "text" };
+import { rt, uniforms } from "../runtime.ts";
+import { Tensor } from "../tensor.ts";
+import { grid, specialize } from "../wgsl.ts";
+import { broadcastShapes, check, sameDtype, stridesOf } from "./check.ts";
+
+const WG = 256;
+const MAX_RANK = 8;
+
+export type BinOp = "add" | "sub" | "mul" | "div" | "addScaled";
+const BIN_EXPR: Record<BinOp, string> = {
+  add: "x + y",
+  sub: "x - y",
+  mul: "x * y",
+  div: "x / y",
+  addScaled: "x + p.alpha * y",
+};
+
+function pack8(v: number[]): number[] {
+  const out = new Array(MAX_RANK).fill(0);
+  v.forEach((x, i) => (out[i] = x));
+  return out;
+}
+
+function broadcastStrides(inShape: number[], outShape: number[]): number[] {
+  const s = stridesOf(inShape);
+  const off = outShape.length - inShape.length;
+  return outShape.map((_, k) => {
+    const j = k - off;
+    return j < 0 || inShape[j] === 1 ? 0 : s[j];
+  });
+}
+
+export function binaryRaw(op: BinOp, a: Tensor, b: Tensor, alpha = 1): Tensor {
+  sameDtype(op, a, b);
+  const shape = broadcastShapes(op, a.shape, b.shape);
+  check(shape.length <= MAX_RANK, op, () => `rank ${shape.length} > ${MAX_RANK}`);
+  const out = Tensor.empty(shape, a.dtype);
+  const n = out.size;
+  if (n === 0) return out;
+  const src = specialize(binarySrc.replaceAll("OPX", BIN_EXPR[op]), a.dtype, { WG });
+  const u = uniforms().u(n, shape.length).f(alpha).u(0)
+    .u(...pack8(shape)).u(...pack8(broadcastStrides(a.shape, shape)))
+    .u(...pack8(broadcastStrides(b.shape, shape)));
+  rt().dispatch(rt().pipeline(src), [a.buffer, b.buffer, out.buffer], u, grid(n, WG));
+  return out;
+}
+
+export type UnOp =
+  | "scale"
+  | "affine"
+  | "silu"
+  | "gelu"
+  | "gelu_tanh"
+  | "quick_gelu"
+  | "square"
+  | "sqrt"
+  | "exp"
+  | "cast";
+export const UN_FWD: Record<UnOp, string> = {
+  scale: "p.alpha * x",
+  affine: "p.alpha * x + p.beta",
+  silu: "x * sigmoid_f(x)",
+  gelu: "0.5 * x * (1.0 + erf_f(x * INV_SQRT_2))",
+  gelu_tanh: "0.5 * x * (1.0 + tanh_f(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))",
+  quick_gelu: "x * sigmoid_f(1.702 * x)",
+  square: "x * x",
+  sqrt: "sqrt(x)",
+  exp: "exp(x)",
+  cast: "x",
+};
+export const UN_BWD: Partial<Record<UnOp, string>> = {
+  silu: "g * (sigmoid_f(x) * (1.0 + x * (1.0 - sigmoid_f(x))))",
+  gelu: "g * (0.5 * (1.0 + erf_f(x * INV_SQRT_2)) + x * 0.3989422804014327 * exp(-0.5 * x * x))",
+  gelu_tanh: "g * (0.5 * (1.0 + tanh_f(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))) + " +
+    "0.5 * x * (1.0 - tanh_f(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)) * " +
+    "tanh_f(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))) * SQRT_2_OVER_PI * " +
+    "(1.0 + 0.134145 * x * x))",
+  quick_gelu: "g * (sigmoid_f(1.702 * x) * (1.0 + 1.702 * x * (1.0 - sigmoid_f(1.702 * x))))",
+  square: "g * 2.0 * x",
+  sqrt: "g * 0.5 / sqrt(x)",
+  exp: "g * exp(x)",
+};
+
+export function unaryRaw(
+  expr: string,
+  x: Tensor,
+  g: Tensor | null,
+  alpha = 1,
+  beta = 0,
+  outDtype = x.dtype,
+): Tensor {
+  const out = Tensor.empty(x.shape, outDtype);
+  const n = x.size;
+  if (n === 0) return out;
+  // TO is the output element type; it differs from T only for casts.
+  let code = specialize(`alias TO = ${outDtype};\n` + unarySrc.replaceAll("OPX", expr), x.dtype, {
+    WG,
+  });
+  if (outDtype === "f16" && x.dtype !== "f16") code = "enable f16;\n" + code;
+  const u = uniforms().u(n).f(alpha, beta).u(0);
+  rt().dispatch(rt().pipeline(code), [x.buffer, (g ?? x).buffer, out.buffer], u, grid(n, WG));
+  return out;
+}

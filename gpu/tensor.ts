@@ -1,0 +1,259 @@
+/**
+ * `Tensor`: a shape, a dtype and a reference-counted pooled GPU buffer, plus the autograd fields.
+ * Tensors are released deterministically: by `dispose()`, or by the `scope()` they were made in.
+ * Reshape is free (a new handle on the same storage); everything else is an op.
+ *
+ * @module
+ */
+import { rt } from "./runtime.ts";
+import type { Node } from "./autograd.ts";
+
+/** Element types that live on the GPU. */
+export type DType = "f32" | "f16";
+
+/** Bytes per element. */
+export function dtypeBytes(d: DType): number {
+  return d === "f32" ? 4 : 2;
+}
+
+/** A pooled buffer shared by tensor handles (reshapes, saved-for-backward references). */
+export class Storage {
+  refs = 1;
+  constructor(readonly buffer: GPUBuffer, readonly bytes: number) {}
+  retain(): this {
+    this.refs++;
+    return this;
+  }
+  release(): void {
+    if (--this.refs === 0) rt().storage.release(this.buffer);
+    if (this.refs < 0) throw new Error("Storage released twice");
+  }
+}
+
+/** Number of elements of a shape. */
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/** Scope stack: tensors created inside a scope are disposed when it ends unless kept. */
+const scopes: Set<Tensor>[] = [];
+
+/** A GPU tensor. */
+export class Tensor {
+  readonly shape: number[];
+  readonly dtype: DType;
+  readonly storage: Storage;
+  /** True for parameters (leaves) and for results of ops on them while grad is enabled. */
+  requiresGrad = false;
+  /** Accumulated gradient of a leaf after `backward()`. */
+  grad: Tensor | null = null;
+  /** The op that produced this tensor, when recorded for autograd. */
+  node: Node | null = null;
+  private disposed = false;
+
+  constructor(shape: number[], dtype: DType, storage: Storage) {
+    this.shape = shape;
+    this.dtype = dtype;
+    this.storage = storage;
+    const top = scopes[scopes.length - 1];
+    if (top) top.add(this);
+  }
+
+  get size(): number {
+    return numel(this.shape);
+  }
+  get rank(): number {
+    return this.shape.length;
+  }
+  get buffer(): GPUBuffer {
+    if (this.disposed) throw new Error(`use of a disposed tensor [${this.shape}]`);
+    return this.storage.buffer;
+  }
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  /** A new uninitialised tensor. */
+  static empty(shape: number[], dtype: DType = "f32"): Tensor {
+    const bytes = Math.max(4, Math.ceil((numel(shape) * dtypeBytes(dtype)) / 4) * 4);
+    return new Tensor(shape, dtype, new Storage(rt().storage.acquire(bytes), bytes));
+  }
+
+  /** Upload host data (f32 values; converted when `dtype` is f16). */
+  static fromArray(data: ArrayLike<number>, shape: number[], dtype: DType = "f32"): Tensor {
+    const n = numel(shape);
+    if (data.length !== n) {
+      throw new Error(`Tensor.fromArray: ${data.length} values for shape [${shape}] (${n})`);
+    }
+    const t = Tensor.empty(shape, dtype);
+    let bytes: Uint8Array<ArrayBuffer>;
+    if (dtype === "f32") {
+      const f = data instanceof Float32Array && data.buffer instanceof ArrayBuffer
+        ? data as Float32Array<ArrayBuffer>
+        : Float32Array.from(data);
+      bytes = new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
+    } else {
+      const h = new Uint16Array(Math.ceil(n / 2) * 2);
+      for (let i = 0; i < n; i++) h[i] = f32ToF16(data[i]);
+      bytes = new Uint8Array(h.buffer);
+    }
+    if (bytes.byteLength % 4 !== 0) {
+      const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
+      padded.set(bytes);
+      bytes = padded;
+    }
+    rt().device.queue.writeBuffer(t.storage.buffer, 0, bytes);
+    return t;
+  }
+
+  /** A tensor filled with `value`. */
+  static full(shape: number[], value: number, dtype: DType = "f32"): Tensor {
+    return Tensor.fromArray(new Float32Array(numel(shape)).fill(value), shape, dtype);
+  }
+
+  static zeros(shape: number[], dtype: DType = "f32"): Tensor {
+    return Tensor.full(shape, 0, dtype);
+  }
+
+  /** Download as f32 (waits for the GPU). */
+  async toArray(): Promise<Float32Array> {
+    const n = this.size;
+    const raw = await rt().readBuffer(this.buffer, 0, n * dtypeBytes(this.dtype));
+    if (this.dtype === "f32") return new Float32Array(raw);
+    const h = new Uint16Array(raw);
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) out[i] = f16ToF32(h[i]);
+    return out;
+  }
+
+  /** Read a one-element tensor. */
+  async item(): Promise<number> {
+    return (await this.toArray())[0];
+  }
+
+  /** Another handle on the same storage (kept alive until both are disposed). */
+  retain(): Tensor {
+    return new Tensor(this.shape.slice(), this.dtype, this.storage.retain());
+  }
+
+  /** Release this handle; the buffer returns to the pool when no handle uses it. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.storage.release();
+    for (const s of scopes) s.delete(this);
+  }
+
+  /** Mark a leaf as trainable. */
+  param(): this {
+    this.requiresGrad = true;
+    return this;
+  }
+
+  /** Move this tensor out of the current scope so it outlives it. */
+  keep(): this {
+    for (const s of scopes) s.delete(this);
+    return this;
+  }
+
+  toString(): string {
+    return `Tensor(${this.dtype}[${this.shape.join(",")}])`;
+  }
+}
+
+/** Collect tensors in a returned value (a tensor, array or plain object of tensors). */
+function collect(v: unknown, out: Set<Tensor>): void {
+  if (v instanceof Tensor) out.add(v);
+  else if (Array.isArray(v)) { for (const x of v) collect(x, out); }
+  else if (v && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
+    for (const x of Object.values(v)) collect(x, out);
+  }
+}
+
+/** Run `fn`; dispose every tensor it created except those it returns or `keep()`s. */
+export function scope<T>(fn: () => T): T {
+  const mine = new Set<Tensor>();
+  scopes.push(mine);
+  let result: T;
+  try {
+    result = fn();
+  } finally {
+    scopes.pop();
+  }
+  const keep = new Set<Tensor>();
+  collect(result, keep);
+  const parent = scopes[scopes.length - 1];
+  for (const t of mine) {
+    if (keep.has(t)) parent?.add(t);
+    else t.dispose();
+  }
+  return result;
+}
+
+/** Async variant of `scope`. Do not interleave two async scopes. */
+export async function scopeAsync<T>(fn: () => Promise<T>): Promise<T> {
+  const mine = new Set<Tensor>();
+  scopes.push(mine);
+  let result: T;
+  try {
+    result = await fn();
+  } finally {
+    scopes.splice(scopes.indexOf(mine), 1);
+  }
+  const keep = new Set<Tensor>();
+  collect(result, keep);
+  const parent = scopes[scopes.length - 1];
+  for (const t of mine) {
+    if (keep.has(t)) parent?.add(t);
+    else t.dispose();
+  }
+  return result;
+}
+
+const f32buf = new Float32Array(1);
+const u32buf = new Uint32Array(f32buf.buffer);
+
+/** IEEE half from a number, round to nearest even. */
+export function f32ToF16(v: number): number {
+  f32buf[0] = v;
+  const x = u32buf[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  let e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    let r = mant >> shift;
+    const rem = mant & ((1 << shift) - 1);
+    if (rem > half || (rem === half && (r & 1))) r++;
+    return sign | r;
+  }
+  let r = mant >> 13;
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && (r & 1))) {
+    r++;
+    if (r === 0x400) {
+      r = 0;
+      e++;
+      if (e >= 0x1f) return sign | 0x7c00;
+    }
+  }
+  return sign | (e << 10) | r;
+}
+
+/** Number from IEEE half bits. */
+export function f16ToF32(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return sign * m * 2 ** -24;
+  if (e === 0x1f) return m ? NaN : sign * Infinity;
+  return sign * (1 + m / 1024) * 2 ** (e - 15);
+}

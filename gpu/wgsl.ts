@@ -1,0 +1,32 @@
+/**
+ * WGSL source preparation. Kernels are written once against the element type alias `T` and a few
+ * named constants; `specialize` prepends the declarations for one dtype and one set of constants,
+ * and the runtime caches one pipeline per resulting source.
+ *
+ * @module
+ */
+import type { DType } from "./tensor.ts";
+
+/** Constants prepended as `const NAME = value;` (integers become u32, others f32 unless typed). */
+export type Consts = Record<string, number | string>;
+
+/** Prepend `enable f16;` where needed, `alias T = ...;` and the constants. */
+export function specialize(source: string, dtype: DType, consts: Consts = {}): string {
+  const lines: string[] = [];
+  if (dtype === "f16") lines.push("enable f16;");
+  lines.push(`alias T = ${dtype};`);
+  for (const [k, v] of Object.entries(consts)) {
+    if (typeof v === "string") lines.push(`const ${k} = ${v};`);
+    else if (Number.isInteger(v)) lines.push(`const ${k}: u32 = ${v}u;`);
+    else lines.push(`const ${k}: f32 = ${v};`);
+  }
+  return lines.join("\n") + "\n" + source;
+}
+
+/** Workgroups for `n` threads of `wg` each, split over x and y when x would pass 65535. */
+export function grid(n: number, wg: number): [number, number] {
+  const groups = Math.max(1, Math.ceil(n / wg));
+  if (groups <= 65535) return [groups, 1];
+  const y = Math.ceil(groups / 65535);
+  return [Math.ceil(groups / y), y];
+}
