@@ -3,7 +3,7 @@
  * and its analytic backward with central finite differences of that reference (gradient check),
  * for a random upstream gradient. Also checks the buffer pool returns to its baseline.
  */
-import { backward, initGpu, rt, Tensor } from "../gpu/mod.ts";
+import { backward, initGpu, rt, scope, Tensor } from "../gpu/mod.ts";
 
 /** Deterministic normal samples (mulberry32 + Box-Muller). */
 export function randn(n: number, seed = 1, scale = 1): Float32Array {
@@ -93,7 +93,8 @@ export async function checkOp(c: OpCase): Promise<void> {
     return t;
   });
   const exact = await Promise.all(xs.map(async (t) => Float64Array.from(await t.toArray())));
-  const y = c.gpu(xs);
+  // Intermediates of composite ops are released by the scope; only the output survives.
+  const y = scope(() => c.gpu(xs));
   const ref = c.cpu(exact);
   assertClose(`${c.name} forward`, await y.toArray(), ref, tol);
 

@@ -1,0 +1,124 @@
+/**
+ * Lookups and generated tensors: embedding lookup (backward: scatter-add via a host-built CSR of
+ * positions per id, since WGSL has no float atomics), the sinusoidal timestep embedding, and fill.
+ *
+ * @module
+ */
+import embSrc from "../../shaders/embedding.wgsl" with { type: "text" };
+import embBwdSrc from "../../shaders/embedding_bwd.wgsl" with { type: "text" };
+import fillSrc from "../../shaders/fill.wgsl" with { type: "text" };
+import tsSrc from "../../shaders/timestep_embedding.wgsl" with { type: "text" };
+import { record } from "../autograd.ts";
+import { rt, uniforms } from "../runtime.ts";
+import { type DType, Storage, Tensor } from "../tensor.ts";
+import { grid, specialize } from "../wgsl.ts";
+import { check, fmt } from "./check.ts";
+
+const WG = 256;
+
+/** A pooled buffer holding u32 data (ids, index tables); released by the caller. */
+function uploadU32(data: Uint32Array<ArrayBuffer>): Storage {
+  const bytes = Math.max(4, data.byteLength);
+  const s = new Storage(rt().storage.acquire(bytes), bytes);
+  rt().device.queue.writeBuffer(s.buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+  return s;
+}
+
+/** Fill a new tensor with `value` on the GPU (no host upload). */
+export function fill(shape: number[], value: number, dtype: DType = "f32"): Tensor {
+  const t = Tensor.empty(shape, dtype);
+  const n = t.size;
+  if (n > 0) {
+    rt().dispatch(
+      rt().pipeline(specialize(fillSrc, dtype, { WG })),
+      [t.buffer],
+      uniforms().u(n).f(value).u(0, 0),
+      grid(n, WG),
+    );
+  }
+  return t;
+}
+
+/** weight [V, C] gathered at `ids` (shape `idsShape`) -> [...idsShape, C]. */
+export function embedding(weight: Tensor, ids: Int32Array | number[], idsShape?: number[]): Tensor {
+  check(weight.rank === 2, "embedding", () => `weight ${fmt(weight)} must be [V, C]`);
+  const [v, c] = weight.shape;
+  const shape = idsShape ?? [ids.length];
+  check(
+    shape.reduce((a, b) => a * b, 1) === ids.length,
+    "embedding",
+    () => `${ids.length} ids for shape [${shape}]`,
+  );
+  for (let i = 0; i < ids.length; i++) {
+    check(
+      ids[i] >= 0 && ids[i] < v && Number.isInteger(ids[i]),
+      "embedding",
+      () => `id ${ids[i]} at position ${i} is outside the vocabulary of ${fmt(weight)}`,
+    );
+  }
+  const idBuf = uploadU32(Uint32Array.from(ids));
+  const out = Tensor.empty([...shape, c], weight.dtype);
+  rt().dispatch(
+    rt().pipeline(specialize(embSrc, weight.dtype, { WG })),
+    [weight.buffer, idBuf.buffer, out.buffer],
+    uniforms().u(ids.length, c, v, 0),
+    grid(ids.length * c, WG),
+  );
+  idBuf.release();
+  const idsCopy = Array.from(ids);
+  return record("embedding", [weight], out, [], (g) => {
+    const byId = new Map<number, number[]>();
+    idsCopy.forEach((id, pos) => {
+      const l = byId.get(id);
+      if (l) l.push(pos);
+      else byId.set(id, [pos]);
+    });
+    const uniq = [...byId.keys()];
+    const csr = new Uint32Array(2 * uniq.length + 1 + idsCopy.length);
+    let off = 0;
+    uniq.forEach((id, u) => {
+      csr[u] = id;
+      csr[uniq.length + u] = off;
+      for (const pos of byId.get(id)!) csr[2 * uniq.length + 1 + off++] = pos;
+    });
+    csr[2 * uniq.length] = off;
+    const csrBuf = uploadU32(csr);
+    const dw = fill([v, c], 0, weight.dtype);
+    rt().dispatch(
+      rt().pipeline(specialize(embBwdSrc, weight.dtype, { WG })),
+      [g.buffer, csrBuf.buffer, dw.buffer],
+      uniforms().u(uniq.length, c, 0, 0),
+      grid(uniq.length * c, WG),
+    );
+    csrBuf.release();
+    return [dw];
+  });
+}
+
+/**
+ * Sinusoidal timestep embedding [B, dim] as diffusers computes it (`flip_sin_to_cos`,
+ * `downscale_freq_shift`, max period 10000). Timesteps come from the host; no gradient.
+ */
+export function timestepEmbedding(
+  timesteps: ArrayLike<number>,
+  dim: number,
+  opts: { flipSinToCos?: boolean; freqShift?: number; maxPeriod?: number; dtype?: DType } = {},
+): Tensor {
+  const b = timesteps.length;
+  const t = Tensor.fromArray(Float32Array.from(timesteps), [b], "f32");
+  const dtype = opts.dtype ?? "f32";
+  const out = Tensor.empty([b, dim], dtype);
+  const src = specialize(tsSrc, dtype, { WG: 64 });
+  rt().dispatch(
+    rt().pipeline(src),
+    [t.buffer, out.buffer],
+    uniforms().u(b, dim, opts.flipSinToCos ?? true ? 1 : 0).f(
+      opts.freqShift ?? 1,
+      opts.maxPeriod ?? 10000,
+    )
+      .u(0, 0, 0),
+    [Math.ceil((b * dim) / 64)],
+  );
+  t.dispose();
+  return out;
+}

@@ -1,0 +1,123 @@
+/**
+ * Normalisation: GroupNorm (with optional fused SiLU, as every SD ResNet block and the VAE use it)
+ * and LayerNorm over the last dimension. Statistics are computed in f32 in one workgroup per group
+ * or row and saved (mean, 1/std) for the backward kernels.
+ *
+ * @module
+ */
+import gnFwd from "../../shaders/groupnorm_fwd.wgsl" with { type: "text" };
+import gnBwdDx from "../../shaders/groupnorm_bwd_dx.wgsl" with { type: "text" };
+import gnBwdWb from "../../shaders/groupnorm_bwd_wb.wgsl" with { type: "text" };
+import lnFwd from "../../shaders/layernorm_fwd.wgsl" with { type: "text" };
+import lnBwdDx from "../../shaders/layernorm_bwd_dx.wgsl" with { type: "text" };
+import lnBwdWb from "../../shaders/layernorm_bwd_wb.wgsl" with { type: "text" };
+import { record } from "../autograd.ts";
+import { rt, uniforms } from "../runtime.ts";
+import { Tensor } from "../tensor.ts";
+import { grid, specialize } from "../wgsl.ts";
+import { check, fmt, sameDtype } from "./check.ts";
+
+const WG = 256;
+
+function statsTensor(count: number): Tensor {
+  // Statistics are always f32, whatever the activation dtype.
+  return Tensor.empty([count, 2], "f32");
+}
+
+/**
+ * GroupNorm over x [N, C, ...spatial] with `groups` groups, per-channel weight and bias [C],
+ * optionally followed by SiLU (fused).
+ */
+export function groupNorm(
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor,
+  groups: number,
+  eps = 1e-5,
+  opts: { silu?: boolean } = {},
+): Tensor {
+  const op = "groupNorm";
+  sameDtype(op, x, weight, bias);
+  check(x.rank >= 2, op, () => `input ${fmt(x)} must be [N, C, ...]`);
+  const [n, c] = x.shape;
+  check(c % groups === 0, op, () => `channels ${c} of ${fmt(x)} not divisible by ${groups} groups`);
+  check(
+    weight.size === c && bias.size === c,
+    op,
+    () => `weight ${fmt(weight)} / bias ${fmt(bias)} must have ${c} elements for ${fmt(x)}`,
+  );
+  const s = x.size / (n * c);
+  const silu = opts.silu ? 1 : 0;
+  const y = Tensor.empty(x.shape, x.dtype);
+  const stats = statsTensor(n * groups);
+  const u = () => uniforms().u(c, s, groups).f(eps).u(silu, 1, 0, 0);
+  const r = rt();
+  r.dispatch(
+    r.pipeline(specialize(gnFwd, x.dtype, { WG })),
+    [x.buffer, weight.buffer, bias.buffer, y.buffer, stats.buffer],
+    u(),
+    [n * groups],
+  );
+  const out = record(op, [x, weight, bias], y, [x, weight, bias, stats], (g, [sx, sw, sb, st]) => {
+    const dx = Tensor.empty(x.shape, x.dtype);
+    r.dispatch(
+      r.pipeline(specialize(gnBwdDx, x.dtype, { WG })),
+      [sx.buffer, sw.buffer, sb.buffer, g.buffer, st.buffer, dx.buffer],
+      u(),
+      [n * groups],
+    );
+    const dw = Tensor.empty(weight.shape, x.dtype), db = Tensor.empty(bias.shape, x.dtype);
+    r.dispatch(
+      r.pipeline(specialize(gnBwdWb, x.dtype, { WG })),
+      [sx.buffer, sw.buffer, sb.buffer, g.buffer, st.buffer, dw.buffer, db.buffer],
+      uniforms().u(c, s, groups).f(eps).u(silu, n, 0, 0),
+      [c],
+    );
+    return [dx, dw, db];
+  });
+  stats.dispose();
+  return out;
+}
+
+/** LayerNorm over the last dimension with weight and bias [C]. */
+export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
+  const op = "layerNorm";
+  sameDtype(op, x, weight, bias);
+  const c = x.shape[x.rank - 1];
+  check(
+    weight.size === c && bias.size === c,
+    op,
+    () => `weight ${fmt(weight)} / bias ${fmt(bias)} must have ${c} elements for ${fmt(x)}`,
+  );
+  const rows = x.size / c;
+  const y = Tensor.empty(x.shape, x.dtype);
+  const stats = statsTensor(rows);
+  const u = () => uniforms().u(rows, c).f(eps).u(0);
+  const r = rt();
+  const wg = c >= 256 ? 256 : 64;
+  r.dispatch(
+    r.pipeline(specialize(lnFwd, x.dtype, { WG: wg })),
+    [x.buffer, weight.buffer, bias.buffer, y.buffer, stats.buffer],
+    u(),
+    grid(rows, 1),
+  );
+  const out = record(op, [x, weight, bias], y, [x, weight, stats], (g, [sx, sw, st]) => {
+    const dx = Tensor.empty(x.shape, x.dtype);
+    r.dispatch(
+      r.pipeline(specialize(lnBwdDx, x.dtype, { WG: wg })),
+      [sx.buffer, sw.buffer, g.buffer, st.buffer, dx.buffer],
+      u(),
+      grid(rows, 1),
+    );
+    const dw = Tensor.empty(weight.shape, x.dtype), db = Tensor.empty(bias.shape, x.dtype);
+    r.dispatch(
+      r.pipeline(specialize(lnBwdWb, x.dtype, { WG: 64 })),
+      [sx.buffer, g.buffer, st.buffer, dw.buffer, db.buffer],
+      u(),
+      [Math.ceil(c / 64)],
+    );
+    return [dx, dw, db];
+  });
+  stats.dispose();
+  return out;
+}

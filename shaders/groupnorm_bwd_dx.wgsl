@@ -1,0 +1,77 @@
+// GroupNorm backward for the input, one workgroup per (sample, group). With gy the gradient at the
+// affine output (through SiLU when fused, recomputed from x), dxhat = gy * w and
+// dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
+struct Params {
+  C: u32,
+  S: u32,
+  G: u32,
+  eps: f32,
+  silu: u32,
+  hasAffine: u32,
+  pad0: u32,
+  pad1: u32,
+}
+@group(0) @binding(0) var<storage, read> x: array<T>;
+@group(0) @binding(1) var<storage, read> w: array<T>;
+@group(0) @binding(2) var<storage, read> b: array<T>;
+@group(0) @binding(3) var<storage, read> gy: array<T>;
+@group(0) @binding(4) var<storage, read> stats: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx: array<T>;
+@group(0) @binding(6) var<uniform> p: Params;
+
+var<workgroup> red: array<f32, WG>;
+
+fn wgSum(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s / 2u) {
+    if (lid < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+
+// Gradient at the affine output: through SiLU when fused.
+fn gradAffine(i: u32, c: u32, xhat: f32) -> f32 {
+  var g = f32(gy[i]);
+  if (p.silu == 1u) {
+    var v = xhat;
+    if (p.hasAffine == 1u) { v = v * f32(w[c]) + f32(b[c]); }
+    let s = 1.0 / (1.0 + exp(-v));
+    g = g * s * (1.0 + v * (1.0 - s));
+  }
+  return g;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let ng = wid.x;
+  let g = ng % p.G;
+  let n = ng / p.G;
+  let cpg = p.C / p.G;
+  let count = cpg * p.S;
+  let base = (n * p.C + g * cpg) * p.S;
+  let mean = stats[2u * ng];
+  let rstd = stats[2u * ng + 1u];
+  var a1 = 0.0;
+  var a2 = 0.0;
+  for (var i = lid; i < count; i += WG) {
+    let c = g * cpg + i / p.S;
+    let xhat = (f32(x[base + i]) - mean) * rstd;
+    var d = gradAffine(base + i, c, xhat);
+    if (p.hasAffine == 1u) { d = d * f32(w[c]); }
+    a1 += d;
+    a2 += d * xhat;
+  }
+  let m1 = wgSum(a1, lid) / f32(count);
+  let m2 = wgSum(a2, lid) / f32(count);
+  for (var i = lid; i < count; i += WG) {
+    let c = g * cpg + i / p.S;
+    let xhat = (f32(x[base + i]) - mean) * rstd;
+    var d = gradAffine(base + i, c, xhat);
+    if (p.hasAffine == 1u) { d = d * f32(w[c]); }
+    dx[base + i] = T(rstd * (d - m1 - xhat * m2));
+  }
+}

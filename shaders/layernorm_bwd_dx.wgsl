@@ -1,0 +1,53 @@
+// LayerNorm backward for the input, one workgroup per row:
+// dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = gy * w.
+struct Params {
+  R: u32,
+  C: u32,
+  eps: f32,
+  pad0: u32,
+}
+@group(0) @binding(0) var<storage, read> x: array<T>;
+@group(0) @binding(1) var<storage, read> w: array<T>;
+@group(0) @binding(2) var<storage, read> gy: array<T>;
+@group(0) @binding(3) var<storage, read> stats: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dx: array<T>;
+@group(0) @binding(5) var<uniform> p: Params;
+
+var<workgroup> red: array<f32, WG>;
+
+fn wgSum(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s / 2u) {
+    if (lid < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= p.R) { return; }
+  let base = row * p.C;
+  let mean = stats[2u * row];
+  let rstd = stats[2u * row + 1u];
+  var a1 = 0.0;
+  var a2 = 0.0;
+  for (var i = lid; i < p.C; i += WG) {
+    let xhat = (f32(x[base + i]) - mean) * rstd;
+    let d = f32(gy[base + i]) * f32(w[i]);
+    a1 += d;
+    a2 += d * xhat;
+  }
+  let m1 = wgSum(a1, lid) / f32(p.C);
+  let m2 = wgSum(a2, lid) / f32(p.C);
+  for (var i = lid; i < p.C; i += WG) {
+    let xhat = (f32(x[base + i]) - mean) * rstd;
+    let d = f32(gy[base + i]) * f32(w[i]);
+    dx[base + i] = T(rstd * (d - m1 - xhat * m2));
+  }
+}
