@@ -8,3 +8,4 @@ export { initGpu, rt } from "./runtime.ts";
 export { type DType, scope, scopeAsync, Tensor } from "./tensor.ts";
 export { backward, checkpoint, isGradEnabled, noGrad, releaseGraph } from "./autograd.ts";
 export * from "./ops/mod.ts";
+export * from "./optim/mod.ts";
