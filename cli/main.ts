@@ -13,6 +13,10 @@ const TOOLS: Record<string, { about: string; load: () => Promise<ToolMain> }> = 
     about: "show the WebGPU adapter and run a quick engine self-check and benchmark",
     load: async () => (await import("./engine.ts")).main,
   },
+  resize_images_to_resolution: {
+    about: "resize training images to one or more maximum resolutions (kohya's tool)",
+    load: async () => (await import("./resize_images.ts")).main,
+  },
 };
 
 /** Register a tool (used by tool modules as they are added). */

@@ -191,7 +191,8 @@ export function releaseGraph(t: Tensor): void {
  */
 export function checkpoint(fn: (...xs: Tensor[]) => Tensor, ...xs: Tensor[]): Tensor {
   if (!gradEnabled) return fn(...xs);
-  const out = noGrad(() => fn(...xs));
+  // Intermediates of the un-recorded forward are freed at once: only the output survives.
+  const out = noGrad(() => scope(() => fn(...xs)));
   out.requiresGrad = true;
   const saved = xs.map((x) => x.retain().keep());
   out.node = new Node("checkpoint", xs, saved, (g, s) => {
@@ -200,7 +201,7 @@ export function checkpoint(fn: (...xs: Tensor[]) => Tensor, ...xs: Tensor[]): Te
       d.requiresGrad = xs[k].requiresGrad;
       return d;
     });
-    const y = withGrad(() => fn(...detached)).keep();
+    const y = withGrad(() => scope(() => fn(...detached))).keep();
     if (y.requiresGrad) backward(y, g);
     y.dispose();
     return detached.map((d) => {

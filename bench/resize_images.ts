@@ -1,0 +1,116 @@
+/**
+ * Benchmark of resize_images_to_resolution's per-image work: decode a 2048x1536 JPEG, cascade it
+ * to 512x512, 384x384 and 256x256 (INTER_AREA), encode each as JPEG quality 100. The peer is
+ * OpenCV (python3 + cv2: imread, resize, imwrite) doing the same in the same run; the filter
+ * alone (resize of the decoded image, no codecs) is timed for both too.
+ *
+ * Run: `deno run -A bench/resize_images.ts [iterations]`
+ */
+import { decodeImage } from "../core/image/decode.ts";
+import { encodeJpeg } from "../core/image/encode.ts";
+import { makeImage, type RasterImage, toRGB } from "../core/image/image.ts";
+import { fitToResolution, parseMaxResolutions } from "../core/image/max_resolution.ts";
+
+const ITER = Number(Deno.args[0] ?? 10);
+const RES = parseMaxResolutions("512x512,384x384,256x256");
+
+function testImage(w: number, h: number): RasterImage {
+  // Gradients, stripes and noise: a JPEG of realistic size, not a trivially compressible one.
+  const img = makeImage(w, h, 3);
+  let s = 12345;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      s = (s * 1103515245 + 12345) >>> 0;
+      const n = (s >>> 24) & 31;
+      const o = (y * w + x) * 3;
+      img.data[o] = ((x * 255) / w + n) & 255;
+      img.data[o + 1] = ((y * 255) / h + ((x >> 3) & 1) * 40) & 255;
+      img.data[o + 2] = (((x + y) >> 2) & 255) ^ n;
+    }
+  }
+  return img;
+}
+
+async function ours(jpg: Uint8Array): Promise<{ full: number; filter: number }> {
+  let filter = 0;
+  const t0 = performance.now();
+  for (let i = 0; i < ITER; i++) {
+    let img = toRGB(await decodeImage(jpg, "bench.jpg"));
+    for (const r of RES) {
+      const t = performance.now();
+      img = fitToResolution(img, r, 1, "area", "bench.jpg").image;
+      filter += performance.now() - t;
+      await encodeJpeg(img, 100);
+    }
+  }
+  const full = performance.now() - t0;
+  return { full: (ITER * 1000) / full, filter: (ITER * 1000) / filter };
+}
+
+const PEER = `
+import sys, time, math, json, cv2, numpy as np
+path, it = sys.argv[1], int(sys.argv[2])
+res = [(512, 512), (384, 384), (256, 256)]
+def fit(img, w, h):
+    cur = img.shape[0] * img.shape[1]
+    if cur > w * h:
+        s = math.sqrt(w * h / cur)
+        nh, nw = int(img.shape[0] * s), int(img.shape[1] * s)
+        img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+    return img
+filt = 0.0
+t0 = time.perf_counter()
+for _ in range(it):
+    img = cv2.imread(path)
+    for (w, h) in res:
+        t = time.perf_counter()
+        img = fit(img, w, h)
+        filt += time.perf_counter() - t
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 100])
+full = time.perf_counter() - t0
+print(json.dumps({"full": it / full, "filter": it / filt, "threads": cv2.getNumThreads(), "version": cv2.__version__}))
+`;
+
+async function peer(path: string): Promise<Record<string, number | string> | null> {
+  for (const py of ["/usr/bin/python3", "python3"]) {
+    try {
+      const out = await new Deno.Command(py, { args: ["-c", PEER, path, String(ITER)] }).output();
+      if (out.success) return JSON.parse(new TextDecoder().decode(out.stdout));
+    } catch { /* try the next interpreter */ }
+  }
+  return null;
+}
+
+const tmp = await Deno.makeTempDir({ prefix: "lorakit_bench_" });
+try {
+  const jpg = await encodeJpeg(testImage(2048, 1536), 95);
+  const path = `${tmp}/bench.jpg`;
+  await Deno.writeFile(path, jpg);
+  await ours(jpg); // warm-up: JIT and WebAssembly instantiation
+  const a = await ours(jpg);
+  const b = await peer(path);
+  console.log(
+    `2048x1536 JPEG (${
+      (jpg.length / 1024).toFixed(0)
+    } KiB) -> 512,384,256 area, q100 JPEG, ${ITER} iterations`,
+  );
+  console.log(`lorakit: ${a.full.toFixed(2)} images/s (filter alone ${a.filter.toFixed(1)}/s)`);
+  if (b === null) {
+    console.log("OpenCV peer unavailable (needs python3 with cv2: apt-get install python3-opencv)");
+  } else {
+    const full = b.full as number;
+    const filter = b.filter as number;
+    console.log(
+      `opencv ${b.version} (${b.threads} threads): ${full.toFixed(2)} images/s (filter alone ${
+        filter.toFixed(1)
+      }/s)`,
+    );
+    console.log(
+      `ratio lorakit/opencv: ${(a.full / full).toFixed(2)} end to end, ${
+        (a.filter / filter).toFixed(2)
+      } filter alone`,
+    );
+  }
+} finally {
+  await Deno.remove(tmp, { recursive: true });
+}
