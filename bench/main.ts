@@ -1,0 +1,53 @@
+/**
+ * `deno task bench`: runs every benchmark on whatever adapter is present, each with its peer
+ * (PyTorch on this machine) measured in the same run, prints the table and writes
+ * bench/RESULTS.md with the machine it came from. `deno task bench matmul conv2d` runs a subset.
+ */
+import { getGpu } from "../gpu/mod.ts";
+import { type BenchRow, table } from "./harness.ts";
+
+const SUITES = [
+  "matmul",
+  "conv2d",
+  "attention",
+  "groupnorm",
+  "svd",
+  "unet",
+  "resize_images",
+];
+
+const only = Deno.args.filter((a) => !a.startsWith("-"));
+const gpu = await getGpu();
+const rows: BenchRow[] = [];
+const ran: string[] = [];
+for (const name of SUITES) {
+  if (only.length && !only.includes(name)) continue;
+  const url = new URL(`./${name}.ts`, import.meta.url);
+  try {
+    await Deno.stat(url);
+  } catch {
+    continue;
+  }
+  console.error(`== ${name}`);
+  const mod = await import(url.href) as { bench?: () => Promise<BenchRow[]> };
+  if (!mod.bench) continue;
+  const r = await mod.bench();
+  rows.push(...r);
+  ran.push(name);
+  console.log(table(r));
+}
+
+const cpu = (await Deno.readTextFile("/proc/cpuinfo").catch(() => ""))
+  .match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown CPU";
+const header =
+  `# Benchmark results\n\nAdapter: ${gpu.description}${
+    gpu.isSoftware ? " (software)" : ""
+  }; CPU: ${cpu}, ${navigator.hardwareConcurrency} threads; ${
+    new Date().toISOString().slice(0, 10)
+  }.\n` +
+  `"speed vs peer" is the peer's time divided by ours (above 1: we are faster).\n`;
+const text = `${header}\n${table(rows)}\n`;
+if (!only.length) {
+  await Deno.writeTextFile(new URL("./RESULTS.md", import.meta.url), text);
+  console.error(`wrote bench/RESULTS.md (${ran.join(", ")})`);
+}
