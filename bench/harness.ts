@@ -44,8 +44,11 @@ export async function timeGpu(
   return times[Math.floor(times.length / 2)];
 }
 
-/** The Python with Debian's packages (python3-torch, python3-opencv), not a user's pyenv. */
-export const PYTHON = "/usr/bin/python3";
+/**
+ * The peer's Python: Debian's (python3-torch, python3-opencv) by default, not a user's pyenv;
+ * `LORAKIT_PEER_PYTHON` overrides it (e.g. a GPU machine's PyTorch environment).
+ */
+export const PYTHON = Deno.env.get("LORAKIT_PEER_PYTHON") ?? "/usr/bin/python3";
 
 /**
  * Run `bench/peer/<script>` with a JSON spec on stdin; it prints a JSON object on its last stdout
