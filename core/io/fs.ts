@@ -12,7 +12,23 @@ export interface RandomAccessFile {
   readonly size: number;
   /** Read exactly `length` bytes at `offset`; throws a LorakitError naming the file if short. */
   read(offset: number, length: number): Promise<Uint8Array>;
+  /**
+   * Read exactly `target.length` bytes at `offset` into `target`, allocating nothing, so callers
+   * can reuse one buffer or fill a mapped GPU staging buffer. Optional: in-memory files may omit
+   * it (see {@link readIntoFrom}).
+   */
+  readInto?(offset: number, target: Uint8Array): Promise<void>;
   close(): void;
+}
+
+/** `file.readInto` when the file has it, else `file.read` and a copy. */
+export async function readIntoFrom(
+  file: RandomAccessFile,
+  offset: number,
+  target: Uint8Array,
+): Promise<void> {
+  if (file.readInto !== undefined) await file.readInto(offset, target);
+  else target.set(await file.read(offset, target.length));
 }
 
 /** Open `path` for reading. A missing file is a LorakitError naming it. */
@@ -26,26 +42,43 @@ export async function openRead(path: string): Promise<RandomAccessFile> {
   }
   const size = (await file.stat()).size;
   let closed = false;
-  return {
-    path,
-    size,
-    async read(offset: number, length: number): Promise<Uint8Array> {
-      if (offset < 0 || length < 0 || offset + length > size) {
-        throw new LorakitError(
-          `${path}: read of ${length} bytes at offset ${offset} is outside the file (${size} bytes); the file is truncated or corrupt`,
-        );
-      }
-      const out = new Uint8Array(length);
+  const check = (offset: number, length: number) => {
+    if (offset < 0 || length < 0 || offset + length > size) {
+      throw new LorakitError(
+        `${path}: read of ${length} bytes at offset ${offset} is outside the file (${size} bytes); the file is truncated or corrupt`,
+      );
+    }
+  };
+  // Seek + read on one handle is not atomic: reads are queued so that two in flight at once
+  // cannot interleave and return each other's bytes.
+  let queue: Promise<unknown> = Promise.resolve();
+  const fill = (offset: number, out: Uint8Array): Promise<void> => {
+    const run = queue.then(async () => {
       await file.seek(offset, Deno.SeekMode.Start);
       let got = 0;
-      while (got < length) {
+      while (got < out.length) {
         const n = await file.read(out.subarray(got));
         if (n === null || n === 0) {
           throw new LorakitError(`${path}: unexpected end of file at byte ${offset + got}`);
         }
         got += n;
       }
+    });
+    queue = run.catch(() => {});
+    return run;
+  };
+  return {
+    path,
+    size,
+    async read(offset: number, length: number): Promise<Uint8Array> {
+      check(offset, length);
+      const out = new Uint8Array(length);
+      await fill(offset, out);
       return out;
+    },
+    async readInto(offset: number, target: Uint8Array): Promise<void> {
+      check(offset, target.length);
+      await fill(offset, target);
     },
     close() {
       if (!closed) {
