@@ -1,0 +1,133 @@
+/**
+ * kohya's 25-block map of the SD 1.x/2.x U-Net and the per-block dims/alphas built on it
+ * (`networks/lora.py`: `get_block_index`, `get_block_dims_and_alphas`,
+ * `remove_block_dims_and_alphas`).
+ *
+ * The 25 blocks follow the LDM U-Net: IN00..IN11 (`input_blocks`), MID, OUT00..OUT11
+ * (`output_blocks`). IN00 is `conv_in`, which never gets a LoRA, so index 0 only ever appears in
+ * per-block lists, never on a module.
+ *
+ * @module
+ */
+import { LorakitError } from "../errors.ts";
+
+/** Down (and up) blocks of the full model, as kohya counts them (`NUM_OF_BLOCKS`). */
+export const NUM_DOWN_BLOCKS = 12;
+/** Middle blocks (`NUM_OF_MID_BLOCKS`). */
+export const NUM_MID_BLOCKS = 1;
+/** Length of every per-block list: 12 down + 1 mid + 12 up. */
+export const NUM_TOTAL_BLOCKS = NUM_DOWN_BLOCKS * 2 + NUM_MID_BLOCKS;
+/** Index of the middle block. */
+export const MID_BLOCK_INDEX = NUM_DOWN_BLOCKS;
+
+// Same pattern as kohya's RE_UPDOWN; it is searched (not anchored) in the LoRA name.
+const RE_UPDOWN = /(up|down)_blocks_(\d+)_(resnets|upsamplers|downsamplers|attentions)_(\d+)_/;
+
+/**
+ * kohya's `get_block_index` for SD 1.x/2.x: the block (0..24) a U-Net LoRA module belongs to, from
+ * its LoRA name (`lora_unet_down_blocks_1_attentions_0_proj_in` -> 4). -1 for names outside the
+ * down/mid/up blocks (kohya's "invalid" value).
+ */
+export function blockIndex(loraName: string): number {
+  const m = RE_UPDOWN.exec(loraName);
+  if (m !== null) {
+    const i = Number(m[2]);
+    const j = Number(m[4]);
+    // Resnets and attentions of one level share indices 3i+j; the sampler is the level's third.
+    const idx = m[3] === "upsamplers" || m[3] === "downsamplers" ? 3 * i + 2 : 3 * i + j;
+    return m[1] === "down" ? 1 + idx : NUM_DOWN_BLOCKS + 1 + idx;
+  }
+  return loraName.includes("mid_block_") ? MID_BLOCK_INDEX : -1;
+}
+
+/** Human name of a block index: IN00..IN11, MID, OUT00..OUT11. */
+export function blockLabel(index: number): string {
+  if (!Number.isInteger(index) || index < 0 || index >= NUM_TOTAL_BLOCKS) {
+    throw new LorakitError(`block index: expected an integer 0..24, found ${index}`);
+  }
+  const two = (n: number) => String(n).padStart(2, "0");
+  if (index < NUM_DOWN_BLOCKS) return `IN${two(index)}`;
+  if (index === MID_BLOCK_INDEX) return "MID";
+  return `OUT${two(index - MID_BLOCK_INDEX - 1)}`;
+}
+
+/** Per-block ranks and alphas of the U-Net (kohya's block_dims path). */
+export interface BlockDims {
+  /** Rank of Linear and 1x1 conv modules per block (0 = no module). */
+  dims: number[];
+  alphas: number[];
+  /** Rank of 3x3 conv modules per block; null when 3x3 convs get no LoRA. */
+  convDims: number[] | null;
+  convAlphas: number[] | null;
+}
+
+/** Inputs of {@link resolveBlockDims}, already parsed to numbers (see network_args.ts). */
+export interface BlockDimsInput {
+  networkDim: number;
+  networkAlpha: number;
+  convDim?: number | null;
+  convAlpha?: number | null;
+  blockDims?: readonly number[] | null;
+  blockAlphas?: readonly number[] | null;
+  convBlockDims?: readonly number[] | null;
+  convBlockAlphas?: readonly number[] | null;
+}
+
+function checkLength(key: string, list: readonly number[]): number[] {
+  if (list.length !== NUM_TOTAL_BLOCKS) {
+    throw new LorakitError(
+      `network_args ${key}: expected ${NUM_TOTAL_BLOCKS} comma-separated values ` +
+        `(12 down blocks, 1 mid, 12 up), found ${list.length}`,
+    );
+  }
+  return [...list];
+}
+
+/**
+ * kohya's `get_block_dims_and_alphas`: every list filled to 25 values. Missing `block_dims` or
+ * `block_alphas` repeat `network_dim`/`network_alpha`; missing `conv_block_alphas` repeat
+ * `conv_alpha` (1.0 when unset); without `conv_block_dims`, 3x3 convs use `conv_dim` everywhere,
+ * or get no LoRA when `conv_dim` is unset too.
+ */
+export function resolveBlockDims(input: BlockDimsInput): BlockDims {
+  const fill = (v: number) => new Array<number>(NUM_TOTAL_BLOCKS).fill(v);
+  const dims = input.blockDims != null
+    ? checkLength("block_dims", input.blockDims)
+    : fill(input.networkDim);
+  const alphas = input.blockAlphas != null
+    ? checkLength("block_alphas", input.blockAlphas)
+    : fill(input.networkAlpha);
+  let convDims: number[] | null = null;
+  let convAlphas: number[] | null = null;
+  if (input.convBlockDims != null) {
+    convDims = checkLength("conv_block_dims", input.convBlockDims);
+    convAlphas = input.convBlockAlphas != null
+      ? checkLength("conv_block_alphas", input.convBlockAlphas)
+      : fill(input.convAlpha ?? 1.0);
+  } else if (input.convDim != null) {
+    convDims = fill(input.convDim);
+    convAlphas = fill(input.convAlpha ?? 1.0);
+  }
+  return { dims, alphas, convDims, convAlphas };
+}
+
+/**
+ * kohya's `remove_block_dims_and_alphas`: a block whose learning-rate weight is 0 gets rank 0,
+ * so its modules are never created (not merely frozen).
+ */
+export function dropZeroLrBlocks(dims: BlockDims, lrWeights: readonly number[] | null): BlockDims {
+  if (lrWeights === null) return dims;
+  const out: BlockDims = {
+    dims: [...dims.dims],
+    alphas: [...dims.alphas],
+    convDims: dims.convDims && [...dims.convDims],
+    convAlphas: dims.convAlphas && [...dims.convAlphas],
+  };
+  lrWeights.forEach((w, i) => {
+    if (w === 0) {
+      out.dims[i] = 0;
+      if (out.convDims !== null) out.convDims[i] = 0;
+    }
+  });
+  return out;
+}
