@@ -1,0 +1,46 @@
+// Copies along one axis of a tensor viewed as [outer][axis][inner] (row-major), for concat and
+// slice and their gradients.
+//   window: dst[o][d][i] = src[o][d + off][i] when 0 <= d + off < sLen, else 0  (slice, and the
+//           gradient of slice/concat as a zero-padded window; off may be negative)
+//   place:  dst[o][d + off][i] = src[o][d][i], elements of dst outside the window untouched
+//           (writes one input of a concat into its place)
+struct Params {
+  n: u32,
+  inner: u32,
+  sLen: u32,
+  dLen: u32,
+  off: i32,
+  p0: u32,
+  p1: u32,
+  p2: u32,
+}
+@group(0) @binding(0) var<storage, read> src: array<T>;
+@group(0) @binding(1) var<storage, read_write> dst: array<T>;
+@group(0) @binding(2) var<uniform> p: Params;
+
+@compute @workgroup_size(WG)
+fn window(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  // n counts dst elements.
+  let k = gid.x + gid.y * nwg.x * WG;
+  if (k >= p.n) { return; }
+  let i = k % p.inner;
+  let d = (k / p.inner) % p.dLen;
+  let o = k / (p.inner * p.dLen);
+  let sd = i32(d) + p.off;
+  var v = T(0.0);
+  if (sd >= 0 && sd < i32(p.sLen)) {
+    v = src[(o * p.sLen + u32(sd)) * p.inner + i];
+  }
+  dst[k] = v;
+}
+
+@compute @workgroup_size(WG)
+fn place(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  // n counts src elements.
+  let k = gid.x + gid.y * nwg.x * WG;
+  if (k >= p.n) { return; }
+  let i = k % p.inner;
+  let d = (k / p.inner) % p.sLen;
+  let o = k / (p.inner * p.sLen);
+  dst[(o * p.dLen + d + u32(p.off)) * p.inner + i] = src[k];
+}

@@ -1,0 +1,79 @@
+// Weight gradient of a convolution as an implicit GEMM reducing over every output pixel:
+//   dw[co][ci][tap] = sum over n, oh, ow of dy[n][co][oh][ow] * x[n][ci][oh*s + kh - pad][...].
+// One tap per workgroup_id.z; RO output channels per invocation come from workgroup_id.y only, so
+// the dy loads are uniform across lanes (one scalar load and a broadcast on llvmpipe), and each
+// lane owns CI input channels strided by WG. The pixel loop is uniform too, so the padding test
+// is a uniform branch rather than a mask. Requires RO, CI, WG. Accumulates in f32. The `// @...`
+// lines are expanded by gpu/ops/conv2d.ts into straight-line code over named registers
+// (acc<r>_<j>, g<r>, a<j>), as in conv2d.wgsl.
+struct Params {
+  cin: u32,
+  cout: u32,
+  h: u32,
+  w: u32,
+  ho: u32,
+  wo: u32,
+  n: u32,
+  kw: u32,
+  taps: u32,
+  stride: u32,
+  pad: u32,
+  p0: u32,
+}
+@group(0) @binding(0) var<storage, read> x: array<T>;
+@group(0) @binding(1) var<storage, read> dy: array<T>;
+@group(0) @binding(2) var<storage, read_write> dw: array<T>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let t = wid.z;
+  let kh = i32(t / p.kw);
+  let kw = i32(t % p.kw);
+  let co0 = wid.y * RO;
+  let ci0 = wid.x * WG * CI + lid;
+  let hw = p.h * p.w;
+  let howo = p.ho * p.wo;
+  let s = i32(p.stride);
+  let pad = i32(p.pad);
+  // @acc-decl
+  var xRow: array<u32, CI>;
+  for (var j = 0u; j < CI; j++) {
+    xRow[j] = min(ci0 + j * WG, p.cin - 1u) * hw;
+  }
+  var gRow: array<u32, RO>;
+  for (var r = 0u; r < RO; r++) {
+    gRow[r] = min(co0 + r, p.cout - 1u) * howo;
+  }
+  // The valid output columns for this tap: 0 <= ow*s + kw - pad < w.
+  let owLo = u32(max(0, (pad - kw + s - 1) / s));
+  // (A negative numerator means no column is valid; i32 division would round it towards 0.)
+  let num = i32(p.w) - 1 + pad - kw;
+  let owHi = u32(select(0, clamp(num / s + 1, 0, i32(p.wo)), num >= 0));
+  for (var n = 0u; n < p.n; n++) {
+    let xN = n * p.cin * hw;
+    let gN = n * p.cout * howo;
+    for (var oy = 0u; oy < p.ho; oy++) {
+      let ih = i32(oy) * s + kh - pad;
+      if (ih < 0 || ih >= i32(p.h)) { continue; }
+      let xOff = xN + u32(ih) * p.w;
+      let gOff = gN + oy * p.wo;
+      for (var ox = owLo; ox < owHi; ox++) {
+        let xi = xOff + u32(i32(ox) * s + kw - pad);
+        let gi = gOff + ox;
+        // @inner
+      }
+    }
+  }
+  var acc: array<f32, RO * CI>;
+  // @acc-gather
+  for (var r = 0u; r < RO; r++) {
+    let co = co0 + r;
+    for (var j = 0u; j < CI; j++) {
+      let ci = ci0 + j * WG;
+      if (co < p.cout && ci < p.cin) {
+        dw[(co * p.cin + ci) * p.taps + t] = T(acc[r * CI + j]);
+      }
+    }
+  }
+}

@@ -1,0 +1,220 @@
+import assert from "node:assert/strict";
+import {
+  concat,
+  concatChannels,
+  conv2d,
+  initGpu,
+  OpArgumentError,
+  slice,
+  sliceChannels,
+  Tensor,
+  upsampleNearest2x,
+} from "../gpu/mod.ts";
+import { checkOp } from "./op_check.ts";
+
+/** float64 reference convolution, NCHW, weight [Cout, Cin, kh, kw]. */
+function convRef(
+  [n, cin, h, w]: number[],
+  [cout, , kh, kw]: number[],
+  stride: number,
+  pad: number,
+): (xs: Float64Array[]) => Float64Array {
+  const ho = Math.floor((h + 2 * pad - kh) / stride) + 1;
+  const wo = Math.floor((w + 2 * pad - kw) / stride) + 1;
+  return ([x, wt, b]) => {
+    const out = new Float64Array(n * cout * ho * wo);
+    for (let b0 = 0; b0 < n; b0++) {
+      for (let co = 0; co < cout; co++) {
+        for (let oy = 0; oy < ho; oy++) {
+          for (let ox = 0; ox < wo; ox++) {
+            let s = b ? b[co] : 0;
+            for (let ci = 0; ci < cin; ci++) {
+              for (let ky = 0; ky < kh; ky++) {
+                const iy = oy * stride + ky - pad;
+                if (iy < 0 || iy >= h) continue;
+                for (let kx = 0; kx < kw; kx++) {
+                  const ix = ox * stride + kx - pad;
+                  if (ix < 0 || ix >= w) continue;
+                  s += x[((b0 * cin + ci) * h + iy) * w + ix] *
+                    wt[((co * cin + ci) * kh + ky) * kw + kx];
+                }
+              }
+            }
+            out[((b0 * cout + co) * ho + oy) * wo + ox] = s;
+          }
+        }
+      }
+    }
+    return out;
+  };
+}
+
+interface ConvCase {
+  k: number;
+  stride: number;
+  pad: number;
+  bias: boolean;
+  x: number[];
+  cout: number;
+}
+
+const cases: ConvCase[] = [
+  { k: 3, stride: 1, pad: 1, bias: true, x: [2, 3, 7, 6], cout: 5 },
+  { k: 3, stride: 1, pad: 0, bias: false, x: [2, 3, 7, 6], cout: 5 },
+  { k: 3, stride: 2, pad: 1, bias: true, x: [2, 3, 7, 6], cout: 5 },
+  { k: 3, stride: 2, pad: 0, bias: false, x: [1, 4, 8, 7], cout: 6 },
+  { k: 1, stride: 1, pad: 0, bias: true, x: [2, 3, 7, 6], cout: 5 },
+  { k: 1, stride: 2, pad: 0, bias: false, x: [2, 3, 7, 6], cout: 5 },
+  { k: 3, stride: 1, pad: 1, bias: true, x: [1, 17, 4, 3], cout: 18 },
+];
+
+for (const dtype of ["f32", "f16"] as const) {
+  for (const c of cases) {
+    const name = `conv2d k${c.k} s${c.stride} p${c.pad}${c.bias ? " bias" : ""} ` +
+      `x[${c.x}] cout ${c.cout} ${dtype}`;
+    Deno.test(name, async () => {
+      const wShape = [c.cout, c.x[1], c.k, c.k];
+      const shapes = c.bias ? [c.x, wShape, [c.cout]] : [c.x, wShape];
+      const opts = { stride: c.stride, padding: c.pad };
+      await checkOp({
+        name,
+        dtype,
+        shapes,
+        gpu: ([x, w, b]) => conv2d(x, w, b ?? null, opts),
+        cpu: convRef(c.x, wShape, c.stride, c.pad),
+        eps: dtype === "f16" ? 1e-2 : 1e-4,
+      });
+    });
+  }
+}
+
+Deno.test("conv2d rejects bad shapes naming the op and the shapes", async () => {
+  await initGpu();
+  const x = Tensor.zeros([1, 3, 4, 4]);
+  const w = Tensor.zeros([2, 4, 3, 3]);
+  const w3 = Tensor.zeros([2, 3, 3]);
+  assert.throws(
+    () => conv2d(x, w),
+    (e: unknown) =>
+      e instanceof OpArgumentError && /conv2d/.test(e.message) &&
+      /channel mismatch/.test(e.message) && /f32\[1,3,4,4\]/.test(e.message) &&
+      /f32\[2,4,3,3\]/.test(e.message),
+  );
+  assert.throws(
+    () => conv2d(x, w3),
+    (e: unknown) =>
+      e instanceof OpArgumentError && /conv2d/.test(e.message) && /4-D/.test(e.message) &&
+      /f32\[2,3,3\]/.test(e.message),
+  );
+  for (const t of [x, w, w3]) t.dispose();
+});
+
+/** float64 reference of a concat along `axis` of row-major tensors. */
+function concatRef(shapes: number[][], axis: number): (xs: Float64Array[]) => Float64Array {
+  const outer = shapes[0].slice(0, axis).reduce((a, b) => a * b, 1);
+  const inners = shapes.map((s) => s.slice(axis).reduce((a, b) => a * b, 1));
+  return (xs) => {
+    const out: number[] = [];
+    for (let o = 0; o < outer; o++) {
+      xs.forEach((x, k) => out.push(...x.subarray(o * inners[k], (o + 1) * inners[k])));
+    }
+    return Float64Array.from(out);
+  };
+}
+
+/** float64 reference of entries [start, end) along `axis`. */
+function sliceRef(shape: number[], axis: number, start: number, end: number) {
+  const outer = shape.slice(0, axis).reduce((a, b) => a * b, 1);
+  const inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+  return ([x]: Float64Array[]): Float64Array => {
+    const out: number[] = [];
+    for (let o = 0; o < outer; o++) {
+      out.push(...x.subarray((o * shape[axis] + start) * inner, (o * shape[axis] + end) * inner));
+    }
+    return Float64Array.from(out);
+  };
+}
+
+for (const dtype of ["f32", "f16"] as const) {
+  Deno.test(`upsampleNearest2x ${dtype}`, async () => {
+    const [n, c, h, w] = [2, 3, 3, 5];
+    await checkOp({
+      name: "upsampleNearest2x",
+      dtype,
+      shapes: [[n, c, h, w]],
+      gpu: ([x]) => upsampleNearest2x(x),
+      cpu: ([x]) => {
+        const out = new Float64Array(n * c * 4 * h * w);
+        for (let q = 0; q < n * c; q++) {
+          for (let y = 0; y < 2 * h; y++) {
+            for (let z = 0; z < 2 * w; z++) {
+              out[(q * 2 * h + y) * 2 * w + z] = x[(q * h + (y >> 1)) * w + (z >> 1)];
+            }
+          }
+        }
+        return out;
+      },
+      eps: dtype === "f16" ? 1e-2 : 1e-4,
+    });
+  });
+
+  Deno.test(`concatChannels and sliceChannels ${dtype}`, async () => {
+    const shapes = [[2, 3, 2, 3], [2, 1, 2, 3], [2, 4, 2, 3]];
+    await checkOp({
+      name: "concatChannels",
+      dtype,
+      shapes,
+      gpu: (xs) => concatChannels(xs),
+      cpu: concatRef(shapes, 1),
+      eps: dtype === "f16" ? 1e-2 : 1e-4,
+    });
+    await checkOp({
+      name: "sliceChannels",
+      dtype,
+      shapes: [[2, 5, 2, 3]],
+      gpu: ([x]) => sliceChannels(x, 1, 4),
+      cpu: sliceRef([2, 5, 2, 3], 1, 1, 4),
+      eps: dtype === "f16" ? 1e-2 : 1e-4,
+    });
+  });
+}
+
+Deno.test("concat and slice along the last axis (GEGLU's chunk)", async () => {
+  const shapes = [[2, 3, 4], [2, 3, 5]];
+  await checkOp({
+    name: "concat(-1)",
+    shapes,
+    gpu: (xs) => concat(xs, -1),
+    cpu: concatRef(shapes, 2),
+  });
+  await checkOp({
+    name: "slice(-1) second half",
+    shapes: [[2, 3, 8]],
+    gpu: ([x]) => slice(x, -1, 4, 8),
+    cpu: sliceRef([2, 3, 8], 2, 4, 8),
+  });
+  await checkOp({
+    name: "concat(0)",
+    shapes: [[1, 3], [2, 3]],
+    gpu: (xs) => concat(xs, 0),
+    cpu: concatRef([[1, 3], [2, 3]], 0),
+  });
+});
+
+Deno.test("concat and slice reject bad arguments naming the op and the shapes", async () => {
+  await initGpu();
+  const a = Tensor.zeros([1, 2, 3, 3]);
+  const b = Tensor.zeros([1, 2, 4, 3]);
+  const isOpError = (op: string, ...parts: RegExp[]) => (e: unknown) =>
+    e instanceof OpArgumentError && e.message.startsWith(op + ":") &&
+    parts.every((r) => r.test(e.message));
+  assert.throws(
+    () => concatChannels([a, b]),
+    isOpError("concat", /f32\[1,2,3,3\]/, /f32\[1,2,4,3\]/),
+  );
+  assert.throws(() => concat([a], 4), isOpError("concat", /axis 4/));
+  assert.throws(() => slice(a, 1, 1, 3), isOpError("slice", /f32\[1,2,3,3\]/, /\[1, 3\)/));
+  assert.throws(() => upsampleNearest2x(Tensor.zeros([3, 3])), isOpError("upsampleNearest2x"));
+  a.dispose();
+  b.dispose();
+});
