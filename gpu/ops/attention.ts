@@ -1,0 +1,261 @@
+/**
+ * Fused flash-style scaled dot-product attention, forward and backward (FlashAttention-2's
+ * split): `softmax(scale * Q K^T) V` without ever materialising the Tq x Tk score matrix. The
+ * forward keeps an online softmax per query row and stores only each row's log-sum-exp; the
+ * backward recomputes the probabilities from Q, K and that log-sum-exp in two kernels, one
+ * parallel over key rows (dK, dV) and one over query rows (dQ), so no atomics are needed. Extra
+ * memory is O(T * D) for any sequence length.
+ *
+ * @module
+ */
+import fwdSrc from "../../shaders/attention_fwd.wgsl" with { type: "text" };
+import deltaSrc from "../../shaders/attention_bwd_delta.wgsl" with { type: "text" };
+import dkdvSrc from "../../shaders/attention_bwd_dkdv.wgsl" with { type: "text" };
+import dqSrc from "../../shaders/attention_bwd_dq.wgsl" with { type: "text" };
+import { record } from "../autograd.ts";
+import { rt, uniforms } from "../runtime.ts";
+import { dtypeBytes, Tensor } from "../tensor.ts";
+import { grid, specialize } from "../wgsl.ts";
+import { check, fmt, sameDtype } from "./check.ts";
+
+/** Options of `attention`. */
+export interface AttentionOptions {
+  /** Mask key j for query i when j > i (top-left aligned, as torch's `is_causal`). */
+  causal?: boolean;
+  /** Score scale; defaults to 1 / sqrt(D). */
+  scale?: number;
+}
+
+/** Largest head dimension (SD 1.x at full size: 160); kernels unroll over D / 4 slices. */
+export const MAX_HEAD_DIM = 160;
+
+const LOG2E = 1.4426950408889634;
+/**
+ * Invocations per workgroup and rows per invocation, forward and backward. Each streamed key (or
+ * query, for dK/dV) is loaded once per R rows, and on lavapipe a load is a per-lane loop while
+ * an FMA is one AVX2 instruction for 8 lanes, so R = 4 beats 1 and 2 by 1.5-3x; 8 spills more
+ * than it saves (measured at D = 40, T = 1024-2048).
+ */
+const WG = 64;
+const WGB = 64;
+const R = 4;
+const RB = 4;
+
+interface Geometry {
+  bh: number;
+  tq: number;
+  tk: number;
+  d: number;
+  dv: number;
+}
+/** Check shapes: q [..., Tq, D], k and v [..., Tk, D] with equal leading (batch, head) dims. */
+function geometry(q: Tensor, k: Tensor, v: Tensor): Geometry {
+  const op = "attention";
+  sameDtype(op, q, k, v);
+  check(q.rank >= 3 && q.rank <= 4, op, () => `q must be [B,H,T,D] or [BH,T,D], got ${fmt(q)}`);
+  check(
+    k.rank === q.rank && k.shape.join() === v.shape.join(),
+    op,
+    () => `k and v must have q's rank and equal shapes: q ${fmt(q)}, k ${fmt(k)}, v ${fmt(v)}`,
+  );
+  const lead = q.shape.slice(0, -2);
+  check(
+    k.shape.slice(0, -2).join() === lead.join() && k.shape[k.rank - 1] === q.shape[q.rank - 1],
+    op,
+    () => `batch/head dims and D must match: q ${fmt(q)}, k ${fmt(k)}`,
+  );
+  const d = q.shape[q.rank - 1], tq = q.shape[q.rank - 2], tk = k.shape[k.rank - 2];
+  const bh = lead.reduce((a, b) => a * b, 1);
+  check(d >= 1 && d <= MAX_HEAD_DIM, op, () => `head dim ${d} not in 1..${MAX_HEAD_DIM}`);
+  check(tq >= 1 && tk >= 1 && bh >= 1, op, () => `empty attention: q ${fmt(q)}, k ${fmt(k)}`);
+  const lim = rt().gpu.limits;
+  check(bh <= lim.maxComputeWorkgroupsPerDimension, op, () => `${bh} batch*heads is too many`);
+  const maxBind = lim.maxStorageBufferBindingSize;
+  for (const t of [q, k]) {
+    check(
+      t.size * dtypeBytes(t.dtype) <= maxBind,
+      op,
+      () => `${fmt(t)} exceeds one storage binding (${maxBind} bytes); split the batch`,
+    );
+  }
+  return { bh, tq, tk, d, dv: Math.ceil(d / 4) };
+}
+
+/** Repeat `$r`/`$j` lines and expand `<<sum>>` and `[[statements]]` (see attention_fwd.wgsl). */
+export function expandTemplate(src: string, rows: number, slices: number): string {
+  const js = Array.from({ length: slices }, (_, j) => j);
+  const rs = Array.from({ length: rows }, (_, r) => r);
+  const out: string[] = [];
+  for (const raw of src.split("\n")) {
+    const line = raw
+      .replace(
+        /<<(.+?)>>/g,
+        (_, e: string) => js.map((j) => `(${e.replaceAll("$j", `${j}`)})`).join(" + "),
+      )
+      .replace(
+        /\[\[(.+?)\]\]/g,
+        (_, e: string) => js.map((j) => e.replaceAll("$j", `${j}`)).join(" "),
+      );
+    for (const r of line.includes("$r") ? rs : [-1]) {
+      const lr = r < 0 ? line : line.replaceAll("$r", `${r}`);
+      for (const j of lr.includes("$j") ? js : [-1]) {
+        out.push(j < 0 ? lr : lr.replaceAll("$j", `${j}`));
+      }
+    }
+  }
+  return out.join("\n");
+}
+
+/**
+ * Loaders and storers for the template: with D % 4 == 0 the buffers are `array<vec4<T>>` (one
+ * load per slice); otherwise scalar arrays, stores masked to the row's D elements. Streamed
+ * operands may read past a row's end: the slices they meet are zeroed by `keep` on the row side.
+ */
+function prelude(d: number, loads: string[], stores: string[]): string {
+  const vec = d % 4 === 0;
+  const lines = [
+    `alias S = ${vec ? "vec4<T>" : "T"};`,
+    "fn hsum(x: vec4f) -> f32 { return x.x + x.y + x.z + x.w; }",
+    "fn keep(j: u32) -> vec4f {",
+    "  return select(vec4f(0.0), vec4f(1.0), vec4u(j * 4u) + vec4u(0u, 1u, 2u, 3u) < vec4u(D));",
+    "}",
+  ];
+  for (const b of loads) {
+    lines.push(
+      vec
+        ? `fn ld_${b}(e: u32) -> vec4f { return vec4f(${b}[e / 4u]); }`
+        : `fn ld_${b}(e: u32) -> vec4f { let n = arrayLength(&${b}) - 1u; ` +
+          `return vec4f(f32(${b}[min(e, n)]), f32(${b}[min(e + 1u, n)]), ` +
+          `f32(${b}[min(e + 2u, n)]), f32(${b}[min(e + 3u, n)])); }`,
+    );
+  }
+  for (const b of stores) {
+    lines.push(
+      vec
+        ? `fn st_${b}(ro: u32, j: u32, x: vec4f) { ${b}[(ro + j * 4u) / 4u] = vec4<T>(x); }`
+        : `fn st_${b}(ro: u32, j: u32, x: vec4f) { for (var c = 0u; c < 4u; c++) { ` +
+          `if (j * 4u + c < D) { ${b}[ro + j * 4u + c] = T(x[c]); } } }`,
+    );
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** Specialise one attention template for a dtype, head dim and mask. */
+function kernel(
+  template: string,
+  g: Geometry,
+  dtype: Tensor["dtype"],
+  causal: boolean,
+  loads: string[],
+  stores: string[],
+  [wg, rows]: [number, number],
+): GPUComputePipeline {
+  const body = prelude(g.d, loads, stores) + expandTemplate(template, rows, g.dv);
+  return rt().pipeline(
+    specialize(body, dtype, { D: g.d, WG: wg, R: rows, CAUSAL: String(causal) }),
+  );
+}
+
+/**
+ * The forward kernel alone (no autograd): the output shaped like `q` and, per query row, the
+ * base-2 log-sum-exp of the scaled scores (f32 [BH * Tq]) that the backward kernels need.
+ */
+export function attentionForwardRaw(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  opts: AttentionOptions = {},
+): { out: Tensor; lse: Tensor } {
+  const g = geometry(q, k, v);
+  const scale = opts.scale ?? 1 / Math.sqrt(g.d);
+  const causal = opts.causal ?? false;
+  const out = Tensor.empty(q.shape.slice(), q.dtype);
+  const lse = Tensor.empty([g.bh * g.tq], "f32");
+  const u = uniforms().u(g.tq, g.tk).f(scale * LOG2E).u(0);
+  rt().dispatch(
+    kernel(fwdSrc, g, q.dtype, causal, ["q", "k", "v"], ["o"], [WG, R]),
+    [q.buffer, k.buffer, v.buffer, out.buffer, lse.buffer],
+    u,
+    [Math.ceil(g.tq / (WG * R)), g.bh],
+  );
+  return { out, lse };
+}
+
+/**
+ * The backward kernels alone: gradients of q, k, v given the upstream gradient `gOut`, the
+ * forward output and its log-sum-exp. `need` skips the kernels whose results are not wanted.
+ */
+export function attentionBackwardRaw(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  out: Tensor,
+  lse: Tensor,
+  gOut: Tensor,
+  opts: AttentionOptions = {},
+  need: { q: boolean; kv: boolean } = { q: true, kv: true },
+): { dq: Tensor | null; dk: Tensor | null; dv: Tensor | null } {
+  const g = geometry(q, k, v);
+  check(
+    gOut.shape.join() === out.shape.join() && gOut.dtype === q.dtype,
+    "attention backward",
+    () => `gradient ${fmt(gOut)} does not match output ${fmt(out)}`,
+  );
+  const scale = opts.scale ?? 1 / Math.sqrt(g.d);
+  const causal = opts.causal ?? false;
+  const rows = g.bh * g.tq;
+  const delta = Tensor.empty([rows], "f32");
+  const dwg = 64;
+  const dsrc = specialize(deltaSrc, q.dtype, { D: g.d, WG: dwg });
+  rt().dispatch(
+    rt().pipeline(dsrc),
+    [gOut.buffer, out.buffer, delta.buffer],
+    uniforms().u(rows, 0, 0, 0),
+    grid(rows, dwg),
+  );
+  const u = () => uniforms().u(g.tq, g.tk).f(scale * LOG2E, scale);
+  let dq: Tensor | null = null, dk: Tensor | null = null, dv: Tensor | null = null;
+  if (need.kv) {
+    dk = Tensor.empty(k.shape.slice(), k.dtype);
+    dv = Tensor.empty(v.shape.slice(), v.dtype);
+    rt().dispatch(
+      kernel(dkdvSrc, g, q.dtype, causal, ["q", "k", "v", "g"], ["dk", "dv"], [WGB, RB]),
+      [q.buffer, k.buffer, v.buffer, gOut.buffer, lse.buffer, delta.buffer, dk.buffer, dv.buffer],
+      u(),
+      [Math.ceil(g.tk / (WGB * RB)), g.bh],
+    );
+  }
+  if (need.q) {
+    dq = Tensor.empty(q.shape.slice(), q.dtype);
+    rt().dispatch(
+      kernel(dqSrc, g, q.dtype, causal, ["q", "k", "v", "g"], ["dq"], [WGB, RB]),
+      [q.buffer, k.buffer, v.buffer, gOut.buffer, lse.buffer, delta.buffer, dq.buffer],
+      u(),
+      [Math.ceil(g.tq / (WGB * RB)), g.bh],
+    );
+  }
+  delta.dispose();
+  return { dq, dk, dv };
+}
+
+/**
+ * Scaled dot-product attention `softmax(scale * q k^T [+ causal mask]) v`.
+ * q: [B, H, Tq, D] (or [BH, Tq, D]); k, v: [B, H, Tk, D]; returns [B, H, Tq, D].
+ * D may be anything up to `MAX_HEAD_DIM`; f32 and f16 storage, f32 arithmetic.
+ */
+export function attention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  opts: AttentionOptions = {},
+): Tensor {
+  const { out, lse } = attentionForwardRaw(q, k, v, opts);
+  const y = record("attention", [q, k, v], out, [q, k, v, out, lse], (gOut, saved) => {
+    const [sq, sk, sv, so, sl] = saved;
+    const need = { q: q.requiresGrad, kv: k.requiresGrad || v.requiresGrad };
+    const r = attentionBackwardRaw(sq, sk, sv, so, sl, gOut, opts, need);
+    return [r.dq, r.dk, r.dv];
+  });
+  lse.dispose();
+  return y;
+}

@@ -1,0 +1,66 @@
+/**
+ * Softmax over the last axis with its backward `dx = y * (g - sum(g * y))`; f32 arithmetic for
+ * f32 and f16 storage. (Attention does not use it: its softmax is fused, see `attention.ts`.)
+ *
+ * @module
+ */
+import fwdSrc from "../../shaders/softmax.wgsl" with { type: "text" };
+import bwdSrc from "../../shaders/softmax_bwd.wgsl" with { type: "text" };
+import { record } from "../autograd.ts";
+import { rt, uniforms } from "../runtime.ts";
+import { Tensor } from "../tensor.ts";
+import { grid, specialize } from "../wgsl.ts";
+import { check, fmt } from "./check.ts";
+
+/** Rows per workgroup (one invocation per row). */
+const WG = 64;
+
+function rowsOf(x: Tensor): [number, number] {
+  const n = x.shape[x.rank - 1];
+  return [x.size / n, n];
+}
+
+/** Softmax without autograd. */
+export function softmaxRaw(x: Tensor): Tensor {
+  const [rows, n] = rowsOf(x);
+  const y = Tensor.empty(x.shape.slice(), x.dtype);
+  const src = specialize(fwdSrc, x.dtype, { WG });
+  rt().dispatch(
+    rt().pipeline(src),
+    [x.buffer, y.buffer],
+    uniforms().u(rows, n, 0, 0),
+    grid(rows, WG),
+  );
+  return y;
+}
+
+/** Softmax backward without autograd: `y * (g - rowsum(g * y))`. */
+export function softmaxBackwardRaw(y: Tensor, g: Tensor): Tensor {
+  check(
+    y.shape.join() === g.shape.join() && y.dtype === g.dtype,
+    "softmax backward",
+    () => `gradient ${fmt(g)} does not match output ${fmt(y)}`,
+  );
+  const [rows, n] = rowsOf(y);
+  const dx = Tensor.empty(y.shape.slice(), y.dtype);
+  const src = specialize(bwdSrc, y.dtype, { WG });
+  rt().dispatch(
+    rt().pipeline(src),
+    [y.buffer, g.buffer, dx.buffer],
+    uniforms().u(rows, n, 0, 0),
+    grid(rows, WG),
+  );
+  return dx;
+}
+
+/** Softmax over `axis` (only the last axis, -1 or rank - 1, is supported). */
+export function softmax(x: Tensor, axis = -1): Tensor {
+  check(x.rank >= 1 && x.size > 0, "softmax", () => `needs a non-empty tensor, got ${fmt(x)}`);
+  check(
+    axis === -1 || axis === x.rank - 1,
+    "softmax",
+    () => `only the last axis is supported, got axis ${axis} for ${fmt(x)}`,
+  );
+  const y = softmaxRaw(x);
+  return record("softmax", [x], y, [y], (g, [sy]) => [softmaxBackwardRaw(sy, g)]);
+}

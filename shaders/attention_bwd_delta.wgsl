@@ -1,0 +1,24 @@
+// Attention backward, step 1: delta[i] = rowsum(dO[i] * O[i]) in f32, one invocation per row.
+// Both dK/dV and dQ kernels need it for dS = P * (dP - delta).
+// Constants: D, WG.
+struct Params {
+  rows: u32,
+  pad0: u32,
+  pad1: u32,
+  pad2: u32,
+}
+@group(0) @binding(0) var<storage, read> dout: array<T>;
+@group(0) @binding(1) var<storage, read> o: array<T>;
+@group(0) @binding(2) var<storage, read_write> delta: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * WG;
+  if (i >= p.rows) { return; }
+  var acc = 0.0;
+  for (var d = 0u; d < D; d++) {
+    acc += f32(dout[i * D + d]) * f32(o[i * D + d]);
+  }
+  delta[i] = acc;
+}

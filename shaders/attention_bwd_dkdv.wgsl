@@ -1,0 +1,51 @@
+// Attention backward, dK and dV: parallel over key rows (no atomics). Workgroup (x, bh) owns
+// WG * R key rows of head bh. P is recomputed from Q, K and the forward's LSE2 (base 2):
+//   P = exp2(scale2 * q.k - LSE2), dV = sum P dO, dS = P (dO.v - delta), dK = scale * sum dS q.
+// Same template rules as attention_fwd.wgsl ($r rows, $j slices, <<sum>>, [[statements]]).
+struct Params {
+  tq: u32,
+  tk: u32,
+  scale2: f32,
+  scale: f32,
+}
+@group(0) @binding(0) var<storage, read> q: array<S>;
+@group(0) @binding(1) var<storage, read> k: array<S>;
+@group(0) @binding(2) var<storage, read> v: array<S>;
+@group(0) @binding(3) var<storage, read> g: array<S>;
+@group(0) @binding(4) var<storage, read> lse: array<f32>;
+@group(0) @binding(5) var<storage, read> delta: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dk: array<S>;
+@group(0) @binding(7) var<storage, read_write> dv: array<S>;
+@group(0) @binding(8) var<uniform> p: Params;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let bh = wid.y;
+  let first = wid.x * WG * R;
+  let qbase = bh * p.tq * D;
+  let kbase = bh * p.tk * D;
+  let row$r = first + $ru * WG + lid;
+  let ko$r = kbase + min(row$r, p.tk - 1u) * D;
+  let k$r_$j = ld_k(ko$r + $ju * 4u) * keep($ju) * p.scale2;
+  let v$r_$j = ld_v(ko$r + $ju * 4u) * keep($ju);
+  var dk$r_$j = vec4f(0.0);
+  var dv$r_$j = vec4f(0.0);
+
+  // Causal: a query before this workgroup's first key sees none of its keys.
+  var c0 = 0u;
+  if (CAUSAL) { c0 = first; }
+  for (var c = c0; c < p.tq; c++) {
+    let qo = qbase + c * D;
+    let q$j = ld_q(qo + $ju * 4u);
+    let g$j = ld_g(qo + $ju * 4u);
+    let L = lse[bh * p.tq + c];
+    let dl = delta[bh * p.tq + c];
+    var e$r = exp2(hsum(<<k$r_$j * q$j>>) - L);
+    if (CAUSAL) { e$r = select(0.0, e$r, c >= row$r); }
+    let ds$r = e$r * (hsum(<<v$r_$j * g$j>>) - dl);
+    dv$r_$j += e$r * g$j;
+    dk$r_$j += ds$r * q$j;
+  }
+
+  if (row$r < p.tk) { [[st_dk(ko$r, $ju, dk$r_$j * p.scale); st_dv(ko$r, $ju, dv$r_$j);]] }
+}

@@ -1,0 +1,48 @@
+// Attention backward, dQ: parallel over query rows (no atomics). Workgroup (x, bh) owns WG * R
+// query rows of head bh. P is recomputed from Q, K and the forward's LSE2 (base 2):
+//   P = exp2(scale2 * q.k - LSE2), dS = P (dO.v - delta), dQ = scale * sum dS k.
+// Same template rules as attention_fwd.wgsl ($r rows, $j slices, <<sum>>, [[statements]]).
+struct Params {
+  tq: u32,
+  tk: u32,
+  scale2: f32,
+  scale: f32,
+}
+@group(0) @binding(0) var<storage, read> q: array<S>;
+@group(0) @binding(1) var<storage, read> k: array<S>;
+@group(0) @binding(2) var<storage, read> v: array<S>;
+@group(0) @binding(3) var<storage, read> g: array<S>;
+@group(0) @binding(4) var<storage, read> lse: array<f32>;
+@group(0) @binding(5) var<storage, read> delta: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dq: array<S>;
+@group(0) @binding(7) var<uniform> p: Params;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let bh = wid.y;
+  let first = wid.x * WG * R;
+  let qbase = bh * p.tq * D;
+  let kbase = bh * p.tk * D;
+  let row$r = first + $ru * WG + lid;
+  let i$r = min(row$r, p.tq - 1u);
+  let qo$r = qbase + i$r * D;
+  let q$r_$j = ld_q(qo$r + $ju * 4u) * keep($ju) * p.scale2;
+  let g$r_$j = ld_g(qo$r + $ju * 4u) * keep($ju);
+  var a$r_$j = vec4f(0.0);
+  let L$r = lse[bh * p.tq + i$r];
+  let dl$r = delta[bh * p.tq + i$r];
+
+  var kend = p.tk;
+  if (CAUSAL) { kend = min(p.tk, first + WG * R); }
+  for (var c = 0u; c < kend; c++) {
+    let ko = kbase + c * D;
+    let k$j = ld_k(ko + $ju * 4u);
+    let v$j = ld_v(ko + $ju * 4u);
+    var e$r = exp2(hsum(<<q$r_$j * k$j>>) - L$r);
+    if (CAUSAL) { e$r = select(0.0, e$r, c <= row$r); }
+    let ds$r = e$r * (hsum(<<g$r_$j * v$j>>) - dl$r);
+    a$r_$j += ds$r * k$j;
+  }
+
+  if (row$r < p.tq) { [[st_dq(qo$r, $ju, a$r_$j * p.scale);]] }
+}
