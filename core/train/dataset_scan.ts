@@ -1,0 +1,383 @@
+/**
+ * Scanning a blueprint's subsets the way kohya's DreamBoothDataset and FineTuningDataset load
+ * them: image files, captions (with the class-token fallback), repeats, regularization balancing,
+ * tag frequencies for `ss_tag_frequency`; then the buckets (`make_buckets`). Image sizes come from
+ * file headers; an image whose header cannot be read is reported in `skipped` and left out, never
+ * fatal. A missing image folder or metadata file is an error naming it.
+ *
+ * @module
+ */
+import { LorakitError } from "../errors.ts";
+import { baseName, exists, isDirectory, joinPath, listDir, readText } from "../io/fs.ts";
+import { BucketManager, type Size } from "./buckets.ts";
+import { countTagFrequency } from "./captions.ts";
+import type { DatasetBlueprint, DatasetParams, SubsetParams } from "./dataset_config.ts";
+import { readImageSize } from "./image_size.ts";
+
+/** kohya's IMAGE_EXTENSIONS (without the optional AVIF/JPEG-XL plug-ins); matched exactly. */
+export const IMAGE_EXTENSIONS = [
+  ".png",
+  ".jpg",
+  ".jpeg",
+  ".webp",
+  ".bmp",
+  ".PNG",
+  ".JPG",
+  ".JPEG",
+  ".WEBP",
+  ".BMP",
+];
+
+/** One training image (kohya's ImageInfo). */
+export interface ImageEntry {
+  /** kohya's image_key: the path (DreamBooth) or the metadata key (fine-tuning). */
+  key: string;
+  path: string;
+  caption: string;
+  /** Repeats per epoch; for regularization images, after balancing. */
+  numRepeats: number;
+  isReg: boolean;
+  /** Index into the dataset's `subsets`. */
+  subset: number;
+  size: Size;
+  bucket?: Size;
+  resized?: Size;
+}
+
+/** The result of {@link scanDataset}. */
+export interface ScannedDataset {
+  images: ImageEntry[];
+  /** Files left out, with the reason (unreadable header, missing image, ...). */
+  skipped: { path: string; reason: string }[];
+  warnings: string[];
+  /** `ss_tag_frequency`: folder or metadata file name -> tag -> count. */
+  tagFrequency: Record<string, Record<string, number>>;
+  /** Images in each subset (kohya's `img_count`; 0 for ignored subsets). */
+  imageCounts: number[];
+  numTrainImages: number;
+  numRegImages: number;
+  /** Fine-tuning metadata with `train_resolution` on every image: the buckets are those sizes. */
+  metadataBuckets: Size[] | null;
+}
+
+/** Load every subset of one dataset. */
+export async function scanDataset(dataset: DatasetBlueprint): Promise<ScannedDataset> {
+  const out: ScannedDataset = {
+    images: [],
+    skipped: [],
+    warnings: [],
+    tagFrequency: {},
+    imageCounts: dataset.subsets.map(() => 0),
+    numTrainImages: 0,
+    numRegImages: 0,
+    metadataBuckets: null,
+  };
+  if (dataset.isDreambooth) await scanDreambooth(dataset.subsets, out);
+  else await scanFineTuning(dataset.subsets, out);
+  return out;
+}
+
+/** Image files of a folder as kohya's `glob_images(dir, "*")`: no hidden files, sorted. */
+export async function listImages(dir: string): Promise<string[]> {
+  if (!(await isDirectory(dir))) throw new LorakitError(`${dir}: image folder not found`);
+  return (await listDir(dir))
+    .filter((e) => !e.isDirectory && !e.name.startsWith("."))
+    .filter((e) => IMAGE_EXTENSIONS.some((x) => e.name.endsWith(x) && e.name.length > x.length))
+    .map((e) => joinPath(dir, e.name))
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/**
+ * kohya's `read_caption`: `<image stem><ext>`, else the same with a face-crop suffix
+ * `_cx_cy_w_h` removed; the first line (or, with wildcards, all non-empty lines). Null when no
+ * caption file exists; an empty file or one that is not UTF-8 is an error naming it.
+ */
+export async function readCaption(
+  imagePath: string,
+  extension: string,
+  enableWildcard: boolean,
+): Promise<string | null> {
+  const dot = imagePath.lastIndexOf(".");
+  const base = dot > imagePath.lastIndexOf("/") ? imagePath.slice(0, dot) : imagePath;
+  const tokens = base.split("_");
+  const faceBase = tokens.length >= 5 ? tokens.slice(0, -4).join("_") : base;
+  for (const candidate of [base + extension, faceBase + extension]) {
+    if (!(await exists(candidate)) || (await isDirectory(candidate))) continue;
+    const text = (await readText(candidate)).replace(/\r\n?/g, "\n");
+    if (text.length === 0) throw new LorakitError(`${candidate}: caption file is empty`);
+    const lines = text.split("\n");
+    if (lines[lines.length - 1] === "") lines.pop();
+    if (enableWildcard) return lines.map((l) => l.trim()).filter((l) => l !== "").join("\n");
+    return lines[0].trim();
+  }
+  return null;
+}
+
+async function sizeOrSkip(path: string, out: ScannedDataset): Promise<Size | null> {
+  try {
+    const s = await readImageSize(path);
+    return [s.width, s.height];
+  } catch (e) {
+    if (!(e instanceof LorakitError)) throw e;
+    out.skipped.push({ path, reason: e.message });
+    return null;
+  }
+}
+
+async function scanDreambooth(subsets: SubsetParams[], out: ScannedDataset): Promise<void> {
+  const seen = new Set<string>();
+  const reg: ImageEntry[] = [];
+  let numTrain = 0;
+  let numReg = 0;
+  for (const [index, s] of subsets.entries()) {
+    const dir = s.image_dir ?? "";
+    if (s.num_repeats < 1) {
+      out.warnings.push(`ignore subset with image_dir='${dir}': num_repeats is less than 1`);
+      continue;
+    }
+    if (seen.has(dir)) {
+      out.warnings.push(`ignore duplicated subset with image_dir='${dir}': use the first one`);
+      continue;
+    }
+    seen.add(dir);
+    if (s.cache_info) {
+      out.warnings.push(`${dir}: cache_info ignored; lorakit reads sizes from image headers`);
+    }
+    const entries: ImageEntry[] = [];
+    const captions: string[] = [];
+    const missing: string[] = [];
+    for (const path of await listImages(dir)) {
+      let caption = await readCaption(path, s.caption_extension, s.enable_wildcard);
+      if (caption === null) {
+        missing.push(path);
+        caption = s.class_tokens ?? "";
+      }
+      // kohya counts tags over every caption it found, readable image or not.
+      captions.push(caption);
+      const size = await sizeOrSkip(path, out);
+      if (size === null) continue;
+      entries.push({
+        key: path,
+        path,
+        caption,
+        numRepeats: s.num_repeats,
+        isReg: s.is_reg,
+        subset: index,
+        size,
+      });
+    }
+    const tf = (out.tagFrequency[baseName(dir)] ??= Object.create(null));
+    countTagFrequency(captions, tf);
+    if (missing.length > 0) {
+      out.warnings.push(
+        `No caption file found for ${missing.length} images in ${dir}; ` +
+          (s.class_tokens !== null
+            ? `using class tokens "${s.class_tokens}"`
+            : "using empty captions") +
+          `: ${missing.slice(0, 5).join(", ")}${missing.length > 5 ? ", ..." : ""}`,
+      );
+    }
+    if (entries.length < 1) {
+      out.warnings.push(`ignore subset with image_dir='${dir}': no images found`);
+      continue;
+    }
+    if (s.is_reg) {
+      numReg += s.num_repeats * entries.length;
+      reg.push(...entries);
+    } else {
+      numTrain += s.num_repeats * entries.length;
+      out.images.push(...entries);
+    }
+    out.imageCounts[index] = entries.length;
+  }
+  out.numTrainImages = numTrain;
+  out.numRegImages = numReg;
+  if (numTrain < numReg) out.warnings.push("some of reg images are not used");
+  if (numReg === 0) {
+    out.warnings.push("no regularization images");
+    return;
+  }
+  // kohya's balancing: register reg images in order until their repeats reach the train count,
+  // then keep adding one repeat per image, round-robin, until they do.
+  let n = 0;
+  let first = true;
+  while (n < numTrain) {
+    for (const info of reg) {
+      if (first) {
+        out.images.push(info);
+        n += info.numRepeats;
+      } else {
+        info.numRepeats += 1;
+        n += 1;
+      }
+      if (n >= numTrain) break;
+    }
+    first = false;
+  }
+}
+
+async function scanFineTuning(subsets: SubsetParams[], out: ScannedDataset): Promise<void> {
+  const seen = new Set<string>();
+  const recorded = new Map<string, Size>();
+  let allRecorded = true;
+  for (const [index, s] of subsets.entries()) {
+    const file = s.metadata_file ?? "";
+    if (s.num_repeats < 1) {
+      out.warnings.push(`ignore subset with metadata_file='${file}': num_repeats is less than 1`);
+      continue;
+    }
+    if (seen.has(file)) {
+      out.warnings.push(`ignore duplicated subset with metadata_file='${file}': use the first one`);
+      continue;
+    }
+    seen.add(file);
+    if (!(await exists(file))) throw new LorakitError(`${file}: metadata file not found`);
+    let metadata: unknown;
+    try {
+      metadata = JSON.parse(await readText(file));
+    } catch (e) {
+      if (e instanceof LorakitError) throw e;
+      throw new LorakitError(`${file}: not valid JSON metadata (${(e as Error).message})`);
+    }
+    if (metadata === null || typeof metadata !== "object" || Array.isArray(metadata)) {
+      throw new LorakitError(`${file}: expected a JSON object mapping image keys to metadata`);
+    }
+    const records = Object.entries(metadata as Record<string, Record<string, unknown>>);
+    if (records.length < 1) {
+      out.warnings.push(`ignore subset with '${file}': no image entries found`);
+      continue;
+    }
+    const tags: string[] = [];
+    let count = 0;
+    for (const [key, md] of records) {
+      const path = await findImage(key, s.image_dir);
+      if (path === null) {
+        out.skipped.push({
+          path: key,
+          reason: `${file}: no image found for key ${JSON.stringify(key)}`,
+        });
+        continue;
+      }
+      const caption = metadataCaption(md ?? {}, s, tags);
+      const res = md?.train_resolution;
+      let size: Size | null;
+      if (
+        Array.isArray(res) && res.length === 2 && res.every((v) => Number.isInteger(v) && v > 0)
+      ) {
+        size = [res[0], res[1]];
+        recorded.set(`${res[0]}x${res[1]}`, [res[0], res[1]]);
+      } else {
+        allRecorded = false;
+        size = await sizeOrSkip(path, out);
+        if (size === null) continue;
+      }
+      out.images.push({
+        key,
+        path,
+        caption,
+        numRepeats: s.num_repeats,
+        isReg: false,
+        subset: index,
+        size,
+      });
+      count++;
+    }
+    out.numTrainImages += records.length * s.num_repeats;
+    countTagFrequency(tags, out.tagFrequency[baseName(file)] ??= Object.create(null));
+    out.imageCounts[index] = count;
+  }
+  // kohya uses the metadata's sizes as the bucket list only when every image has one.
+  out.metadataBuckets = allRecorded && out.images.length > 0 ? [...recorded.values()] : null;
+}
+
+/** kohya: the key itself if it is a file, else `<image_dir>/<key><ext>` for each extension. */
+async function findImage(key: string, imageDir: string | null): Promise<string | null> {
+  if ((await exists(key)) && !(await isDirectory(key))) return key;
+  if (imageDir === null) return null;
+  const found: string[] = [];
+  for (const ext of IMAGE_EXTENSIONS) {
+    const p = joinPath(imageDir, key + ext);
+    if (await exists(p)) found.push(p);
+  }
+  found.sort();
+  return found[0] ?? null;
+}
+
+/** kohya's caption/tags combination for one metadata entry; records tags for the frequency. */
+function metadataCaption(md: Record<string, unknown>, s: SubsetParams, tagsOut: string[]): string {
+  let caption = typeof md.caption === "string" ? md.caption : null;
+  let tags = typeof md.tags === "string" ? md.tags : null;
+  if (caption === null) {
+    caption = tags;
+    tags = null;
+  }
+  if (s.enable_wildcard) {
+    if (tags !== null) tags = tags.split("\n").join(s.caption_separator);
+    if (caption !== null && tags !== null) {
+      caption = caption.split("\n").filter((l) => l.trim() !== "")
+        .map((l) => `${l}${s.caption_separator}${tags}`).join("\n");
+    }
+  } else if (tags !== null && tags.length > 0) {
+    caption = caption + s.caption_separator + tags;
+    tagsOut.push(tags);
+  }
+  return caption ?? "";
+}
+
+/** Buckets of a scanned dataset (kohya's `make_buckets`) and the mean |ar error|. */
+export interface DatasetBuckets {
+  manager: BucketManager;
+  /** Whether bucketing is on (also when fine-tuning metadata brings its own sizes). */
+  enabled: boolean;
+  /** Mean absolute aspect-ratio error without repeats (null with buckets off). */
+  meanArError: number | null;
+}
+
+/**
+ * Assign every image a bucket and fill the buckets (one key per repeat), as kohya's
+ * `make_buckets`: with buckets on, sorted by resolution; with them off, one bucket of the
+ * resolution. Sets `bucket` and `resized` on each image.
+ */
+export function makeDatasetBuckets(
+  scan: ScannedDataset,
+  params: DatasetParams,
+): DatasetBuckets {
+  let manager: BucketManager;
+  let enabled = params.enable_bucket;
+  if (scan.metadataBuckets !== null) {
+    if (params.bucket_no_upscale) {
+      throw new LorakitError(
+        "the fine-tuning metadata has bucket sizes (train_resolution), so bucket_no_upscale cannot be used",
+      );
+    }
+    enabled = true;
+    manager = new BucketManager({ predefined: scan.metadataBuckets });
+  } else {
+    const reso = params.resolution;
+    if (reso === null) {
+      throw new LorakitError("resolution is required when the metadata has no bucket sizes");
+    }
+    manager = enabled
+      ? new BucketManager({
+        noUpscale: params.bucket_no_upscale,
+        maxReso: reso,
+        minSize: params.min_bucket_reso,
+        maxSize: params.max_bucket_reso,
+        resoSteps: params.bucket_reso_steps,
+      })
+      : new BucketManager({ predefined: [reso] });
+  }
+  let errSum = 0;
+  for (const im of scan.images) {
+    const c = manager.selectBucket(im.size[0], im.size[1]);
+    im.bucket = c.bucket;
+    im.resized = c.resized;
+    errSum += Math.abs(c.arError);
+  }
+  if (enabled) manager.sort();
+  for (const im of scan.images) {
+    for (let r = 0; r < im.numRepeats; r++) manager.addImage(im.bucket!, im.key);
+  }
+  const meanArError = enabled && scan.images.length > 0 ? errSum / scan.images.length : null;
+  return { manager, enabled, meanArError };
+}
