@@ -10,20 +10,10 @@ f32: PyTorch 1.13 has no f16 matmul on the CPU.
 import json
 import os
 import sys
-import time
 
 import torch
 
-
-def median_time(fn, iters):
-    fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
+from peer_common import DEVICE, median_time
 
 
 def attention(q, k, v, scale, causal):
@@ -36,7 +26,8 @@ def attention(q, k, v, scale, causal):
 
 def main():
     spec = json.loads(sys.stdin.read())
-    torch.set_num_threads(os.cpu_count() or 1)
+    if DEVICE == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
     torch.manual_seed(0)
     iters = spec.get("iters", 1)
     out = {"torch": torch.__version__, "threads": torch.get_num_threads()}

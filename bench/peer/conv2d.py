@@ -8,25 +8,16 @@ Only f32 is timed: PyTorch 1.13 has no f16 convolution on the CPU.
 import json
 import os
 import sys
-import time
 
 import torch
 
-
-def median_time(fn, iters):
-    fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
+from peer_common import DEVICE, median_time
 
 
 def main():
     spec = json.loads(sys.stdin.read())
-    torch.set_num_threads(os.cpu_count() or 1)
+    if DEVICE == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
     torch.manual_seed(0)
     n, cin, cout, h, w, k = (spec[key] for key in ("n", "cin", "cout", "h", "w", "k"))
     stride, pad, iters = spec["stride"], spec["padding"], spec.get("iters", 5)

@@ -6,25 +6,16 @@ Reads {"n", "c", "h", "w", "groups", "iters"} as JSON on stdin and prints one JS
 import json
 import os
 import sys
-import time
 
 import torch
 
-
-def median_time(fn, iters):
-    fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
+from peer_common import DEVICE, median_time
 
 
 def main():
     spec = json.loads(sys.stdin.read())
-    torch.set_num_threads(os.cpu_count() or 1)
+    if DEVICE == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
     n, c, h, w, g = (spec[k] for k in ("n", "c", "h", "w", "groups"))
     iters = spec.get("iters", 5)
     x = torch.randn(n, c, h, w, requires_grad=True)
