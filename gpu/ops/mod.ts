@@ -5,6 +5,8 @@
  */
 export * from "./elementwise.ts";
 export * from "./conv2d.ts";
+export * from "./upsample.ts";
+export * from "./concat.ts";
 export { mean, sum, sumTo } from "./reduce.ts";
 export { OpArgumentError } from "./check.ts";
 export * from "./norm.ts";
@@ -14,3 +16,5 @@ export * from "./softmax.ts";
 export * from "./geglu.ts";
 export * from "./embedding.ts";
 export * from "./loss.ts";
+export * from "./linear.ts";
+export * from "./resample.ts";
