@@ -1,15 +1,24 @@
 /**
  * Benchmark of resize_images_to_resolution's per-image work: decode a 2048x1536 JPEG, cascade it
  * to 512x512, 384x384 and 256x256 (INTER_AREA), encode each as JPEG quality 100. The peer is
- * OpenCV (python3 + cv2: imread, resize, imwrite) doing the same in the same run; the filter
- * alone (resize of the decoded image, no codecs) is timed for both too.
+ * OpenCV (python3 + cv2: imread, resize, imwrite) doing the same in the same run; the decode
+ * alone and the filter alone (resize of the decoded image, no codecs) are timed for both too.
+ * Our filter runs twice: on the CPU and on the GPU (WebGPU; skipped when there is no adapter).
  *
  * Run: `deno run -A bench/resize_images.ts [iterations]`
  */
 import { decodeImage } from "../core/image/decode.ts";
 import { encodeJpeg } from "../core/image/encode.ts";
 import { makeImage, type RasterImage, toRGB } from "../core/image/image.ts";
-import { fitToResolution, parseMaxResolutions } from "../core/image/max_resolution.ts";
+import {
+  fitToResolution,
+  type MaxResolution,
+  parseMaxResolutions,
+  scaledSize,
+} from "../core/image/max_resolution.ts";
+import { planResize } from "../core/image/resample_tables.ts";
+import { resampleGpu } from "../gpu/ops/resample.ts";
+import { initGpu } from "../gpu/runtime.ts";
 
 const ITER = Number(Deno.args[0] ?? 10);
 const RES = parseMaxResolutions("512x512,384x384,256x256");
@@ -31,20 +40,45 @@ function testImage(w: number, h: number): RasterImage {
   return img;
 }
 
-async function ours(jpg: Uint8Array): Promise<{ full: number; filter: number }> {
-  let filter = 0;
+/** One cascade step as the CLI does it: the filter on the GPU or the CPU, then the crop. */
+async function fit(img: RasterImage, r: MaxResolution, gpu: boolean): Promise<RasterImage> {
+  const [sw, sh] = scaledSize(img.width, img.height, r);
+  if (gpu && (sw !== img.width || sh !== img.height)) {
+    img = await resampleGpu(img, planResize(img.width, img.height, sw, sh, "area"));
+  }
+  return fitToResolution(img, r, 1, "area", "bench.jpg").image;
+}
+
+/** Rates in images per second: end to end, decode alone, filter alone. */
+async function ours(
+  jpg: Uint8Array,
+  gpu: boolean,
+): Promise<{ full: number; decode: number; filter: number }> {
+  let filter = 0, decode = 0;
   const t0 = performance.now();
   for (let i = 0; i < ITER; i++) {
+    const td = performance.now();
     let img = toRGB(await decodeImage(jpg, "bench.jpg"));
+    decode += performance.now() - td;
     for (const r of RES) {
       const t = performance.now();
-      img = fitToResolution(img, r, 1, "area", "bench.jpg").image;
+      img = await fit(img, r, gpu);
       filter += performance.now() - t;
       await encodeJpeg(img, 100);
     }
   }
   const full = performance.now() - t0;
-  return { full: (ITER * 1000) / full, filter: (ITER * 1000) / filter };
+  const rate = (ms: number): number => (ITER * 1000) / ms;
+  return { full: rate(full), decode: rate(decode), filter: rate(filter) };
+}
+
+async function hasGpu(): Promise<boolean> {
+  try {
+    await initGpu();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 const PEER = `
@@ -59,16 +93,19 @@ def fit(img, w, h):
         img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
     return img
 filt = 0.0
+dec = 0.0
 t0 = time.perf_counter()
 for _ in range(it):
+    t = time.perf_counter()
     img = cv2.imread(path)
+    dec += time.perf_counter() - t
     for (w, h) in res:
         t = time.perf_counter()
         img = fit(img, w, h)
         filt += time.perf_counter() - t
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 100])
 full = time.perf_counter() - t0
-print(json.dumps({"full": it / full, "filter": it / filt, "threads": cv2.getNumThreads(), "version": cv2.__version__}))
+print(json.dumps({"full": it / full, "decode": it / dec, "filter": it / filt, "threads": cv2.getNumThreads(), "version": cv2.__version__}))
 `;
 
 async function peer(path: string): Promise<Record<string, number | string> | null> {
@@ -86,30 +123,41 @@ try {
   const jpg = await encodeJpeg(testImage(2048, 1536), 95);
   const path = `${tmp}/bench.jpg`;
   await Deno.writeFile(path, jpg);
-  await ours(jpg); // warm-up: JIT and WebAssembly instantiation
-  const a = await ours(jpg);
+  const gpu = await hasGpu();
+  await ours(jpg, false); // warm-up: JIT and WebAssembly instantiation
+  const a = await ours(jpg, false);
+  if (gpu) await ours(jpg, true); // warm-up: pipeline compilation
+  const g = gpu ? await ours(jpg, true) : null;
   const b = await peer(path);
   console.log(
     `2048x1536 JPEG (${
       (jpg.length / 1024).toFixed(0)
     } KiB) -> 512,384,256 area, q100 JPEG, ${ITER} iterations`,
   );
-  console.log(`lorakit: ${a.full.toFixed(2)} images/s (filter alone ${a.filter.toFixed(1)}/s)`);
+  const line = (name: string, r: { full: number; decode: number; filter: number }): string =>
+    `${name}: ${r.full.toFixed(2)} images/s (decode alone ${r.decode.toFixed(1)}/s, filter ` +
+    `alone ${r.filter.toFixed(1)}/s)`;
+  console.log(line("lorakit, CPU filter", a));
+  if (g) console.log(line("lorakit, GPU filter", g));
+  else console.log("lorakit, GPU filter: skipped (no WebGPU adapter)");
   if (b === null) {
     console.log("OpenCV peer unavailable (needs python3 with cv2: apt-get install python3-opencv)");
   } else {
-    const full = b.full as number;
-    const filter = b.filter as number;
-    console.log(
-      `opencv ${b.version} (${b.threads} threads): ${full.toFixed(2)} images/s (filter alone ${
-        filter.toFixed(1)
-      }/s)`,
-    );
-    console.log(
-      `ratio lorakit/opencv: ${(a.full / full).toFixed(2)} end to end, ${
-        (a.filter / filter).toFixed(2)
-      } filter alone`,
-    );
+    const peerRates = {
+      full: b.full as number,
+      decode: b.decode as number,
+      filter: b.filter as number,
+    };
+    console.log(line(`opencv ${b.version} (${b.threads} threads)`, peerRates));
+    for (const [name, r] of [["CPU", a], ["GPU", g]] as const) {
+      if (!r) continue;
+      console.log(
+        `ratio lorakit(${name} filter)/opencv: ${(r.full / peerRates.full).toFixed(2)} end to ` +
+          `end, ${(r.decode / peerRates.decode).toFixed(2)} decode, ${
+            (r.filter / peerRates.filter).toFixed(2)
+          } filter`,
+      );
+    }
   }
 } finally {
   await Deno.remove(tmp, { recursive: true });

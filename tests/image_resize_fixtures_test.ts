@@ -2,11 +2,8 @@
  * Golden test of `resize_images_to_resolution` against kohya sd-scripts' own outputs
  * (fixtures/resize_images): for every run in manifest.json, the set of files, their names and
  * sizes match exactly, copied files are byte-identical, and PNG pixels are within the README's
- * tolerance. Outputs made from PNG inputs are in fact bit-identical to OpenCV's.
- *
- * Outputs made from the JPEG inputs (odd.jpg, wide.jpg) are held to a looser bound: kohya decodes
- * with libjpeg-turbo (islow IDCT, fancy upsampling) and imagescript's decoder differs from it by
- * up to 3 levels before any resizing happens; the resize itself adds no error.
+ * tolerance. Every output is in fact bit-identical to kohya's: the resize tables reproduce
+ * OpenCV's rounding, and JPEG inputs (odd.jpg, wide.jpg) decode to exactly libjpeg-turbo's pixels.
  */
 import assert from "node:assert/strict";
 import { main } from "../cli/resize_images.ts";
@@ -27,16 +24,14 @@ const TOL: Record<string, { max: number; mean: number }> = {
   cubic: { max: 3, mean: 0.25 },
   lanczos4: { max: 3, mean: 0.25 },
 };
-const JPEG_DECODER_TOL = { max: 5, mean: 0.2 };
 
 async function sha256Hex(data: Uint8Array): Promise<string> {
   const d = new Uint8Array(await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>));
   return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-Deno.test("resize_images_to_resolution matches kohya's outputs", async () => {
-  const root = fixture("resize_images");
-  if (root === null) return;
+/** Run every manifest entry with `--device <device>` and compare with kohya's outputs. */
+async function checkRuns(root: string, device: string): Promise<void> {
   const manifest = JSON.parse(await Deno.readTextFile(`${root}/manifest.json`));
   const tmp = await Deno.makeTempDir({ prefix: "lorakit_resize_" });
   let exact = 0, images = 0;
@@ -46,6 +41,7 @@ Deno.test("resize_images_to_resolution matches kohya's outputs", async () => {
       const args: string[] = run.command.split(/\s+/).slice(1).map((a: string): string =>
         a === "input" ? `${root}/input` : a === `out/${run.name}` ? out : a
       );
+      args.push("--device", device);
       const interp = args.includes("--interpolation")
         ? args[args.indexOf("--interpolation") + 1]
         : "area";
@@ -73,22 +69,29 @@ Deno.test("resize_images_to_resolution matches kohya's outputs", async () => {
           sum += d;
         }
         const mean = sum / ref.data.length;
-        const fromJpeg = f.name.startsWith("odd+") || f.name.startsWith("wide+");
-        const tol = fromJpeg ? JPEG_DECODER_TOL : TOL[interp];
+        const tol = TOL[interp];
         assert.ok(
           max <= tol.max && mean <= tol.mean,
-          `${run.name}/${f.name}: max ${max} mean ${
+          `${device} ${run.name}/${f.name}: max ${max} mean ${
             mean.toFixed(4)
           } (allowed ${tol.max}/${tol.mean})`,
         );
       }
     }
-    console.log(`${exact} of ${images} PNG outputs bit-identical to kohya's`);
-    assert.ok(exact >= 16, "every output made from a PNG input is bit-identical");
+    console.log(`--device ${device}: ${exact} of ${images} PNG outputs bit-identical to kohya's`);
+    assert.equal(exact, images, "every PNG output is bit-identical");
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
-});
+}
+
+// `auto` filters on the GPU (the software adapter in CI), `cpu` on the CPU reference.
+for (const device of ["auto", "cpu"]) {
+  Deno.test(`resize_images_to_resolution --device ${device} matches kohya's outputs`, async () => {
+    const root = fixture("resize_images");
+    if (root !== null) await checkRuns(root, device);
+  });
+}
 
 Deno.test("bad flags and bad folders give exit codes, not exceptions", async () => {
   const tmp = await Deno.makeTempDir({ prefix: "lorakit_resize_" });

@@ -1,10 +1,10 @@
 /**
- * Image decoding to 8-bit rasters. PNG (1-16 bit, gray, palette, alpha, interlaced) and JPEG
- * (baseline and progressive, CMYK) are decoded by imagescript's WebAssembly codecs, after our
- * own header checks (so a truncated or corrupt file, or one whose size would need unbounded
- * memory, becomes a LorakitError naming the file); BMP is decoded here. 16-bit samples keep
- * their high byte, as Pillow and OpenCV do. WebP cannot be decoded: imagescript 1.3 has no
- * WebP decoder.
+ * Image decoding to 8-bit rasters. PNG (1-16 bit, gray, palette, alpha, interlaced) is decoded by
+ * imagescript's WebAssembly codec, after our own header checks (so a truncated or corrupt file,
+ * or one whose size would need unbounded memory, becomes a LorakitError naming the file). JPEG
+ * is decoded by our own `jpeg_decode.ts`, which gives exactly the pixels of libjpeg-turbo (and
+ * so of kohya's Pillow and OpenCV); BMP is decoded here too. 16-bit samples keep their high
+ * byte, as Pillow and OpenCV do. WebP cannot be decoded: imagescript 1.3 has no WebP decoder.
  *
  * @module
  */
@@ -13,7 +13,8 @@ import { LorakitError } from "../errors.ts";
 import { readBytes } from "../io/fs.ts";
 import { decodeBmp } from "./bmp.ts";
 import { applyOrientation, jpegOrientation } from "./exif.ts";
-import type { RasterImage } from "./image.ts";
+import { type RasterImage, toRGB } from "./image.ts";
+import { decodeJpeg } from "./jpeg_decode.ts";
 import { readChunks } from "./png_chunks.ts";
 
 /** Container formats recognised by their leading bytes. */
@@ -150,9 +151,9 @@ export async function decodeImage(
   if (format === "jpeg") {
     const { w, h } = jpegSize(bytes, name);
     checkSize(name, w, h, maxPixels);
-    const im = await decodeWithImagescript(bytes, name, "JPEG");
     const orientation = jpegOrientation(bytes);
-    let raster = fromRGBA(im.bitmap, im.width, im.height, false);
+    // Gray JPEGs become RGB like the other formats (Pillow's convert("RGB") replicates too).
+    let raster = toRGB(decodeJpeg(bytes, name, { maxPixels }));
     if (options.applyOrientation ?? true) raster = applyOrientation(raster, orientation);
     return { ...raster, format, hasAlpha: false, orientation };
   }
