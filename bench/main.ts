@@ -17,6 +17,8 @@ const SUITES = [
 ];
 
 const only = Deno.args.filter((a) => !a.startsWith("-"));
+/** `--out=FILE` writes the table there (also for a subset); default bench/RESULTS.md for a full run. */
+const outArg = Deno.args.find((a) => a.startsWith("--out="))?.slice(6);
 const gpu = await getGpu();
 const rows: BenchRow[] = [];
 const ran: string[] = [];
@@ -47,7 +49,8 @@ const header =
   }.\n` +
   `"speed vs peer" is the peer's time divided by ours (above 1: we are faster).\n`;
 const text = `${header}\n${table(rows)}\n`;
-if (!only.length) {
-  await Deno.writeTextFile(new URL("./RESULTS.md", import.meta.url), text);
-  console.error(`wrote bench/RESULTS.md (${ran.join(", ")})`);
+const outPath = outArg ?? (only.length ? null : new URL("./RESULTS.md", import.meta.url).pathname);
+if (outPath) {
+  await Deno.writeTextFile(outPath, text);
+  console.error(`wrote ${outPath} (${ran.join(", ")})`);
 }
