@@ -19,7 +19,7 @@ import {
   softmaxRaw,
   Tensor,
 } from "../gpu/mod.ts";
-import { type BenchRow, runPeer, table, timeGpu } from "./harness.ts";
+import { type BenchRow, peerLabel, runPeer, table, timeGpu } from "./harness.ts";
 
 const CASES = [
   { name: "self 8x4096x4096 d40", bh: 8, tq: 4096, tk: 4096, d: 40, causal: false },
@@ -37,7 +37,7 @@ function rand(n: number): Float32Array {
 export async function bench(): Promise<BenchRow[]> {
   const gpu = await initGpu();
   const peer = await runPeer("attention.py", { cases: CASES, softmax: SOFTMAX, iters: 1 });
-  const peerName = peer ? `torch ${peer.torch} cpu x${peer.threads}` : undefined;
+  const peerName = peerLabel(peer);
   const rows: BenchRow[] = [];
   const dtypes = gpu.gpu.hasF16 ? ["f32", "f16"] as const : ["f32"] as const;
   for (const dtype of dtypes) {

@@ -10,7 +10,7 @@
  */
 import { conv2dGradInput, conv2dGradWeight, conv2dRaw, convDims } from "../gpu/ops/conv2d.ts";
 import { initGpu, Tensor } from "../gpu/mod.ts";
-import { type BenchRow, runPeer, table, timeGpu } from "./harness.ts";
+import { type BenchRow, peerLabel, runPeer, table, timeGpu } from "./harness.ts";
 
 const SPEC = { n: 1, cin: 320, cout: 320, h: 64, w: 64, k: 3, stride: 1, padding: 1 };
 
@@ -25,7 +25,7 @@ export async function bench(): Promise<BenchRow[]> {
   const gpu = await initGpu();
   const { n, cin, cout, h, w, k, stride, padding } = SPEC;
   const peer = await runPeer("conv2d.py", { ...SPEC, iters: 5 });
-  const peerName = peer ? `torch ${peer.torch} cpu x${peer.threads}` : undefined;
+  const peerName = peerLabel(peer);
   const rows: BenchRow[] = [];
   const dtypes = gpu.gpu.hasF16 ? ["f32", "f16"] as const : ["f32"] as const;
   for (const dtype of dtypes) {

@@ -3,7 +3,7 @@
  * backward, in GB/s of activation traffic, against PyTorch in the same run.
  */
 import { backward, groupNorm, initGpu, scope, Tensor } from "../gpu/mod.ts";
-import { type BenchRow, runPeer, table, timeGpu } from "./harness.ts";
+import { type BenchRow, peerLabel, runPeer, table, timeGpu } from "./harness.ts";
 
 /** Run the GroupNorm bench. */
 export async function bench(): Promise<BenchRow[]> {
@@ -38,14 +38,14 @@ export async function bench(): Promise<BenchRow[]> {
       name: `${label} fwd`,
       seconds: fwd,
       bytes: 3 * bytes, // read twice (stats, normalise) + write once
-      peer: peer ? `torch ${peer.torch} f32` : undefined,
+      peer: peerLabel(peer),
       peerSeconds: peer ? (peer.forward as number) : undefined,
     });
     rows.push({
       name: `${label} fwd+bwd`,
       seconds: bwd,
       bytes: 8 * bytes,
-      peer: peer ? `torch ${peer.torch} f32` : undefined,
+      peer: peerLabel(peer),
       peerSeconds: peer ? (peer.forward as number) + (peer.backward as number) : undefined,
     });
     for (const t of [x, wt, b, g]) t.dispose();

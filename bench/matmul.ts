@@ -10,7 +10,7 @@
  */
 import { type DType, initGpu, Tensor } from "../gpu/mod.ts";
 import { DEFAULT_TILE, type GemmTile, matmulRaw } from "../gpu/ops/matmul.ts";
-import { type BenchRow, runPeer, table, timeGpu } from "./harness.ts";
+import { type BenchRow, peerLabel, runPeer, table, timeGpu } from "./harness.ts";
 
 /** Variants compared at 1024 (rows x columns per invocation, workgroup x by y). */
 const VARIANTS: GemmTile[] = [
@@ -80,7 +80,7 @@ export async function bench(): Promise<BenchRow[]> {
   }
   const after = await runPeer("matmul.py", { sizes, iters: 3 });
   const peer = after ?? before;
-  const peerName = peer ? `torch ${peer.torch} cpu x${peer.threads}` : undefined;
+  const peerName = peerLabel(peer);
   const best = (key: string, n: number) => {
     const xs = [before, after].map((p) => (p?.[key] as Record<string, unknown> | undefined)?.[n]);
     const ts = xs.filter((x): x is number => typeof x === "number");
