@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs the benchmarks on an offline GPU machine. Expects, beside the checkout: .gl/ (the Vulkan
+# loader .debs: libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2) and
+# .devtools/deno.xz (the Deno binary, xz-compressed). Usage: bash bench/gpu_machine.sh SUITE...
+# Results go to $OUT (or ./out).
+set -u
+for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+xz -dc .devtools/deno.xz > /tmp/deno && chmod +x /tmp/deno
+export XDG_RUNTIME_DIR=/tmp DENO_DIR=/tmp/denodir
+export LD_LIBRARY_PATH=/usr/local/nvidia/lib64:/usr/local/nvidia/lib:${LD_LIBRARY_PATH:-}
+icd=$(ls /usr/local/nvidia/share/vulkan/icd.d/*.json /usr/share/vulkan/icd.d/nvidia*.json /etc/vulkan/icd.d/nvidia*.json 2>/dev/null | head -1)
+[ -n "$icd" ] && export VK_DRIVER_FILES="$icd"
+echo "icd: $icd"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+mkdir -p "${OUT:-out}"
+/tmp/deno run -A cli/main.ts engine || { echo "no adapter"; exit 3; }
+export LORAKIT_PEER_PYTHON=$(command -v python3) LORAKIT_PEER_DEVICE=cuda
+/tmp/deno run -A bench/main.ts "$@" --out="${OUT:-out}/RESULTS-gpu.md" 2>&1 | tee "${OUT:-out}/bench.log"
