@@ -1,0 +1,313 @@
+/**
+ * A LoRA network over a loaded Stable Diffusion model, as kohya's `LoRANetwork`: build it from
+ * options (`createNetwork`) or a file (`createNetworkFromWeights`), hook it into the model's
+ * layers (`applyTo`), change its strength (`setMultiplier`), fold it into the weights
+ * (`mergeTo`), and save it in kohya's format (`save`). Several networks can be applied at once;
+ * each wraps whatever forward the layer had.
+ *
+ * @module
+ */
+import { addScaled, cast, noGrad, scope, Tensor } from "../../gpu/mod.ts";
+import { LorakitError } from "../errors.ts";
+import type { LayerModule } from "../models/weights.ts";
+import type { StableDiffusion } from "../models/stable_diffusion.ts";
+import { bindLoraFile, openLoraFile, saveLoraFile } from "./lora_file.ts";
+import { downShape, type DropoutOptions, LoraModule, makeRng, upShape } from "./lora_module.ts";
+import {
+  buildLoraModules,
+  type LoraModuleSpec,
+  loraTargets,
+  type NetworkModuleName,
+  type WeightInfo,
+} from "./modules.ts";
+import { networkOptions, parseNetworkArgs } from "./network_args.ts";
+
+/** The parts of a model a network hooks into. */
+type Model = Pick<StableDiffusion, "unet" | "textEncoder">;
+
+/** Options named as kohya's flags and `network_args` keys. */
+export interface NetworkOptions {
+  network_module?: NetworkModuleName;
+  network_dim?: number;
+  network_alpha?: number;
+  /** `--network_args` strings (`conv_dim=4`, `block_dims=...`, `unit=4`, ...). */
+  network_args?: string[];
+  /** `--network_dropout`. */
+  network_dropout?: number;
+  network_train_unet_only?: boolean;
+  network_train_text_encoder_only?: boolean;
+  /** Initial multiplier (default 1). */
+  multiplier?: number;
+  /** Seed of the factor initialisation and of the dropout / DyLoRA draws. */
+  seed?: number;
+}
+
+/** The model's LoRA-able layers by internal weight name, and their weight list. */
+function modelLayers(sd: Model): { byWeight: Map<string, LayerModule>; weights: WeightInfo[] } {
+  const byWeight = new Map<string, LayerModule>();
+  const weights: WeightInfo[] = [];
+  const add = (m: LayerModule) => {
+    byWeight.set(`${m.name}.weight`, m);
+    weights.push({ name: `${m.name}.weight`, shape: m.weight.shape });
+  };
+  let te: LayerModule[] = [], un: LayerModule[] = [];
+  try {
+    te = sd.textEncoder.modules();
+  } catch { /* text encoder not loaded */ }
+  try {
+    un = sd.unet.modules();
+  } catch { /* U-Net not loaded */ }
+  te.forEach(add);
+  un.forEach(add);
+  return { byWeight, weights };
+}
+
+/**
+ * One hook per layer holds every LoRA module applied to it, so networks can be applied and
+ * removed in any order: the layer's forward is `org(x) + sum of deltas` while any is active.
+ */
+const hooks = new WeakMap<LayerModule, { org: (x: Tensor) => Tensor; mods: Set<LoraModule> }>();
+
+function hookOf(layer: LayerModule): Set<LoraModule> {
+  let h = hooks.get(layer);
+  if (!h) {
+    const org = layer.forward;
+    const mods = new Set<LoraModule>();
+    h = { org, mods };
+    hooks.set(layer, h);
+    layer.forward = (x: Tensor): Tensor => {
+      let y = org.call(layer, x);
+      for (const m of mods) {
+        const d = m.delta(x);
+        if (d) y = addScaled(y, d, 1);
+      }
+      return y;
+    };
+  }
+  return h.mods;
+}
+
+function unhook(layer: LayerModule, mod: LoraModule): void {
+  const h = hooks.get(layer);
+  if (!h) return;
+  h.mods.delete(mod);
+  if (h.mods.size === 0) {
+    layer.forward = h.org;
+    hooks.delete(layer);
+  }
+}
+
+/** kaiming_uniform_(a=sqrt(5)) bound for a fan-in, as PyTorch initialises lora_down. */
+function kaimingBound(fanIn: number): number {
+  return 1 / Math.sqrt(fanIn);
+}
+
+/** A set of LoRA modules bound to layers of one model. */
+export class LoraNetwork {
+  readonly modules: LoraModule[];
+  readonly moduleName: NetworkModuleName;
+  /** kohya's `ss_network_args` raw strings. */
+  readonly networkArgs: Record<string, string>;
+  #targets: Map<LoraModule, LayerModule>;
+  #model: Model;
+  #applied = new Set<LoraModule>();
+  #multiplier = 1;
+
+  constructor(
+    model: Model,
+    modules: LoraModule[],
+    targets: Map<LoraModule, LayerModule>,
+    moduleName: NetworkModuleName,
+    networkArgs: Record<string, string>,
+  ) {
+    this.#model = model;
+    this.modules = modules;
+    this.#targets = targets;
+    this.moduleName = moduleName;
+    this.networkArgs = networkArgs;
+  }
+
+  get multiplier(): number {
+    return this.#multiplier;
+  }
+
+  /** Change the strength of every module (takes effect on the next forward). */
+  setMultiplier(m: number): void {
+    this.#multiplier = m;
+    for (const mod of this.modules) mod.multiplier = m;
+  }
+
+  /** Training mode: dropouts and DyLoRA rank sampling on. */
+  setTraining(on: boolean): void {
+    for (const mod of this.modules) mod.training = on;
+  }
+
+  /** Hook every module into its layer: forward becomes `org(x) + sum of active deltas`. */
+  applyTo(_sd?: Model): void {
+    for (const mod of this.modules) {
+      if (this.#applied.has(mod)) continue;
+      const layer = this.#targets.get(mod)!;
+      hookOf(layer).add(mod);
+      this.#applied.add(mod);
+    }
+  }
+
+  /** Remove this network's modules from their layers (other networks stay applied). */
+  restore(): void {
+    for (const mod of this.#applied) unhook(this.#targets.get(mod)!, mod);
+    this.#applied.clear();
+  }
+
+  /**
+   * Fold every module into its layer's weight (`W += multiplier * scale * up @ down`) on the
+   * GPU, then unhook: the model computes the same outputs without the network.
+   */
+  mergeTo(_sd?: Model): void {
+    this.restore();
+    noGrad(() => {
+      for (const mod of this.modules) {
+        const layer = this.#targets.get(mod)!;
+        const store = mod.spec.part === "unet"
+          ? this.#model.unet.weights
+          : this.#model.textEncoder.weights;
+        const name = `${layer.name}.weight`;
+        const w = layer.weight;
+        const merged = scope(() => {
+          let delta = mod.weightDelta(w.shape);
+          if (delta.dtype !== w.dtype) delta = cast(delta, w.dtype);
+          return addScaled(w, delta, this.#multiplier * mod.scale);
+        });
+        store.set(name, merged);
+      }
+    });
+  }
+
+  /** Every trainable tensor. */
+  parameters(): Tensor[] {
+    return this.modules.flatMap((m) => m.parameters());
+  }
+
+  /**
+   * Save in kohya's format (`.safetensors` only; `.ckpt`/`.pt` output is not supported):
+   * `<prefix>.lora_down.weight`, `.lora_up.weight`, `.alpha`, with `metadata`.
+   */
+  async save(
+    path: string,
+    metadata: Record<string, string> = {},
+    precision: "float" | "fp16" | "bf16" = "fp16",
+  ): Promise<Record<string, string>> {
+    if (!path.endsWith(".safetensors")) {
+      throw new LorakitError(`${path}: only .safetensors output is supported`);
+    }
+    const mods = [];
+    for (const m of this.modules) {
+      const { down, up } = m.factors();
+      const [d, u] = await Promise.all([down.toArray(), up.toArray()]);
+      if (m.downs.length > 1) {
+        down.dispose();
+        up.dispose();
+      }
+      mods.push({
+        prefix: m.spec.prefix,
+        down: { shape: downShape(m.spec), data: d },
+        up: { shape: upShape(m.spec), data: u },
+        alpha: m.spec.alpha,
+      });
+    }
+    return await saveLoraFile(path, mods, { precision, metadata });
+  }
+
+  dispose(): void {
+    this.restore();
+    for (const m of this.modules) m.dispose();
+  }
+}
+
+/** Build a new network with kohya's initialisation (down: kaiming uniform, up: zeros). */
+export function createNetwork(sd: Model, options: NetworkOptions = {}): LoraNetwork {
+  const moduleName = options.network_module ?? "networks.lora";
+  const args = parseNetworkArgs(options.network_args ?? [], moduleName);
+  const { modules: listOptions } = networkOptions(args, {
+    module: moduleName,
+    networkDim: options.network_dim,
+    networkAlpha: options.network_alpha,
+    trainUnetOnly: options.network_train_unet_only,
+    trainTextEncoderOnly: options.network_train_text_encoder_only,
+  });
+  const { byWeight, weights } = modelLayers(sd);
+  const specs = buildLoraModules(weights, listOptions);
+  const rng = makeRng(options.seed ?? 0);
+  const unit = moduleName === "networks.dylora" ? (args.unit ?? 1) : 0;
+  const dropout: DropoutOptions = {
+    dropout: options.network_dropout ?? args.dropout,
+    rankDropout: args.rankDropout,
+    moduleDropout: args.moduleDropout,
+  };
+  const modules: LoraModule[] = [];
+  const targets = new Map<LoraModule, LayerModule>();
+  for (const spec of specs) {
+    const layer = byWeight.get(spec.weight)!;
+    const chunks = unit > 0 ? spec.rank / unit : 1;
+    if (unit > 0 && spec.rank % unit !== 0) {
+      throw new LorakitError(
+        `--network_args unit=${unit}: expected a divisor of the rank, found rank ${spec.rank} ` +
+          `for ${spec.prefix}`,
+      );
+    }
+    const per = spec.rank / chunks;
+    const fanIn = downShape(spec).slice(1).reduce((a, b) => a * b, 1);
+    const bound = kaimingBound(fanIn);
+    const downs: Tensor[] = [], ups: Tensor[] = [];
+    for (let c = 0; c < chunks; c++) {
+      const ds = downShape(spec, per), us = upShape(spec, per);
+      const n = ds.reduce((a, b) => a * b, 1);
+      const data = new Float32Array(n);
+      for (let i = 0; i < n; i++) data[i] = (2 * rng() - 1) * bound;
+      downs.push(Tensor.fromArray(data, ds).keep().param());
+      ups.push(Tensor.zeros(us).keep().param());
+    }
+    const mod = new LoraModule(spec, downs, ups, unit);
+    mod.dropout = dropout;
+    mod.rng = makeRng((options.seed ?? 0) + modules.length + 1);
+    modules.push(mod);
+    targets.set(mod, layer);
+  }
+  const net = new LoraNetwork(sd, modules, targets, moduleName, args.raw);
+  net.setMultiplier(options.multiplier ?? 1);
+  return net;
+}
+
+/**
+ * Load a kohya LoRA file for a model. Every key must match a layer of the model (a LoRA for
+ * SD 2.x on an SD 1.x model is a clear error); alpha defaults to the rank when absent.
+ */
+export async function createNetworkFromWeights(
+  multiplier: number,
+  weightsPath: string,
+  sd: Model,
+): Promise<LoraNetwork> {
+  const file = await openLoraFile(weightsPath);
+  try {
+    const { byWeight, weights } = modelLayers(sd);
+    const bound = bindLoraFile(file, loraTargets(weights));
+    const modules: LoraModule[] = [];
+    const targets = new Map<LoraModule, LayerModule>();
+    for (const m of file.modules) {
+      const target = bound.get(m.prefix)!;
+      const spec: LoraModuleSpec = { ...target, rank: m.rank, alpha: m.alpha };
+      const { down, up } = await file.readModule(m.prefix);
+      const mod = new LoraModule(
+        spec,
+        [Tensor.fromArray(down.data, downShape(spec)).keep()],
+        [Tensor.fromArray(up.data, upShape(spec)).keep()],
+      );
+      modules.push(mod);
+      targets.set(mod, byWeight.get(target.weight)!);
+    }
+    const net = new LoraNetwork(sd, modules, targets, "networks.lora", {});
+    net.setMultiplier(multiplier);
+    return net;
+  } finally {
+    file.close();
+  }
+}
