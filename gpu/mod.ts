@@ -9,3 +9,4 @@ export { type DType, scope, scopeAsync, Tensor } from "./tensor.ts";
 export { backward, checkpoint, isGradEnabled, noGrad, releaseGraph } from "./autograd.ts";
 export * from "./ops/mod.ts";
 export * from "./optim/mod.ts";
+export * from "./linalg/mod.ts";
