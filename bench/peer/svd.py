@@ -12,10 +12,14 @@ import time
 
 import torch
 
+from peer_common import sync
+
 
 def once(fn):
+    sync()
     t0 = time.perf_counter()
     fn()
+    sync()
     return time.perf_counter() - t0
 
 
