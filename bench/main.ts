@@ -12,6 +12,7 @@ const SUITES = [
   "attention",
   "groupnorm",
   "svd",
+  "optim",
   "unet",
   "resize_images",
 ];

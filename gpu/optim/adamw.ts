@@ -1,14 +1,23 @@
 /**
  * AdamW with one fused kernel per parameter tensor: moments in f32, bias correction, decoupled
- * weight decay, and an optional gradient scale (for clipping / loss-scale removal) folded in.
+ * weight decay, and an optional gradient scale (for clipping / loss-scale removal) folded in,
+ * as a host number and/or a GPU scalar.
  *
  * @module
  */
-import adamwSrc from "../../shaders/adamw.wgsl" with { type: "text" };
+import adamSrc from "../../shaders/optim_adam.wgsl" with { type: "text" };
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { grid, specialize } from "../wgsl.ts";
 import { fill } from "../ops/embedding.ts";
+import {
+  exportStates,
+  importStates,
+  type Optimizer,
+  type OptimizerState,
+  ScaleSlot,
+  type UpdateOptions,
+} from "./common.ts";
 
 const WG = 256;
 
@@ -26,14 +35,42 @@ export interface ParamGroup {
   lr: number;
 }
 
+/** Scalars of one Adam step (bias corrections bc1 = 1 - b1^t, bc2 = 1 - b2^t). */
+export interface AdamStep {
+  lr: number;
+  b1: number;
+  b2: number;
+  eps: number;
+  wd: number;
+  bc1: number;
+  bc2: number;
+  gscale: number;
+  /** bitsandbytes' ordering (weight decay after the update) instead of torch's. */
+  bnb: boolean;
+}
+
+/** Encode the fused Adam kernel for one parameter with f32 moments `m`, `v`. */
+export function adamKernel(p: Tensor, m: Tensor, v: Tensor, gs: GPUBuffer, s: AdamStep): void {
+  if (!p.grad) return;
+  const n = p.size;
+  rt().dispatch(
+    rt().pipeline(specialize(adamSrc, p.dtype, { WG, BNB: s.bnb ? 1 : 0 })),
+    [p.buffer, p.grad.buffer, m.buffer, v.buffer, gs],
+    uniforms().u(n).f(s.lr, s.b1, s.b2, s.eps, s.wd, s.bc1, s.bc2, s.gscale).u(0, 0, 0),
+    grid(n, WG),
+  );
+}
+
 /** AdamW over parameter groups; state (m, v) lives on the GPU. */
-export class AdamW {
+export class AdamW implements Optimizer {
+  readonly type = "AdamW";
   readonly groups: ParamGroup[];
   readonly betas: [number, number];
   readonly eps: number;
   readonly weightDecay: number;
   step = 0;
   private state = new Map<Tensor, { m: Tensor; v: Tensor }>();
+  private scale = new ScaleSlot();
 
   constructor(groups: ParamGroup[] | Tensor[], opts: AdamWOptions) {
     this.groups = groups.length && groups[0] instanceof Tensor
@@ -45,13 +82,14 @@ export class AdamW {
   }
 
   /**
-   * One update of every parameter that has a gradient. `gradScale` multiplies gradients first;
-   * `lrScale` multiplies every group's lr (schedulers).
+   * One update of every parameter that has a gradient. `gradScale` (and `gradScaleTensor`, a GPU
+   * scalar) multiply gradients first; `lrScale` multiplies every group's lr (schedulers).
    */
-  update(opts: { gradScale?: number; lrScale?: number } = {}): void {
+  update(opts: UpdateOptions = {}): void {
     this.step++;
     const [b1, b2] = this.betas;
     const bc1 = 1 - b1 ** this.step, bc2 = 1 - b2 ** this.step;
+    const gs = this.scale.buffer(opts);
     for (const group of this.groups) {
       const lr = group.lr * (opts.lrScale ?? 1);
       for (const p of group.params) {
@@ -61,14 +99,19 @@ export class AdamW {
           s = { m: fill(p.shape, 0, "f32").keep(), v: fill(p.shape, 0, "f32").keep() };
           this.state.set(p, s);
         }
-        const n = p.size;
-        rt().dispatch(
-          rt().pipeline(specialize(adamwSrc, p.dtype, { WG })),
-          [p.buffer, p.grad.buffer, s.m.buffer, s.v.buffer],
-          uniforms().u(n).f(lr, b1, b2, this.eps, this.weightDecay, bc1, bc2, opts.gradScale ?? 1)
-            .u(0, 0, 0),
-          grid(n, WG),
-        );
+        const gscale = opts.gradScale ?? 1;
+        const wd = this.weightDecay;
+        adamKernel(p, s.m, s.v, gs, {
+          lr,
+          b1,
+          b2,
+          eps: this.eps,
+          wd,
+          bc1,
+          bc2,
+          gscale,
+          bnb: false,
+        });
       }
     }
   }
@@ -88,12 +131,33 @@ export class AdamW {
     return this.state.get(p);
   }
 
-  /** Release the optimizer state. */
-  dispose(): void {
+  /** Step count and moments on the host (for `--save_state`). */
+  exportState(): Promise<OptimizerState> {
+    return exportStates(this.type, this.step, this.groups, (p) => this.state.get(p));
+  }
+
+  /** Restore an exported state (for `--resume`): same parameters, same shapes. */
+  importState(state: OptimizerState): void {
+    const fresh = importStates(this.type, this.groups, state, (p) => ({
+      m: fill(p.shape, 0, "f32").keep(),
+      v: fill(p.shape, 0, "f32").keep(),
+    }));
+    this.disposeMoments();
+    this.state = fresh;
+    this.step = state.step;
+  }
+
+  private disposeMoments(): void {
     for (const s of this.state.values()) {
       s.m.dispose();
       s.v.dispose();
     }
     this.state.clear();
+  }
+
+  /** Release the optimizer state. */
+  dispose(): void {
+    this.disposeMoments();
+    this.scale.dispose();
   }
 }

@@ -1,0 +1,59 @@
+/**
+ * Launchers for the optimizers' reductions (shaders/optim_reduce.wgsl): partial sums of squares
+ * with a bounded workgroup count, their final sum into a slot of a small tensor, and the
+ * non-finite flag. Nothing here reads back.
+ *
+ * @module
+ */
+import reduceSrc from "../../shaders/optim_reduce.wgsl" with { type: "text" };
+import { rt, uniforms } from "../runtime.ts";
+import type { DType, Tensor } from "../tensor.ts";
+import { specialize } from "../wgsl.ts";
+
+/** Threads per workgroup of every reduction here. */
+export const RED_WG = 256;
+/** The most partial sums one tensor contributes (bounds the second stage). */
+export const MAX_PARTS = 256;
+
+/** Workgroups (= partial sums) used for a tensor of `n` elements. */
+export function partsFor(n: number): number {
+  // Several elements per thread: barriers of the tree sum cost more than the serial adds.
+  return Math.max(1, Math.min(MAX_PARTS, Math.ceil(n / (RED_WG * 16))));
+}
+
+/** The reduction source specialised for a dtype. */
+export function reduceSource(dtype: DType): string {
+  return specialize(reduceSrc, dtype, { WG: RED_WG });
+}
+
+/** Write `partsFor(x.size)` partial sums of (x*scale)^2 into `out[off..]`. */
+export function encodeSumsq(x: Tensor, out: Tensor, off: number, scale = 1): number {
+  const parts = partsFor(x.size);
+  rt().dispatch(
+    rt().pipeline(reduceSource(x.dtype), "sumsq"),
+    [x.buffer, out.buffer],
+    uniforms().u(x.size, off).f(scale).u(0),
+    [parts],
+  );
+  return parts;
+}
+
+/** `out[slot] = sum(partials[0..count))`. */
+export function encodeSumFinal(partials: Tensor, count: number, out: Tensor, slot: number): void {
+  rt().dispatch(
+    rt().pipeline(reduceSource("f32"), "sum_final"),
+    [partials.buffer, out.buffer],
+    uniforms().u(count, slot).f(0, 0),
+    [1],
+  );
+}
+
+/** Set `flag` (a u32 word) to 1 when `x` has an inf or NaN; never clears it. */
+export function encodeNonfinite(x: Tensor, flag: Tensor): void {
+  rt().dispatch(
+    rt().pipeline(reduceSource(x.dtype), "nonfinite"),
+    [x.buffer, flag.buffer],
+    uniforms().u(x.size, 0, 0, 0),
+    [partsFor(x.size)],
+  );
+}

@@ -1,0 +1,47 @@
+// Fused Adam(W) step, in place, for f32 moments. Two orderings of the decoupled weight decay:
+//   BNB == 0 (torch.optim.AdamW): p -= lr*wd*p, then p -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps)
+//   BNB == 1 (bitsandbytes' 32-bit kernel, used by AdamW8bit below min_8bit_size): p += step_size
+//     * m / (sqrt(v) + sqrt(bc2)*eps) with step_size = -lr*sqrt(bc2)/bc1, then p *= 1 - lr*wd
+// The gradient is multiplied by the uniform `gscale` and by gs[0], a GPU scalar (clipping factor),
+// so a factor computed on the GPU needs no read-back.
+struct Params {
+  n: u32,
+  lr: f32,
+  b1: f32,
+  b2: f32,
+  eps: f32,
+  wd: f32,
+  bc1: f32,
+  bc2: f32,
+  gscale: f32,
+  pad0: u32,
+  pad1: u32,
+  pad2: u32,
+}
+@group(0) @binding(0) var<storage, read_write> param: array<T>;
+@group(0) @binding(1) var<storage, read> grad: array<T>;
+@group(0) @binding(2) var<storage, read_write> m: array<f32>;
+@group(0) @binding(3) var<storage, read_write> v: array<f32>;
+@group(0) @binding(4) var<storage, read> gs: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * WG;
+  if (i >= p.n) { return; }
+  let g = f32(grad[i]) * p.gscale * gs[0];
+  var w = f32(param[i]);
+  let mi = p.b1 * m[i] + (1.0 - p.b1) * g;
+  let vi = p.b2 * v[i] + (1.0 - p.b2) * g * g;
+  m[i] = mi;
+  v[i] = vi;
+  if (BNB == 1u) {
+    let c2 = sqrt(p.bc2);
+    w = w + (-p.lr * c2 / p.bc1) * (mi / (sqrt(vi) + c2 * p.eps));
+    w = f32(T(w)) * (1.0 - p.lr * p.wd);
+  } else {
+    w = w - p.lr * p.wd * w;
+    w = w - (p.lr / p.bc1) * mi / (sqrt(vi) / sqrt(p.bc2) + p.eps);
+  }
+  param[i] = T(w);
+}

@@ -1,0 +1,202 @@
+// bitsandbytes' block-wise 8-bit AdamW step (kOptimizerStatic8bit2StateBlockwise), in place, one
+// workgroup per block of BLOCK elements: dequantize m (signed dynamic map) and v (unsigned map)
+// with the block's absmax, update them, reduce the new absmax in workgroup memory, update the
+// parameter (bitsandbytes' formulation: step_size = -lr*sqrt(bc2)/bc1, eps scaled by sqrt(bc2),
+// weight decay after the update), and requantize to the nearest map entry by the same binary
+// search bitsandbytes uses. Codes are packed 4 per u32; each thread owns whole words, so no two
+// threads write one word. A non-finite gradient leaves its parameter alone and zeroes its
+// moments, as bitsandbytes does.
+struct Params {
+  n: u32,
+  lr: f32,
+  b1: f32,
+  b2: f32,
+  eps: f32,
+  wd: f32,
+  c2: f32,
+  stepSize: f32,
+  gscale: f32,
+  pad0: u32,
+  pad1: u32,
+  pad2: u32,
+}
+@group(0) @binding(0) var<storage, read_write> param: array<T>;
+@group(0) @binding(1) var<storage, read> grad: array<T>;
+@group(0) @binding(2) var<storage, read_write> q1: array<u32>;
+@group(0) @binding(3) var<storage, read_write> q2: array<u32>;
+@group(0) @binding(4) var<storage, read_write> absmax1: array<f32>;
+@group(0) @binding(5) var<storage, read_write> absmax2: array<f32>;
+// 512 entries: the signed map for m, then the unsigned map for v.
+@group(0) @binding(6) var<storage, read> qmap: array<f32>;
+@group(0) @binding(7) var<storage, read> gs: array<f32>;
+@group(0) @binding(8) var<uniform> p: Params;
+
+const WORDS: u32 = BLOCK / (4u * WG);
+const PER: u32 = 4u * WORDS;
+
+var<workgroup> qs: array<f32, 256>;
+var<workgroup> qu: array<f32, 256>;
+var<workgroup> red1: array<f32, WG>;
+var<workgroup> red2: array<f32, WG>;
+
+fn finite(x: f32) -> bool {
+  return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+
+fn signbit(x: f32) -> u32 {
+  return bitcast<u32>(x) >> 31u;
+}
+
+// bitsandbytes' quantize_2D<1>: binary search from pivot 127, then the nearer bracketing entry.
+fn quantSigned(x: f32) -> u32 {
+  var pivot = 127u;
+  var upperPivot = 255u;
+  var lowerPivot = 0u;
+  var lower = -1.0;
+  var upper = 1.0;
+  var val = qs[127];
+  for (var i = 64u; i > 0u; i = i >> 1u) {
+    if (x > val) {
+      lowerPivot = pivot;
+      lower = val;
+      pivot += i;
+    } else {
+      upperPivot = pivot;
+      upper = val;
+      pivot -= i;
+    }
+    val = qs[pivot];
+  }
+  if (x > val) {
+    return select(pivot, upperPivot, x > (upper + val) * 0.5);
+  }
+  return select(pivot, lowerPivot, x < (lower + val) * 0.5);
+}
+
+// quantize_2D<0> over the unsigned map.
+fn quantUnsigned(x: f32) -> u32 {
+  var pivot = 127u;
+  var upperPivot = 255u;
+  var lowerPivot = 0u;
+  var lower = 0.0;
+  var upper = 1.0;
+  var val = qu[127];
+  for (var i = 64u; i > 0u; i = i >> 1u) {
+    if (x > val) {
+      lowerPivot = pivot;
+      lower = val;
+      pivot += i;
+    } else {
+      upperPivot = pivot;
+      upper = val;
+      pivot -= i;
+    }
+    val = qu[pivot];
+  }
+  if (x > val) {
+    return select(pivot, upperPivot, x > (upper + val) * 0.5);
+  }
+  return select(pivot, lowerPivot, x < (lower + val) * 0.5);
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  for (var k = lid; k < 256u; k += WG) {
+    qs[k] = qmap[k];
+    qu[k] = qmap[256u + k];
+  }
+  workgroupBarrier();
+  let b = wid.x + wid.y * nwg.x;
+  let nb = (p.n + BLOCK - 1u) / BLOCK;
+  let nWords = (p.n + 3u) / 4u;
+  let live = b < nb;
+  var am1 = 0.0;
+  var am2 = 0.0;
+  if (live) {
+    am1 = absmax1[b];
+    am2 = absmax2[b];
+  }
+  let gsc = p.gscale * gs[0];
+  var s1: array<f32, PER>;
+  var s2: array<f32, PER>;
+  var ok: array<bool, PER>;
+  var mx1 = 0.0;
+  var mx2 = 0.0;
+  for (var w = 0u; w < WORDS; w++) {
+    let word = b * (BLOCK / 4u) + w * WG + lid;
+    var c1w = 0u;
+    var c2w = 0u;
+    if (live && word < nWords) {
+      c1w = q1[word];
+      c2w = q2[word];
+    }
+    for (var j = 0u; j < 4u; j++) {
+      let k = w * 4u + j;
+      let e = word * 4u + j;
+      var g = 0.0;
+      if (live && e < p.n) { g = f32(grad[e]); }
+      ok[k] = live && e < p.n && finite(g);
+      var v1 = 0.0;
+      var v2 = 0.0;
+      if (ok[k]) {
+        g = g * gsc;
+        v2 = qu[(c2w >> (8u * j)) & 0xffu] * am2;
+        v2 = v2 * p.b2 + (1.0 - p.b2) * g * g;
+        v1 = qs[(c1w >> (8u * j)) & 0xffu] * am1;
+        v1 = v1 * p.b1 + (1.0 - p.b1) * g;
+      }
+      s1[k] = v1;
+      s2[k] = v2;
+      mx1 = max(mx1, abs(v1));
+      mx2 = max(mx2, abs(v2));
+    }
+  }
+  red1[lid] = mx1;
+  red2[lid] = mx2;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s / 2u) {
+    if (lid < s) {
+      red1[lid] = max(red1[lid], red1[lid + s]);
+      red2[lid] = max(red2[lid], red2[lid + s]);
+    }
+    workgroupBarrier();
+  }
+  let nm1 = red1[0];
+  let nm2 = red2[0];
+  if (!live) { return; }
+  if (lid == 0u) {
+    absmax1[b] = nm1;
+    absmax2[b] = nm2;
+  }
+  for (var w = 0u; w < WORDS; w++) {
+    let word = b * (BLOCK / 4u) + w * WG + lid;
+    if (word >= nWords) { continue; }
+    var c1w = 0u;
+    var c2w = 0u;
+    for (var j = 0u; j < 4u; j++) {
+      let k = w * 4u + j;
+      let e = word * 4u + j;
+      let v1 = s1[k];
+      let v2 = s2[k];
+      if (ok[k]) {
+        var x = f32(param[e]);
+        x = x + p.stepSize * (v1 / (sqrt(v2) + p.c2 * p.eps));
+        x = f32(T(x));
+        if (p.wd > 0.0) { x = x * (1.0 - p.lr * p.wd); }
+        param[e] = T(x);
+      }
+      // An all-zero block (absmax 0) stores the codes of 0; any code dequantizes to 0 there.
+      var c1 = quantSigned(select(0.0, v1 / nm1, nm1 > 0.0));
+      // Keep the sign of m through quantization (bitsandbytes does the same correction).
+      if (signbit(qs[c1]) != signbit(v1)) {
+        c1 = select((c1 + 255u) & 0xffu, (c1 + 1u) & 0xffu, v1 > 0.0);
+      }
+      let c2 = quantUnsigned(select(0.0, v2 / nm2, nm2 > 0.0));
+      c1w = c1w | (c1 << (8u * j));
+      c2w = c2w | (c2 << (8u * j));
+    }
+    q1[word] = c1w;
+    q2[word] = c2w;
+  }
+}
