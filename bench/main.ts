@@ -13,6 +13,7 @@ const SUITES = [
   "groupnorm",
   "svd",
   "optim",
+  "lora_tools",
   "unet",
   "resize_images",
 ];

@@ -13,6 +13,30 @@ const TOOLS: Record<string, { about: string; load: () => Promise<ToolMain> }> = 
     about: "show the WebGPU adapter and run a quick engine self-check and benchmark",
     load: async () => (await import("./engine.ts")).main,
   },
+  merge_lora: {
+    about: "merge LoRA files into an SD checkpoint, or into one LoRA (kohya's tool)",
+    load: async () => (await import("./merge_lora.ts")).main,
+  },
+  svd_merge_lora: {
+    about: "merge LoRA files through their deltas and an SVD at a new rank (kohya's tool)",
+    load: async () => (await import("./svd_merge_lora.ts")).main,
+  },
+  extract_lora_from_models: {
+    about: "extract a LoRA from the difference of two checkpoints by SVD (kohya's tool)",
+    load: async () => (await import("./extract_lora_from_models.ts")).main,
+  },
+  extract_lora_from_dylora: {
+    about: "split a DyLoRA file into plain LoRA files of lower ranks (kohya's tool)",
+    load: async () => (await import("./extract_lora_from_dylora.ts")).main,
+  },
+  resize_lora: {
+    about: "change a LoRA's rank by SVD, fixed or per module by a rule (kohya's tool)",
+    load: async () => (await import("./resize_lora.ts")).main,
+  },
+  check_lora_weights: {
+    about: "print mean/min |w| of each LoRA factor (kohya's tool)",
+    load: async () => (await import("./check_lora_weights.ts")).main,
+  },
   resize_images_to_resolution: {
     about: "resize training images to one or more maximum resolutions (kohya's tool)",
     load: async () => (await import("./resize_images.ts")).main,

@@ -1,0 +1,144 @@
+/**
+ * `lorakit extract_lora_from_models`: kohya's `networks/extract_lora_from_models.py` — a LoRA
+ * approximating the difference between a fine-tuned checkpoint and its original.
+ *
+ * @module
+ */
+import { LorakitError } from "../core/errors.ts";
+import { loadCheckpoint } from "../core/io/checkpoint.ts";
+import { extractLoraFromModels } from "../core/lora/extract.ts";
+import type { Precision } from "../core/lora/svd_ops.ts";
+import {
+  DEVICE_HELP,
+  makeParser,
+  type Parser,
+  PRECISIONS,
+  progress,
+  requireSafetensors,
+  runTool,
+  SAFETENSORS_ONLY,
+  seconds,
+  SIGN_RULE,
+} from "./lora_cli.ts";
+
+const DESCRIPTION =
+  "Extract a LoRA from the difference tuned - original of two SD 1.x/2.x checkpoints: per LoRA " +
+  "module (U-Net transformers and CLIP attention/MLP; with --conv_dim also ResNets and " +
+  "samplers), a rank --dim (--conv_dim for 3x3 convs) SVD of the difference, up = U*S, " +
+  "down = Vh, both clamped to the --clamp_quantile quantile of their signed values; alpha = " +
+  "rank. The text encoder is left out when no weight of it differs by more than --min_diff. " +
+  SIGN_RULE + " The SVD is a randomized top-k one on the GPU (exact for small matrices). " +
+  "SDXL (--sdxl) is not supported. " + SAFETENSORS_ONLY;
+
+interface Args {
+  v2: boolean;
+  v_parameterization: boolean | null;
+  save_precision: Precision | null;
+  model_org: string;
+  model_tuned: string;
+  save_to: string;
+  dim: number;
+  conv_dim: number | null;
+  device: string | null;
+  clamp_quantile: number;
+  min_diff: number;
+  no_metadata: boolean;
+}
+
+function buildParser(): Parser {
+  const p = makeParser("extract_lora_from_models", DESCRIPTION);
+  p.add_argument("--v2", { action: "store_true", help: "the models are SD 2.x" });
+  p.add_argument("--v_parameterization", {
+    action: "store_true",
+    default: null,
+    help: "record the LoRA as made for v-prediction (default: same as --v2)",
+  });
+  p.add_argument("--save_precision", {
+    type: "str",
+    default: null,
+    choices: PRECISIONS,
+    help: "precision of the saved file (default float)",
+  });
+  p.add_argument("--model_org", {
+    type: "str",
+    required: true,
+    help: "original checkpoint (.safetensors, .ckpt or a diffusers folder)",
+  });
+  p.add_argument("--model_tuned", {
+    type: "str",
+    required: true,
+    help: "fine-tuned checkpoint; the LoRA is the difference original -> tuned",
+  });
+  p.add_argument("--save_to", { type: "str", required: true, help: "output .safetensors file" });
+  p.add_argument("--dim", { type: "int", default: 4, help: "rank of the LoRA (default 4)" });
+  p.add_argument("--conv_dim", {
+    type: "int",
+    default: null,
+    help: "rank of 3x3 convs (default: none, ResNet/sampler layers left out)",
+  });
+  p.add_argument("--device", { type: "str", default: null, help: DEVICE_HELP });
+  p.add_argument("--clamp_quantile", {
+    type: "float",
+    default: 0.99,
+    help: "clamp the factors to this quantile of their values (default 0.99)",
+  });
+  p.add_argument("--min_diff", {
+    type: "float",
+    default: 0.01,
+    help: "the text encoder counts as changed when a weight differs by more (default 0.01)",
+  });
+  p.add_argument("--no_metadata", {
+    action: "store_true",
+    help: "do not write modelspec.* metadata (the minimum ss_* keys are always written)",
+  });
+  return p;
+}
+
+async function run(a: Args): Promise<number> {
+  const saveTo = requireSafetensors("--save_to", a.save_to);
+  const t0 = performance.now();
+  const v2 = a.v2 ? true : undefined;
+  const org = await loadCheckpoint(a.model_org, { v2 });
+  try {
+    const tuned = await loadCheckpoint(a.model_tuned, { v2 });
+    try {
+      if (org.config.v2 !== tuned.config.v2) {
+        throw new LorakitError(
+          `--model_tuned: expected an SD ${org.config.v2 ? "2" : "1"}.x model like ` +
+            `${a.model_org}, found SD ${tuned.config.v2 ? "2" : "1"}.x (${a.model_tuned})`,
+        );
+      }
+      const r = await extractLoraFromModels(org, tuned, {
+        saveTo,
+        dim: a.dim,
+        convDim: a.conv_dim,
+        clampQuantile: a.clamp_quantile,
+        minDiff: a.min_diff,
+        v2: a.v2 || org.config.v2,
+        vParameterization: a.v_parameterization ?? undefined,
+        savePrecision: a.save_precision ?? undefined,
+        noMetadata: a.no_metadata,
+        onProgress: progress,
+        onInfo: (m) => console.error(m),
+      });
+      console.log(
+        `extracted ${r.modules} modules (dim ${a.dim}${
+          a.conv_dim === null ? "" : `, conv_dim ${a.conv_dim}`
+        }; text encoder ${r.textEncoderIncluded ? "included" : "unchanged, left out"}); ` +
+          `wrote ${saveTo} (${seconds(t0)} s)`,
+      );
+    } finally {
+      tuned.close();
+    }
+  } finally {
+    org.close();
+  }
+  return 0;
+}
+
+/** Run the tool with command-line `args` (without the tool name); resolves to the exit code. */
+export function main(args: string[]): Promise<number> {
+  return runTool<Args>(buildParser(), args, run);
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

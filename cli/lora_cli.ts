@@ -1,0 +1,105 @@
+/**
+ * What the LoRA file tools' command lines share: an argparse parser that returns instead of
+ * exiting, kohya's common flags (`--device`, precisions), the `.safetensors`-only output rule,
+ * a progress line per module on stderr, and error reporting.
+ *
+ * @module
+ */
+import { ArgumentParser } from "argparse";
+import { LorakitError } from "../core/errors.ts";
+
+/** Thrown instead of calling process.exit, so a tool's `main` can return the code. */
+export class ParserExit {
+  constructor(readonly status: number) {}
+}
+
+/** The part of the (untyped) argparse port the tools use. */
+export interface Parser {
+  add_argument(...args: unknown[]): unknown;
+  parse_args(args: string[]): unknown;
+  exit(status?: number, message?: string): never;
+}
+
+const ParserClass = ArgumentParser as unknown as new (options: Record<string, unknown>) => Parser;
+
+/** A parser for `lorakit <tool>` whose --help and errors return a code instead of exiting. */
+export function makeParser(tool: string, description: string): Parser {
+  const p = new ParserClass({ prog: `lorakit ${tool}`, description });
+  p.exit = (status = 0, message?: string): never => {
+    if (message) Deno.stderr.writeSync(new TextEncoder().encode(message));
+    throw new ParserExit(status);
+  };
+  return p;
+}
+
+/** Help of kohya's `--device`, which lorakit accepts and ignores. */
+export const DEVICE_HELP =
+  "accepted for kohya compatibility and ignored: lorakit computes on the WebGPU adapter " +
+  "(a GPU, or a software one), whatever this says (cuda, cpu, ...)";
+
+/** Help text for the precision flags. */
+export const PRECISIONS = ["float", "fp16", "bf16"];
+
+/** The sentence each tool's description ends with about outputs. */
+export const SAFETENSORS_ONLY =
+  "Outputs are .safetensors only: kohya also writes .ckpt/.pt/.pth via torch.save, which " +
+  "lorakit does not support. Outputs are written to a temporary file and renamed, so a failed " +
+  "run leaves no partial file.";
+
+/** The SVD sign rule the help texts state. */
+export const SIGN_RULE =
+  "SVD signs follow lorakit's rule (in each left singular vector the entry of largest " +
+  "magnitude is positive), because kohya's quantile clamp depends on the signs its SVD " +
+  "routine happens to return.";
+
+/** Reject a non-.safetensors output path, naming the flag. */
+export function requireSafetensors(flag: string, path: string | null | undefined): string {
+  if (path === null || path === undefined || path === "") {
+    throw new LorakitError(`${flag}: expected an output .safetensors path, found none`);
+  }
+  if (!path.toLowerCase().endsWith(".safetensors")) {
+    throw new LorakitError(
+      `${flag}: expected a .safetensors path, found '${path}' (.ckpt/.pt/.pth outputs are not ` +
+        `supported)`,
+    );
+  }
+  return path;
+}
+
+/** Progress on stderr: one rewritten line on a terminal, else one line per step. */
+export function progress(done: number, total: number, what: string): void {
+  const text = `[${done}/${total}] ${what}`;
+  const enc = new TextEncoder();
+  if (Deno.stderr.isTerminal()) {
+    Deno.stderr.writeSync(enc.encode(`\r\x1b[K${text}${done === total ? "\n" : ""}`));
+  } else Deno.stderr.writeSync(enc.encode(`${text}\n`));
+}
+
+/** Parse, run, and map errors to exit codes (2: bad flags; 1: a LorakitError). */
+export async function runTool<A>(
+  parser: Parser,
+  args: string[],
+  run: (a: A) => Promise<number>,
+): Promise<number> {
+  let a: A;
+  try {
+    a = parser.parse_args(args) as A;
+  } catch (e) {
+    if (e instanceof ParserExit) return e.status;
+    throw e;
+  }
+  try {
+    return await run(a);
+  } catch (e) {
+    if (e instanceof LorakitError) {
+      console.error(`error: ${e.message}`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+/** Seconds since `t0` (a performance.now() value), one decimal. */
+export function seconds(t0: number): string {
+  return ((performance.now() - t0) / 1000).toFixed(1);
+}

@@ -1,0 +1,134 @@
+/**
+ * `lorakit merge_lora`: kohya's `networks/merge_lora.py`. With `--sd_model`, merge LoRA files
+ * into a Stable Diffusion checkpoint; without it, merge LoRA files into one LoRA.
+ *
+ * @module
+ */
+import { LorakitError } from "../core/errors.ts";
+import { mergeLoraFiles } from "../core/lora/merge.ts";
+import { mergeIntoCheckpoint } from "../core/lora/merge_model.ts";
+import type { Precision } from "../core/lora/svd_ops.ts";
+import {
+  DEVICE_HELP,
+  makeParser,
+  type Parser,
+  PRECISIONS,
+  progress,
+  requireSafetensors,
+  runTool,
+  SAFETENSORS_ONLY,
+  seconds,
+} from "./lora_cli.ts";
+
+const DESCRIPTION =
+  "Merge LoRA files into a Stable Diffusion 1.x/2.x checkpoint (--sd_model: W += ratio * " +
+  "up @ down * alpha / rank on every layer a module names, text encoder and U-Net; the output " +
+  "keeps the checkpoint's key set), or, without --sd_model, into one LoRA file the way kohya " +
+  "does: the factors are added, down scaled by sqrt(alpha_i / alpha_base) * ratio_i and up by " +
+  "its absolute value (--concat stacks them instead, adding the ranks). Every LoRA module must " +
+  "name a layer of the model (kohya skips unknown ones with a log line; lorakit stops, so an SD2 " +
+  "LoRA is never half-merged into an SD1 model). " + SAFETENSORS_ONLY;
+
+interface Args {
+  v2: boolean;
+  save_precision: Precision | null;
+  precision: Precision;
+  sd_model: string | null;
+  save_to: string | null;
+  models: string[] | null;
+  ratios: number[] | null;
+  no_metadata: boolean;
+  concat: boolean;
+  shuffle: boolean;
+  device: string | null;
+}
+
+function buildParser(): Parser {
+  const p = makeParser("merge_lora", DESCRIPTION);
+  p.add_argument("--v2", { action: "store_true", help: "the checkpoint is SD 2.x" });
+  p.add_argument("--save_precision", {
+    type: "str",
+    default: null,
+    choices: PRECISIONS,
+    help: "precision of the saved file; default: --precision",
+  });
+  p.add_argument("--precision", {
+    type: "str",
+    default: "float",
+    choices: PRECISIONS,
+    help: "precision of the merge arithmetic (float is recommended; default float)",
+  });
+  p.add_argument("--sd_model", {
+    type: "str",
+    default: null,
+    help: "checkpoint to merge into (.safetensors, .ckpt or a diffusers folder); omit to merge " +
+      "the LoRA files into one LoRA",
+  });
+  p.add_argument("--save_to", { type: "str", default: null, help: "output .safetensors file" });
+  p.add_argument("--models", { type: "str", nargs: "*", help: "LoRA files (.safetensors)" });
+  p.add_argument("--ratios", { type: "float", nargs: "*", help: "one ratio per LoRA file" });
+  p.add_argument("--no_metadata", {
+    action: "store_true",
+    help: "do not write modelspec.* metadata (the minimum ss_* keys of a LoRA are always written)",
+  });
+  p.add_argument("--concat", {
+    action: "store_true",
+    help: "stack the LoRAs instead of adding them (the output rank is the sum of the ranks)",
+  });
+  p.add_argument("--shuffle", {
+    action: "store_true",
+    help: "permute each module's rank dimension at random (the product is unchanged)",
+  });
+  p.add_argument("--device", { type: "str", default: null, help: DEVICE_HELP });
+  return p;
+}
+
+async function run(a: Args): Promise<number> {
+  const saveTo = requireSafetensors("--save_to", a.save_to);
+  const models = a.models ?? [];
+  const ratios = a.ratios ?? [];
+  if (models.length === 0) throw new LorakitError("--models: expected LoRA files, found none");
+  const t0 = performance.now();
+  if (a.sd_model !== null) {
+    const r = await mergeIntoCheckpoint({
+      sdModel: a.sd_model,
+      models,
+      ratios,
+      saveTo,
+      v2: a.v2,
+      precision: a.precision,
+      savePrecision: a.save_precision ?? undefined,
+      noMetadata: a.no_metadata,
+      onProgress: progress,
+    });
+    console.log(
+      `merged ${r.modulesApplied} LoRA modules from ${models.length} file(s) into ` +
+        `${r.weightsChanged} weights; wrote ${r.tensorsWritten} tensors to ${saveTo} ` +
+        `(${seconds(t0)} s)`,
+    );
+    return 0;
+  }
+  const r = await mergeLoraFiles({
+    models,
+    ratios,
+    saveTo,
+    precision: a.precision,
+    savePrecision: a.save_precision ?? undefined,
+    concat: a.concat,
+    shuffle: a.shuffle,
+    noMetadata: a.no_metadata,
+    onProgress: progress,
+  });
+  console.log(
+    `merged ${models.length} LoRA file(s) into ${r.modules} modules (dim ${r.dim}, alpha ` +
+      `${r.alpha}); wrote ${saveTo} (${seconds(t0)} s)`,
+  );
+  return 0;
+}
+
+/** Run the tool with command-line `args` (without the tool name); resolves to the exit code. */
+export function main(args: string[]): Promise<number> {
+  return runTool<Args>(buildParser(), args, run);
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

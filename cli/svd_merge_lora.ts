@@ -1,0 +1,100 @@
+/**
+ * `lorakit svd_merge_lora`: kohya's `networks/svd_merge_lora.py` — merge LoRA files through their
+ * weight deltas and re-factor each module at a new rank by SVD.
+ *
+ * @module
+ */
+import { svdMergeLoraFiles } from "../core/lora/svd_merge.ts";
+import type { Precision } from "../core/lora/svd_ops.ts";
+import {
+  DEVICE_HELP,
+  makeParser,
+  type Parser,
+  PRECISIONS,
+  progress,
+  requireSafetensors,
+  runTool,
+  SAFETENSORS_ONLY,
+  seconds,
+  SIGN_RULE,
+} from "./lora_cli.ts";
+
+const DESCRIPTION =
+  "Merge LoRA files into one of a new rank: per module, the sum of ratio * up @ down * alpha / " +
+  "rank over the files, then a rank-k SVD (3x3 convs flattened to [out, in*9]); up = U*S, " +
+  "down = Vh, both clamped to the 0.99 quantile of their signed values; alpha = k. " + SIGN_RULE +
+  " The SVD is a randomized top-k one on the GPU (exact for small matrices). " + SAFETENSORS_ONLY;
+
+interface Args {
+  save_precision: Precision | null;
+  precision: Precision;
+  save_to: string | null;
+  models: string[] | null;
+  ratios: number[] | null;
+  new_rank: number;
+  new_conv_rank: number | null;
+  device: string | null;
+  no_metadata: boolean;
+}
+
+function buildParser(): Parser {
+  const p = makeParser("svd_merge_lora", DESCRIPTION);
+  p.add_argument("--save_precision", {
+    type: "str",
+    default: null,
+    choices: PRECISIONS,
+    help: "precision of the saved file; default: --precision",
+  });
+  p.add_argument("--precision", {
+    type: "str",
+    default: "float",
+    choices: PRECISIONS,
+    help: "precision of the merge arithmetic (default float; the SVD is always float32)",
+  });
+  p.add_argument("--save_to", { type: "str", default: null, help: "output .safetensors file" });
+  p.add_argument("--models", { type: "str", nargs: "*", help: "LoRA files (.safetensors)" });
+  p.add_argument("--ratios", { type: "float", nargs: "*", help: "one ratio per LoRA file" });
+  p.add_argument("--new_rank", { type: "int", default: 4, help: "rank of the output (default 4)" });
+  p.add_argument("--new_conv_rank", {
+    type: "int",
+    default: null,
+    help: "rank of 3x3 conv modules; default: --new_rank",
+  });
+  p.add_argument("--device", { type: "str", default: null, help: DEVICE_HELP });
+  p.add_argument("--no_metadata", {
+    action: "store_true",
+    help: "do not write modelspec.* metadata (the minimum ss_* keys are always written)",
+  });
+  return p;
+}
+
+async function run(a: Args): Promise<number> {
+  const saveTo = requireSafetensors("--save_to", a.save_to);
+  const t0 = performance.now();
+  const r = await svdMergeLoraFiles({
+    models: a.models ?? [],
+    ratios: a.ratios ?? [],
+    saveTo,
+    newRank: a.new_rank,
+    newConvRank: a.new_conv_rank,
+    precision: a.precision,
+    savePrecision: a.save_precision ?? undefined,
+    noMetadata: a.no_metadata,
+    onProgress: progress,
+  });
+  const ranks = [...r.ranks].sort((x, y) => x[0] - y[0]).map(([k, n]) => `${n} x rank ${k}`);
+  console.log(
+    `svd-merged ${(a.models ?? []).length} file(s) into ${r.modules} modules (${
+      ranks.join(", ")
+    }); ` +
+      `wrote ${saveTo} (${seconds(t0)} s)`,
+  );
+  return 0;
+}
+
+/** Run the tool with command-line `args` (without the tool name); resolves to the exit code. */
+export function main(args: string[]): Promise<number> {
+  return runTool<Args>(buildParser(), args, run);
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,78 @@
+/**
+ * One LoRA training step's forward: text encoder (with `--clip_skip`), noising, U-Net, the target
+ * and kohya's loss (per-sample MSE over C,H,W, times the sample's loss weight — `prior_loss_weight`
+ * for regularization images — times the min-SNR weight, then the batch mean). The caller runs
+ * backward, clipping and the optimizer.
+ *
+ * @module
+ */
+import { add, mean, mseLoss, mul, reshape, scale, scope, sub, Tensor } from "../../gpu/mod.ts";
+import type { StableDiffusion } from "../models/stable_diffusion.ts";
+import type { DdpmSchedule } from "./noise_schedule.ts";
+
+/** One batch, already on the GPU. */
+export interface TrainBatch {
+  /** VAE latents times the scaling factor, [B, 4, h, w]. */
+  latents: Tensor;
+  /** Gaussian noise of the same shape (noise offset already added, if any). */
+  noise: Tensor;
+  /** Integer timesteps, one per sample. */
+  timesteps: number[];
+  /** Token ids, B x (77 per window). */
+  inputIds: Int32Array;
+  /** 1 for training images, `prior_loss_weight` for regularization images. */
+  lossWeights: number[];
+}
+
+/** Settings named after kohya's flags. */
+export interface StepSettings {
+  vParameterization?: boolean;
+  clipSkip?: number;
+  minSnrGamma?: number | null;
+  /** Run the text encoder without recording gradients (U-Net-only training). */
+  frozenTextEncoder?: boolean;
+}
+
+/** What one forward produces (the loss keeps its graph for backward). */
+export interface StepOutputs {
+  loss: Tensor;
+  modelPred: Tensor;
+  target: Tensor;
+}
+
+/** Per-sample scalars as a [B, 1, 1, 1] tensor for broadcasting. */
+function perSample(values: number[], dtype: Tensor["dtype"]): Tensor {
+  return Tensor.fromArray(Float32Array.from(values), [values.length, 1, 1, 1], dtype);
+}
+
+/** Forward of one training step; returns the scalar loss with its graph. */
+export function trainStepForward(
+  sd: Pick<StableDiffusion, "textEncoder" | "unet">,
+  schedule: DdpmSchedule,
+  batch: TrainBatch,
+  s: StepSettings,
+): StepOutputs {
+  return scope(() => {
+    const { latents, noise, timesteps } = batch;
+    const dtype = latents.dtype;
+    const c = timesteps.map((t) => schedule.coefficients(t));
+    const a = perSample(c.map((x) => x.signal), dtype);
+    const b = perSample(c.map((x) => x.noise), dtype);
+    const noisy = add(mul(latents, a), mul(noise, b));
+    const context = sd.textEncoder.forward(batch.inputIds, { clipSkip: s.clipSkip ?? 1 });
+    const modelPred = sd.unet.forward(noisy, timesteps, context);
+    // v = sqrt(acp) * noise - sqrt(1 - acp) * latents
+    const target = s.vParameterization ? sub(mul(noise, a), mul(latents, b)) : noise.retain();
+    const perElem = mseLoss(modelPred, target, "none");
+    const perSampleLoss = mean(perElem, [1, 2, 3]); // [B]
+    let w = batch.lossWeights.slice();
+    if (s.minSnrGamma) {
+      w = w.map((x, i) =>
+        x * schedule.minSnrWeight(timesteps[i], s.minSnrGamma!, !!s.vParameterization)
+      );
+    }
+    const weighted = mul(perSampleLoss, Tensor.fromArray(Float32Array.from(w), [w.length], dtype));
+    const loss = reshape(mean(weighted), [1]);
+    return { loss: scale(loss, 1), modelPred, target };
+  });
+}
