@@ -1,0 +1,207 @@
+/**
+ * The CLIP text encoder in Hugging Face `CLIPTextModel`'s layout (SD2's OpenCLIP weights arrive
+ * converted to it by the loader): token + position embeddings, pre-LN transformer layers with
+ * causal self-attention and a QuickGELU (SD1) or GELU (SD2) MLP, and the final LayerNorm.
+ * `clipSkip` n runs all but the last n-1 layers and then the final LayerNorm, as kohya and
+ * A1111 do; kohya's long prompts encode 77-token windows separately and stitch the rows.
+ *
+ * @module
+ */
+import {
+  add,
+  attention,
+  embedding,
+  gelu,
+  permute,
+  quickGelu,
+  reshape,
+  scope,
+  type Tensor,
+} from "../../gpu/mod.ts";
+import { LorakitError } from "../errors.ts";
+import { stitchRows, WINDOW_LENGTH, type WindowedIds } from "../text/token_windows.ts";
+import type { TextEncoderConfig } from "./config.ts";
+import { gatherRows } from "./ops.ts";
+import {
+  type LayerModule,
+  type LayerNormModule,
+  type LinearModule,
+  type ModelWeights,
+  ModuleBuilder,
+} from "./weights.ts";
+
+const PREFIX = "text_encoder.text_model";
+
+/** Options of {@link ClipTextEncoder.forward}. */
+export interface ClipForwardOptions {
+  /** 1 (default): the last layer's output; 2: one layer earlier (kohya's `--clip_skip 2`). */
+  clipSkip?: number;
+}
+
+/** Multi-head causal self-attention with q/k/v/out projections. */
+class ClipAttention {
+  readonly q: LinearModule;
+  readonly k: LinearModule;
+  readonly v: LinearModule;
+  readonly out: LinearModule;
+
+  constructor(b: ModuleBuilder, p: string, readonly heads: number) {
+    this.q = b.linear(`${p}.q_proj`);
+    this.k = b.linear(`${p}.k_proj`);
+    this.v = b.linear(`${p}.v_proj`);
+    this.out = b.linear(`${p}.out_proj`);
+  }
+
+  forward(x: Tensor): Tensor {
+    const [n, t, c] = x.shape;
+    const d = c / this.heads;
+    // [B, T, C] -> [B, H, T, D] for the fused kernel.
+    const split = (y: Tensor) => permute(reshape(y, [n, t, this.heads, d]), [0, 2, 1, 3]);
+    const o = attention(
+      split(this.q.forward(x)),
+      split(this.k.forward(x)),
+      split(this.v.forward(x)),
+      {
+        causal: true,
+      },
+    );
+    return this.out.forward(reshape(permute(o, [0, 2, 1, 3]), [n, t, c]));
+  }
+}
+
+/** One pre-LN encoder layer: x + attn(ln1(x)), then x + mlp(ln2(x)). */
+class ClipLayer {
+  readonly ln1: LayerNormModule;
+  readonly attn: ClipAttention;
+  readonly ln2: LayerNormModule;
+  readonly fc1: LinearModule;
+  readonly fc2: LinearModule;
+
+  constructor(b: ModuleBuilder, p: string, readonly config: TextEncoderConfig) {
+    const eps = config.layerNormEps;
+    this.ln1 = b.layerNorm(`${p}.layer_norm1`, eps);
+    this.attn = new ClipAttention(b, `${p}.self_attn`, config.numHeads);
+    this.ln2 = b.layerNorm(`${p}.layer_norm2`, eps);
+    this.fc1 = b.linear(`${p}.mlp.fc1`);
+    this.fc2 = b.linear(`${p}.mlp.fc2`);
+  }
+
+  forward(x: Tensor): Tensor {
+    return scope(() => {
+      const h = add(x, this.attn.forward(this.ln1.forward(x)));
+      const a = this.fc1.forward(this.ln2.forward(h));
+      const act = this.config.hiddenAct === "gelu" ? gelu(a) : quickGelu(a);
+      return add(h, this.fc2.forward(act));
+    });
+  }
+}
+
+/** The CLIP text transformer of SD 1.x/2.x. */
+export class ClipTextEncoder {
+  readonly config: TextEncoderConfig;
+  readonly weights: ModelWeights;
+  readonly layers: ClipLayer[];
+  readonly finalNorm: LayerNormModule;
+  readonly #modules: LayerModule[];
+
+  constructor(weights: ModelWeights, config: TextEncoderConfig) {
+    this.config = config;
+    this.weights = weights;
+    const b = new ModuleBuilder(weights);
+    weights.get(`${PREFIX}.embeddings.token_embedding.weight`);
+    weights.get(`${PREFIX}.embeddings.position_embedding.weight`);
+    this.layers = Array.from(
+      { length: config.numLayers },
+      (_, i) => new ClipLayer(b, `${PREFIX}.encoder.layers.${i}`, config),
+    );
+    this.finalNorm = b.layerNorm(`${PREFIX}.final_layer_norm`, config.layerNormEps);
+    this.#modules = b.layers;
+  }
+
+  /** Storage dtype of the weights and activations. */
+  get dtype(): Tensor["dtype"] {
+    return this.weights.dtype;
+  }
+
+  /** Every Linear of the encoder with its internal name (LoRA's `lora_te_*` targets). */
+  modules(): LayerModule[] {
+    return [...this.#modules];
+  }
+
+  /** Check `ids` (batch x maxPositions, in the vocabulary); returns the batch size. */
+  #checkIds(ids: Int32Array): number {
+    const t = this.config.maxPositions;
+    if (ids.length === 0 || ids.length % t !== 0) {
+      throw new LorakitError(
+        `text encoder: expected token ids shaped [batch, ${t}] (a multiple of ${t} values), ` +
+          `found ${ids.length} values`,
+      );
+    }
+    const v = this.config.vocabSize;
+    const bad = ids.findIndex((id) => id < 0 || id >= v);
+    if (bad >= 0) {
+      throw new LorakitError(
+        `text encoder: token id ${ids[bad]} at position ${bad} is outside the vocabulary ` +
+          `[0, ${v})`,
+      );
+    }
+    return ids.length / t;
+  }
+
+  /**
+   * Hidden states [B, 77, C] for token ids [B x 77] (row-major): clipSkip 1 is HF's
+   * `last_hidden_state`; clipSkip n takes the output n-1 layers before the last, through the
+   * final LayerNorm.
+   */
+  forward(ids: Int32Array, opts: ClipForwardOptions = {}): Tensor {
+    const skip = opts.clipSkip ?? 1;
+    const n = this.config.numLayers;
+    if (!Number.isInteger(skip) || skip < 1 || skip > n) {
+      throw new LorakitError(`--clip_skip: expected an integer from 1 to ${n}, found ${skip}`);
+    }
+    const batch = this.#checkIds(ids);
+    const t = this.config.maxPositions;
+    return scope(() => {
+      const w = this.weights;
+      const tok = embedding(w.get(`${PREFIX}.embeddings.token_embedding.weight`), ids, [batch, t]);
+      const positions = Int32Array.from({ length: t }, (_, i) => i);
+      const pos = embedding(w.get(`${PREFIX}.embeddings.position_embedding.weight`), positions, [
+        t,
+      ]);
+      let h = add(tok, pos);
+      for (let i = 0; i < n - (skip - 1); i++) h = this.layers[i].forward(h);
+      return this.finalNorm.forward(h);
+    });
+  }
+
+  /**
+   * kohya's long-prompt encoding: `windowed.ids` [B, n, 77] (from `windowIds`) encoded as B*n
+   * windows, then stitched per caption into [B, 75n + 2, C] (see `stitchRows`).
+   */
+  forwardWindows(windowed: WindowedIds, opts: ClipForwardOptions = {}): Tensor {
+    const { batch, windows } = windowed;
+    if (windowed.ids.length !== batch * windows * WINDOW_LENGTH) {
+      throw new LorakitError(
+        `text encoder: expected ${batch}x${windows}x${WINDOW_LENGTH} window ids, found ` +
+          `${windowed.ids.length}`,
+      );
+    }
+    return scope(() => {
+      const states = this.forward(windowed.ids, opts);
+      if (windows === 1) return states;
+      const rows = stitchRows(windows);
+      const per = windows * WINDOW_LENGTH;
+      const all = new Int32Array(batch * rows.length);
+      for (let b = 0; b < batch; b++) {
+        for (let r = 0; r < rows.length; r++) all[b * rows.length + r] = b * per + rows[r];
+      }
+      const c = this.config.hiddenSize;
+      return gatherRows(states, all, [batch, rows.length, c]);
+    });
+  }
+
+  /** Free the weights. */
+  dispose(): void {
+    this.weights.dispose();
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * The VAE against diffusers 0.21's `AutoencoderKL` on the tiny fixtures (encoder moments and
+ * decoder output, f32 and f16), the right/bottom-padded downsampler on odd sizes, the logvar
+ * clamp, and errors for bad inputs.
+ */
+import assert from "node:assert/strict";
+import { initGpu, rt, scope, Tensor } from "../gpu/mod.ts";
+import { LorakitError } from "../core/errors.ts";
+import { openSafetensors } from "../core/io/safetensors.ts";
+import { loadStableDiffusion, ModelWeights } from "../core/models/mod.ts";
+import { clamp, ConstCache } from "../core/models/ops.ts";
+import { AsymmetricDownsample2D } from "../core/models/resnet.ts";
+import { ModuleBuilder } from "../core/models/weights.ts";
+import { fixture } from "./fixtures.ts";
+import { assertClose, randn } from "./op_check.ts";
+
+type Host = { shape: number[]; data: Float32Array };
+
+async function golden(variant: string): Promise<Record<string, Host> | null> {
+  const path = fixture(`${variant}/forward.safetensors`);
+  if (path === null) return null;
+  const f = await openSafetensors(path);
+  try {
+    const out: Record<string, Host> = {};
+    for (const k of ["vae_image", "vae_mean", "vae_logvar", "vae_latent", "vae_decoded"]) {
+      out[k] = await f.readF32(k);
+    }
+    return out;
+  } finally {
+    f.close();
+  }
+}
+
+for (const [variant, dtype] of [["sd1-tiny", "f32"], ["sd1-tiny", "f16"], ["sd2-tiny", "f32"]]) {
+  Deno.test(`VAE ${variant} encode and decode match diffusers (${dtype})`, async () => {
+    const g = await golden(variant);
+    const path = fixture(`${variant}/model.safetensors`);
+    if (g === null || path === null) return;
+    await initGpu();
+    const before = rt().storage.stats().liveBytes;
+    const sd = await loadStableDiffusion(path, { dtype: dtype as "f32" | "f16", parts: ["vae"] });
+    const tol = dtype === "f32" ? 1e-4 : 2e-2;
+    try {
+      const { mean, logvar } = scope(() =>
+        sd.vae.encode(Tensor.fromArray(g.vae_image.data, g.vae_image.shape))
+      );
+      assert.deepEqual(mean.shape, g.vae_mean.shape);
+      assertClose(`${variant} vae_mean`, await mean.toArray(), g.vae_mean.data, tol);
+      assertClose(`${variant} vae_logvar`, await logvar.toArray(), g.vae_logvar.data, tol);
+      mean.dispose();
+      logvar.dispose();
+      const img = scope(() =>
+        sd.vae.decode(Tensor.fromArray(g.vae_latent.data, g.vae_latent.shape))
+      );
+      assert.deepEqual(img.shape, g.vae_decoded.shape);
+      assertClose(`${variant} vae_decoded`, await img.toArray(), g.vae_decoded.data, tol);
+      img.dispose();
+    } finally {
+      sd.dispose();
+    }
+    assert.equal(rt().storage.stats().liveBytes, before, "GPU pool back to its baseline");
+  });
+}
+
+Deno.test("VAE downsampler pads right and bottom by one, on even and odd sizes", async () => {
+  await initGpu();
+  const [cin, cout] = [3, 5];
+  const w = randn(cout * cin * 9, 11), b = randn(cout, 12);
+  const store = new ModelWeights(
+    "vae",
+    "f32",
+    new Map([
+      ["vae.d.conv.weight", Tensor.fromArray(w, [cout, cin, 3, 3]).keep()],
+      ["vae.d.conv.bias", Tensor.fromArray(b, [cout]).keep()],
+    ]),
+    "<test>",
+  );
+  const consts = new ConstCache();
+  const down = new AsymmetricDownsample2D(new ModuleBuilder(store), "vae.d", consts);
+  for (const [h, wd] of [[6, 8], [5, 7]]) {
+    const x = randn(cin * h * wd, h);
+    const y = scope(() => down.forward(Tensor.fromArray(x, [1, cin, h, wd])));
+    // diffusers: F.pad(x, (0, 1, 0, 1)) then a 3x3 conv, stride 2, no padding.
+    const ho = Math.floor((h + 1 - 3) / 2) + 1, wo = Math.floor((wd + 1 - 3) / 2) + 1;
+    assert.deepEqual(y.shape, [1, cout, ho, wo]);
+    const want = new Float32Array(cout * ho * wo);
+    for (let o = 0; o < cout; o++) {
+      for (let i = 0; i < ho; i++) {
+        for (let j = 0; j < wo; j++) {
+          let s = b[o];
+          for (let c = 0; c < cin; c++) {
+            for (let ky = 0; ky < 3; ky++) {
+              for (let kx = 0; kx < 3; kx++) {
+                const yy = 2 * i + ky, xx = 2 * j + kx;
+                if (yy >= h || xx >= wd) continue;
+                s += x[(c * h + yy) * wd + xx] * w[((o * cin + c) * 3 + ky) * 3 + kx];
+              }
+            }
+          }
+          want[(o * ho + i) * wo + j] = s;
+        }
+      }
+    }
+    assertClose(`downsample ${h}x${wd}`, await y.toArray(), want, 1e-5);
+    y.dispose();
+  }
+  consts.dispose();
+  store.dispose();
+});
+
+Deno.test("clamp keeps values inside the range and clips the rest", async () => {
+  await initGpu();
+  const x = [-1e4, -31, -30, -29.5, -1, 0, 0.25, 19.75, 20, 21, 1e5];
+  const y = scope(() => clamp(Tensor.fromArray(x, [x.length]), -30, 20));
+  const got = await y.toArray();
+  y.dispose();
+  const want = x.map((v) => Math.min(20, Math.max(-30, v)));
+  got.forEach((v, i) => assert.ok(Math.abs(v - want[i]) <= 4e-6, `${x[i]} -> ${v}`));
+});
+
+Deno.test("VAE rejects images whose size is not a multiple of 8 and wrong latents", async () => {
+  const path = fixture("sd1-tiny/model.safetensors");
+  if (path === null) return;
+  await initGpu();
+  const sd = await loadStableDiffusion(path, { parts: ["vae"] });
+  try {
+    const bad = (f: () => unknown, re: RegExp) =>
+      assert.throws(() => scope(f), (e: Error) => e instanceof LorakitError && re.test(e.message));
+    bad(() => sd.vae.encode(Tensor.zeros([1, 3, 60, 64])), /\[1,3,60,64\].*|multiples of 8/);
+    bad(() => sd.vae.encode(Tensor.zeros([1, 4, 64, 64])), /\[1,4,64,64\]/);
+    bad(() => sd.vae.decode(Tensor.zeros([1, 3, 8, 8])), /\[1,3,8,8\]/);
+  } finally {
+    sd.dispose();
+  }
+});
