@@ -1,17 +1,41 @@
 /**
- * lorakit: LoRA for Stable Diffusion 1.x/2.x on WebGPU.
+ * lorakit: LoRA for Stable Diffusion 1.x/2.x on WebGPU — the library API.
  *
- * The public library API. The engine (tensors, ops, autograd) is re-exported here; the Stable
- * Diffusion and LoRA layers join it as they land.
+ * Load a model, apply a kohya LoRA file, and run the networks, mirroring the diffusers example
+ * of kohya's manual:
  *
  * ```ts
- * import { initGpu, Tensor, silu } from "@lorakit/lorakit";
+ * import { createNetworkFromWeights, initGpu, loadStableDiffusion, noGrad } from "@lorakit/lorakit";
  * await initGpu();
- * const y = silu(Tensor.fromArray(new Float32Array([1, 2, 3]), [3]));
- * console.log(await y.toArray());
+ * const sd = await loadStableDiffusion("model.safetensors", { dtype: "f16" });
+ * const lora = await createNetworkFromWeights(0.8, "my_lora.safetensors", sd);
+ * lora.applyTo(sd);              // or lora.mergeTo(sd) to fold it into the weights
+ * const ids = Int32Array.from(sd.tokenizer.pad(sd.tokenizer.encode("a photo of sks dog"), 77));
+ * const context = noGrad(() => sd.textEncoder.forward(ids, { clipSkip: 1 }));
  * ```
+ *
+ * The engine (tensors, ops, autograd, optimizers) is re-exported for building on it.
  *
  * @module
  */
 export * from "./gpu/mod.ts";
 export { LorakitError } from "./core/errors.ts";
+export {
+  AutoencoderKL,
+  ClipTextEncoder,
+  loadStableDiffusion,
+  type LoadStableDiffusionOptions,
+  type SDConfig,
+  type StableDiffusion,
+  UNet2DConditionModel,
+} from "./core/models/mod.ts";
+export {
+  createNetwork,
+  createNetworkFromWeights,
+  LoraNetwork,
+  type NetworkOptions,
+} from "./core/lora/network.ts";
+export { ClipTokenizer } from "./core/text/clip_tokenizer.ts";
+export { loadCheckpoint, saveLdmCheckpoint } from "./core/io/checkpoint.ts";
+export { openSafetensors, writeSafetensors } from "./core/io/safetensors.ts";
+export { openCkpt } from "./core/io/ckpt.ts";
