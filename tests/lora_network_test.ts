@@ -168,3 +168,83 @@ Deno.test("a new C3Lier network trains, saves and reloads with kohya's keys", as
   target.dispose();
   await Deno.remove(out);
 });
+
+Deno.test("DyLoRA trains one rank chunk per step and saves kohya's full-rank layout", async () => {
+  const s = await setup();
+  if (!s) return;
+  const net = createNetwork(s.sd, {
+    network_module: "networks.dylora",
+    network_dim: 4,
+    network_alpha: 4,
+    network_args: ["unit=2"],
+    seed: 3,
+  });
+  net.applyTo(s.sd);
+  net.setTraining(true);
+  const target = Tensor.zeros(s.x.sample.shape).keep();
+  const loss = scope(() => {
+    const te = s.sd.textEncoder.forward(s.x.ids);
+    return mseLoss(s.sd.unet.forward(s.x.sample, s.x.timesteps, te), target);
+  });
+  backward(loss);
+  loss.dispose();
+  for (const m of net.modules) {
+    // Exactly one chunk (of dim / unit = 2) is trainable in each module this step.
+    assert.equal(m.downs.filter((t) => t.requiresGrad).length, 1);
+    assert.equal(m.downs.length, 2);
+    for (const t of m.parameters()) {
+      t.grad?.dispose();
+      t.grad = null;
+    }
+  }
+  const out = await Deno.makeTempFile({ suffix: ".safetensors" });
+  await net.save(out, {}, "float");
+  const again = await createNetworkFromWeights(1, out, s.sd);
+  assert.ok(again.modules.every((m) => m.spec.rank === 4));
+  again.dispose();
+  net.dispose();
+  target.dispose();
+  await Deno.remove(out);
+});
+
+Deno.test("dropouts apply only in training and keep shapes", async () => {
+  const s = await setup();
+  if (!s) return;
+  const net = createNetwork(s.sd, {
+    network_dim: 4,
+    network_args: ["rank_dropout=0.5", "module_dropout=0.25"],
+    network_dropout: 0.1,
+    network_train_unet_only: true,
+    seed: 5,
+  });
+  net.applyTo(s.sd);
+  const layer = s.sd.unet.modules().find((m) => m.name.endsWith("attn1.to_q"))!;
+  const x = Tensor.fromArray(
+    new Float32Array(2 * 3 * layer.weight.shape[1]).map((_, i) => Math.cos(i)),
+    [2, 3, layer.weight.shape[1]],
+  );
+  // Give the factors non-zero values through a merge-free path: train-mode outputs must differ
+  // from eval-mode outputs only through the dropouts, which need a non-zero branch.
+  for (const m of net.modules) {
+    const u = m.ups[0];
+    const filled = Tensor.full(u.shape, 0.05);
+    const data = await filled.toArray();
+    filled.dispose();
+    m.ups[0] = Tensor.fromArray(data, u.shape).keep().param();
+    u.dispose();
+  }
+  net.setTraining(false);
+  const evalA = await noGrad(() => layer.forward(x)).toArray();
+  const evalB = await noGrad(() => layer.forward(x)).toArray();
+  assert.deepEqual(evalA, evalB);
+  net.setTraining(true);
+  let differs = false;
+  for (let i = 0; i < 4 && !differs; i++) {
+    const t = await noGrad(() => layer.forward(x)).toArray();
+    assert.equal(t.length, evalA.length);
+    differs = relErr(t, evalA) > 1e-6;
+  }
+  assert.ok(differs, "training-mode dropouts never changed the output");
+  x.dispose();
+  net.dispose();
+});
