@@ -4,11 +4,11 @@
  * clamp, and errors for bad inputs.
  */
 import assert from "node:assert/strict";
-import { initGpu, rt, scope, Tensor } from "../gpu/mod.ts";
+import { attention, initGpu, noGrad, reshape, rt, scope, Tensor } from "../gpu/mod.ts";
 import { LorakitError } from "../core/errors.ts";
 import { openSafetensors } from "../core/io/safetensors.ts";
 import { loadStableDiffusion, ModelWeights } from "../core/models/mod.ts";
-import { clamp, ConstCache } from "../core/models/ops.ts";
+import { clamp, ConstCache, rowBlockedAttention } from "../core/models/ops.ts";
 import { AsymmetricDownsample2D } from "../core/models/resnet.ts";
 import { ModuleBuilder } from "../core/models/weights.ts";
 import { fixture } from "./fixtures.ts";
@@ -132,4 +132,35 @@ Deno.test("VAE rejects images whose size is not a multiple of 8 and wrong latent
   } finally {
     sd.dispose();
   }
+});
+
+Deno.test("row-blocked wide-head attention equals the fused kernel and never holds T x T", async () => {
+  await initGpu();
+  const [b, t, d] = [1, 40, 24];
+  const mk = (seed: number) => Tensor.fromArray(randn(b * t * d, seed), [b, t, d]);
+  const q = mk(1), k = mk(2), v = mk(3);
+  const want = await noGrad(() =>
+    reshape(
+      attention(reshape(q, [b, 1, t, d]), reshape(k, [b, 1, t, d]), reshape(v, [b, 1, t, d])),
+      [b, t, d],
+    )
+  ).toArray();
+  // Blocks of 4 query rows: scores are 4 x 40 floats at a time, never 40 x 40. Record the
+  // largest buffer requested while it runs.
+  const pool = rt().storage;
+  const acquire = pool.acquire.bind(pool);
+  let largest = 0;
+  pool.acquire = (bytes: number) => {
+    largest = Math.max(largest, bytes);
+    return acquire(bytes);
+  };
+  let got: Tensor;
+  try {
+    got = noGrad(() => scope(() => rowBlockedAttention(q, k, v, 4 * 4 * t)));
+  } finally {
+    pool.acquire = acquire;
+  }
+  assertClose("row-blocked attention", await got.toArray(), want, 1e-5);
+  assert.ok(largest < t * t * 4, `a ${largest}-byte buffer was allocated (T x T is ${t * t * 4})`);
+  for (const x of [q, k, v, got]) x.dispose();
 });

@@ -10,11 +10,15 @@ import {
   add,
   affine,
   cast,
+  concat,
   embedding,
+  matmul,
   permute,
   reshape,
   scale,
+  scope,
   slice,
+  softmax,
   sqrt,
   square,
   type Tensor,
@@ -110,4 +114,29 @@ export function clamp(x: Tensor, lo: number, hi: number): Tensor {
 /** `x` in `dtype`, cast when it differs (f32 inputs from host code into an f16 model). */
 export function toDtype(x: Tensor, dtype: Tensor["dtype"]): Tensor {
   return x.dtype === dtype ? x : cast(x, dtype);
+}
+
+/**
+ * Single-head attention `softmax(q kᵀ / sqrt(d)) v` for q/k/v [B, T, d] of any width, computed a
+ * block of query rows at a time (at most `blockBytes` of f32 scores per block), so no full
+ * [T, T] score matrix is ever stored (4096 x 4096 for the VAE at 512 px). Used where the head is
+ * wider than the fused attention kernel supports.
+ */
+export function rowBlockedAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  blockBytes = 16 << 20,
+): Tensor {
+  const [, tokens, d] = q.shape;
+  const rows = Math.max(1, Math.min(tokens, Math.floor(blockBytes / (4 * k.shape[1]))));
+  const parts: Tensor[] = [];
+  for (let s0 = 0; s0 < tokens; s0 += rows) {
+    const qb = slice(q, 1, s0, Math.min(tokens, s0 + rows));
+    parts.push(scope(() => {
+      const scores = scale(matmul(qb, k, { transB: true }), 1 / Math.sqrt(d));
+      return matmul(softmax(scores), v);
+    }));
+  }
+  return parts.length === 1 ? parts[0] : concat(parts, 1);
 }

@@ -11,19 +11,16 @@
 import {
   add,
   attention,
-  matmul,
   MAX_HEAD_DIM,
   permute,
   reshape,
-  scale,
   scope,
   sliceChannels,
-  softmax,
   type Tensor,
 } from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
 import type { VAEConfig } from "./config.ts";
-import { clamp, ConstCache, toDtype } from "./ops.ts";
+import { clamp, ConstCache, rowBlockedAttention, toDtype } from "./ops.ts";
 import { AsymmetricDownsample2D, type NormSpec, ResnetBlock2D, Upsample2D } from "./resnet.ts";
 import {
   type Conv2dModule,
@@ -67,9 +64,8 @@ class VaeAttention {
         const head = (y: Tensor) => reshape(y, [n, 1, h * w, c]);
         o = reshape(attention(head(q), head(k), head(v)), [n, h * w, c]);
       } else {
-        // Wider than the fused kernel's head limit (512 in the full-size VAE): explicit scores.
-        const scores = scale(matmul(q, k, { transB: true }), 1 / Math.sqrt(c));
-        o = matmul(softmax(scores), v);
+        // Wider than the fused kernel's head limit (512 in the full-size VAE).
+        o = rowBlockedAttention(q, k, v);
       }
       const out = permute(reshape(this.toOut.forward(o), [n, h, w, c]), [0, 3, 1, 2]);
       return add(out, x);
