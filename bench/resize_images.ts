@@ -19,8 +19,9 @@ import {
 import { planResize } from "../core/image/resample_tables.ts";
 import { resampleGpu } from "../gpu/ops/resample.ts";
 import { initGpu } from "../gpu/runtime.ts";
+import { type BenchRow, table } from "./harness.ts";
 
-const ITER = Number(Deno.args[0] ?? 10);
+let ITER = 10;
 const RES = parseMaxResolutions("512x512,384x384,256x256");
 
 function testImage(w: number, h: number): RasterImage {
@@ -118,47 +119,47 @@ async function peer(path: string): Promise<Record<string, number | string> | nul
   return null;
 }
 
-const tmp = await Deno.makeTempDir({ prefix: "lorakit_bench_" });
-try {
-  const jpg = await encodeJpeg(testImage(2048, 1536), 95);
-  const path = `${tmp}/bench.jpg`;
-  await Deno.writeFile(path, jpg);
-  const gpu = await hasGpu();
-  await ours(jpg, false); // warm-up: JIT and WebAssembly instantiation
-  const a = await ours(jpg, false);
-  if (gpu) await ours(jpg, true); // warm-up: pipeline compilation
-  const g = gpu ? await ours(jpg, true) : null;
-  const b = await peer(path);
-  console.log(
-    `2048x1536 JPEG (${
-      (jpg.length / 1024).toFixed(0)
-    } KiB) -> 512,384,256 area, q100 JPEG, ${ITER} iterations`,
-  );
-  const line = (name: string, r: { full: number; decode: number; filter: number }): string =>
-    `${name}: ${r.full.toFixed(2)} images/s (decode alone ${r.decode.toFixed(1)}/s, filter ` +
-    `alone ${r.filter.toFixed(1)}/s)`;
-  console.log(line("lorakit, CPU filter", a));
-  if (g) console.log(line("lorakit, GPU filter", g));
-  else console.log("lorakit, GPU filter: skipped (no WebGPU adapter)");
-  if (b === null) {
-    console.log("OpenCV peer unavailable (needs python3 with cv2: apt-get install python3-opencv)");
-  } else {
-    const peerRates = {
-      full: b.full as number,
-      decode: b.decode as number,
-      filter: b.filter as number,
-    };
-    console.log(line(`opencv ${b.version} (${b.threads} threads)`, peerRates));
-    for (const [name, r] of [["CPU", a], ["GPU", g]] as const) {
-      if (!r) continue;
-      console.log(
-        `ratio lorakit(${name} filter)/opencv: ${(r.full / peerRates.full).toFixed(2)} end to ` +
-          `end, ${(r.decode / peerRates.decode).toFixed(2)} decode, ${
-            (r.filter / peerRates.filter).toFixed(2)
-          } filter`,
-      );
+type Rates = { full: number; decode: number; filter: number };
+
+/** Run the bench: rows in seconds per image (lower is better), OpenCV as the peer. */
+export async function bench(iterations = 5): Promise<BenchRow[]> {
+  ITER = iterations;
+  const tmp = await Deno.makeTempDir({ prefix: "lorakit_bench_" });
+  try {
+    const jpg = await encodeJpeg(testImage(2048, 1536), 95);
+    const path = `${tmp}/bench.jpg`;
+    await Deno.writeFile(path, jpg);
+    const gpu = await hasGpu();
+    await ours(jpg, false); // warm-up: JIT and WebAssembly instantiation
+    const a: Rates = await ours(jpg, false);
+    if (gpu) await ours(jpg, true); // warm-up: pipeline compilation
+    const g: Rates | null = gpu ? await ours(jpg, true) : null;
+    const b = await peer(path);
+    const peerName = b ? `opencv ${b.version} (${b.threads} threads)` : undefined;
+    const pr = b
+      ? { full: b.full as number, decode: b.decode as number, filter: b.filter as number }
+      : null;
+    const label = "2048x1536 JPEG -> 512,384,256 area, q100";
+    const row = (name: string, ours: number, theirs: number | undefined): BenchRow => ({
+      name: `resize_images ${label}: ${name}`,
+      seconds: 1 / ours,
+      peer: peerName,
+      peerSeconds: theirs ? 1 / theirs : undefined,
+      note: "seconds per image",
+    });
+    const rows = [
+      row("end to end, CPU filter", a.full, pr?.full),
+      row("decode alone", a.decode, pr?.decode),
+      row("filter alone, CPU", a.filter, pr?.filter),
+    ];
+    if (g) {
+      rows.push(row("end to end, GPU filter", g.full, pr?.full));
+      rows.push(row("filter alone, GPU", g.filter, pr?.filter));
     }
+    return rows;
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
   }
-} finally {
-  await Deno.remove(tmp, { recursive: true });
 }
+
+if (import.meta.main) console.log(table(await bench(Number(Deno.args[0] ?? 10))));
