@@ -9,6 +9,14 @@ type ToolMain = (args: string[]) => Promise<number>;
 
 /** Tools by name; each module exports `main(args): Promise<number>` (the exit code). */
 const TOOLS: Record<string, { about: string; load: () => Promise<ToolMain> }> = {
+  train_network: {
+    about: "train a LoRA with kohya's train_network.py flags and --config_file TOML",
+    load: async () => (await import("./train_network.ts")).main,
+  },
+  demo: {
+    about: "run everything end to end offline (random tiny model, synthetic data) -> report.html",
+    load: async () => (await import("./demo.ts")).main,
+  },
   engine: {
     about: "show the WebGPU adapter and run a quick engine self-check and benchmark",
     load: async () => (await import("./engine.ts")).main,
@@ -36,6 +44,10 @@ const TOOLS: Record<string, { about: string; load: () => Promise<ToolMain> }> = 
   check_lora_weights: {
     about: "print mean/min |w| of each LoRA factor (kohya's tool)",
     load: async () => (await import("./check_lora_weights.ts")).main,
+  },
+  gen_img: {
+    about: "generate images from prompts, with LoRAs, img2img and highres fix (kohya's gen_img)",
+    load: async () => (await import("./gen_img.ts")).main,
   },
   resize_images_to_resolution: {
     about: "resize training images to one or more maximum resolutions (kohya's tool)",

@@ -62,7 +62,7 @@ export const TRAINING_FLAGS = [
   { name: "ddp_gradient_as_bucket_view", type: "bool", default: false, help: "DDP option", support: "reject", note: NO_MULTI },
   { name: "ddp_static_graph", type: "bool", default: false, help: "DDP option", support: "reject", note: NO_MULTI },
   { name: "clip_skip", type: "int", default: null, help: "use the output of the n-th last text encoder layer" },
-  { name: "logging_dir", type: "str", default: null, help: "TensorBoard log folder", support: "noop", note: "lorakit writes no TensorBoard logs; the loss is printed to the console" },
+  { name: "logging_dir", type: "str", default: null, help: "log folder: lorakit writes a JSONL log of every step there (no TensorBoard files)", support: "yes" },
   { name: "log_with", type: "str", default: null, choices: ["tensorboard", "wandb", "all"], help: "logging tool", support: "noop", note: "lorakit writes no TensorBoard or W&B logs; the loss is printed to the console" },
   { name: "log_prefix", type: "str", default: null, help: "log folder prefix", support: "noop", note: "lorakit writes no TensorBoard logs" },
   { name: "log_tracker_name", type: "str", default: null, help: "tracker name", support: "noop", note: "lorakit has no trackers" },

@@ -1,0 +1,102 @@
+/**
+ * `lorakit train_network ...`: kohya's `train_network.py` command line (and `--config_file`
+ * TOML) for SD 1.x/2.x LoRA training. Progress goes to stderr (one rewritten line on a terminal),
+ * `--logging_dir` gets a JSONL log of every step, Ctrl-C stops after the current step (saving a
+ * state with `--save_state`), and a summary ends the run.
+ *
+ * @module
+ */
+import { LorakitError } from "../core/errors.ts";
+import { trainNetwork } from "../core/train/loop.ts";
+import { summaryText } from "../core/train/progress.ts";
+import { HelpRequested, parseTrainArgs, type TrainArgs } from "../core/train/train_args.ts";
+
+const enc = new TextEncoder();
+
+function stamp(): string {
+  const d = new Date();
+  const two = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}${two(d.getMonth() + 1)}${two(d.getDate())}${two(d.getHours())}` +
+    `${two(d.getMinutes())}${two(d.getSeconds())}`;
+}
+
+/** Open the JSONL log of `--logging_dir` (`<dir>/<log_prefix><timestamp>.jsonl`). */
+function openLog(args: TrainArgs): { path: string; write: (line: string) => void } | null {
+  if (args.logging_dir === null) return null;
+  Deno.mkdirSync(args.logging_dir, { recursive: true });
+  const path = `${args.logging_dir}/${args.log_prefix ?? ""}${stamp()}.jsonl`;
+  const file = Deno.openSync(path, { write: true, create: true, append: true });
+  return {
+    path,
+    write: (line) => {
+      file.writeSync(enc.encode(line + "\n"));
+    },
+  };
+}
+
+const noted = new Set<string>();
+
+/** Notes about accepted no-op flags, once each. */
+function onNote(note: string): void {
+  if (noted.has(note)) return;
+  noted.add(note);
+  console.warn(`note: ${note}`);
+}
+
+/** Entry point; returns the exit code (0 done, 1 bad input, 130 interrupted). */
+export async function main(argv: string[]): Promise<number> {
+  let args: TrainArgs;
+  try {
+    args = await parseTrainArgs(argv, { onNote });
+  } catch (e) {
+    if (e instanceof HelpRequested) {
+      console.log(e.text);
+      return 0;
+    }
+    throw e;
+  }
+  const tty = Deno.stderr.isTerminal();
+  let stop = false;
+  const onSigint = () => {
+    if (stop) Deno.exit(130);
+    stop = true;
+    Deno.stderr.writeSync(enc.encode("\nstopping after this step (Ctrl-C again to abort)\n"));
+  };
+  Deno.addSignalListener("SIGINT", onSigint);
+  const log = openLog(args);
+  let lastWasProgress = false;
+  try {
+    const result = await trainNetwork(args, {
+      message: (text) => {
+        if (lastWasProgress && tty) Deno.stderr.writeSync(enc.encode("\n"));
+        lastWasProgress = false;
+        console.error(text);
+      },
+      progress: (line) => {
+        Deno.stderr.writeSync(enc.encode(tty ? `\r\x1b[K${line}` : `${line}\n`));
+        lastWasProgress = true;
+      },
+      log: log?.write,
+      remove: async (path) => {
+        try {
+          await Deno.remove(path, { recursive: true });
+        } catch (e) {
+          if (!(e instanceof Deno.errors.NotFound)) {
+            throw new LorakitError(`${path}: cannot remove an old save (${(e as Error).message})`);
+          }
+        }
+      },
+      interrupted: () => stop,
+    });
+    if (lastWasProgress && tty) Deno.stderr.writeSync(enc.encode("\n"));
+    const files = log ? [...result.summary.files, log.path] : result.summary.files;
+    console.error(summaryText({ ...result.summary, files }));
+    return result.interrupted ? 130 : 0;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSigint);
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

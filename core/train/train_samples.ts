@@ -1,0 +1,132 @@
+/**
+ * Sample images during training (`--sample_prompts` with `--sample_every_n_steps`,
+ * `--sample_every_n_epochs`, `--sample_at_first`), as kohya's `sample_images`: each non-empty,
+ * non-`#` line of the prompt file is a prompt with gen_img options (`--n` negative, `--w`/`--h`
+ * size, default 512, rounded down to a multiple of 8, `--d` seed, `--l` guidance scale default 7.5,
+ * `--s` steps default 30), generated with the network applied at multiplier 1 with
+ * `--sample_sampler`, written as PNG to `<output_dir>/sample/` under kohya's file names. A prompt
+ * without `--d` gets a seed derived from the run's seed, the step and the prompt's index.
+ *
+ * @module
+ */
+import { noGrad } from "../../gpu/mod.ts";
+import { encodePng } from "../image/encode.ts";
+import { makeImage } from "../image/image.ts";
+import { joinPath, makeDir, readText, writeFileAtomic } from "../io/fs.ts";
+import type { LoraNetwork } from "../lora/network.ts";
+import type { StableDiffusion } from "../models/stable_diffusion.ts";
+import { encodeConditioning } from "../sample/conditioning.ts";
+import { noiseBatch } from "../sample/noise.ts";
+import { createScheduler, noisesPerStep } from "../sample/sampler_registry.ts";
+import { decodeLatents, denoise } from "../sample/txt2img.ts";
+import { parsePromptOptions, type PromptOptions } from "../text/prompt_options.ts";
+import { mixSeed } from "./train_rng.ts";
+
+/** Settings of the sampler, named as kohya's flags. */
+export interface SampleSettings {
+  sample_prompts: string;
+  sample_sampler: string;
+  output_dir: string;
+  output_name: string | null;
+  clip_skip: number | null;
+  v_parameterization: boolean;
+  seed: number;
+}
+
+/** The prompts of a kohya prompt file (.txt). */
+export async function readSamplePrompts(path: string): Promise<PromptOptions[]> {
+  const lines = (await readText(path)).split(/\r?\n/).map((l) => l.trim());
+  return lines.filter((l) => l.length > 0 && !l.startsWith("#")).map(parsePromptOptions);
+}
+
+function stamp(d: Date): string {
+  const two = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}${two(d.getMonth() + 1)}${two(d.getDate())}${two(d.getHours())}${
+    two(d.getMinutes())
+  }${two(d.getSeconds())}`;
+}
+
+/**
+ * Generate one image per prompt; returns the files written. `epoch` set: kohya's epoch naming
+ * (`e000001`); else the step (`000010`).
+ */
+export async function sampleImages(
+  sd: StableDiffusion,
+  net: LoraNetwork,
+  s: SampleSettings,
+  at: { step: number; epoch: number | null },
+): Promise<string[]> {
+  const prompts = await readSamplePrompts(s.sample_prompts);
+  const dir = joinPath(s.output_dir, "sample");
+  await makeDir(dir);
+  const files: string[] = [];
+  const wasTraining = net.modules.some((m) => m.training);
+  net.setTraining(false);
+  // denoise is async, so noGrad cannot cover it: freeze the factors so nothing records.
+  const params = net.parameters();
+  const flags = params.map((t) => t.requiresGrad);
+  for (const t of params) t.requiresGrad = false;
+  try {
+    for (const [i, p] of prompts.entries()) {
+      const width = Math.max(64, (p.width ?? 512) - ((p.width ?? 512) % 8));
+      const height = Math.max(64, (p.height ?? 512) - ((p.height ?? 512) % 8));
+      const steps = p.steps ?? 30;
+      const scale = p.scale ?? 7.5;
+      const seed = p.seeds?.[0] ?? mixSeed(s.seed, 0x5a, at.step, i);
+      const sampler = s.sample_sampler;
+      const noise = noiseBatch([seed], {
+        latentShape: [4, height / 8, width / 8],
+        steps,
+        noisesPerStep: noisesPerStep(sampler),
+      });
+      let pixels: Float32Array;
+      try {
+        const { context } = noGrad(() =>
+          encodeConditioning(sd.tokenizer, sd.textEncoder, [p.prompt], [p.negativePrompt ?? ""], {
+            guidanceScale: scale,
+            clipSkip: s.clip_skip ?? 1,
+          })
+        );
+        try {
+          const latents = await denoise(sd.unet, {
+            scheduler: createScheduler(sampler, { vPrediction: s.v_parameterization }),
+            steps,
+            initNoise: noise.initNoise,
+            context,
+            guidanceScale: scale,
+            noises: noise.noises,
+          });
+          const img = noGrad(() => decodeLatents(sd.vae, latents));
+          latents.dispose();
+          pixels = await img.toArray();
+          img.dispose();
+        } finally {
+          context.dispose();
+        }
+      } finally {
+        noise.dispose();
+      }
+      const rgb = new Uint8Array(width * height * 3);
+      const plane = width * height;
+      for (let k = 0; k < plane; k++) {
+        for (let c = 0; c < 3; c++) {
+          const v = (pixels[c * plane + k] + 1) * 127.5;
+          rgb[k * 3 + c] = Math.max(0, Math.min(255, Math.round(v)));
+        }
+      }
+      const num = at.epoch !== null
+        ? `e${String(at.epoch).padStart(6, "0")}`
+        : String(at.step).padStart(6, "0");
+      const name =
+        `${s.output_name ? s.output_name + "_" : ""}${num}_${String(i).padStart(2, "0")}` +
+        `_${stamp(new Date())}_${seed}.png`;
+      const path = joinPath(dir, name);
+      await writeFileAtomic(path, await encodePng(makeImage(width, height, 3, rgb)));
+      files.push(path);
+    }
+  } finally {
+    params.forEach((t, k) => (t.requiresGrad = flags[k]));
+    net.setTraining(wasTraining);
+  }
+  return files;
+}

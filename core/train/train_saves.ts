@@ -1,0 +1,205 @@
+/**
+ * What train_network writes during a run, named and pruned as kohya does: LoRA files every
+ * `--save_every_n_epochs` (`<name>-000001.safetensors`, default name `epoch`) and
+ * `--save_every_n_steps` (`<name>-step00000010.safetensors`, default `at`), the final
+ * `<name>.safetensors` (default `last`), `--save_state` folders beside each save (and
+ * `<name>-state` at the end with `--save_state_on_train_end`), the removal of saves beyond
+ * `--save_last_n_epochs` / `--save_last_n_steps` (and their `_state` variants), and the sample
+ * images. Every file is written to a temporary name and renamed.
+ *
+ * @module
+ */
+import { rt } from "../../gpu/mod.ts";
+import type { LossScaler } from "../../gpu/mod.ts";
+import { joinPath, makeDir } from "../io/fs.ts";
+import { saveTrainState } from "./checkpoint_state.ts";
+import type { TrainIo } from "./loop.ts";
+import type { TrainArgs } from "./train_args.ts";
+import { type RunFacts, runMetadata, saveMetadata } from "./train_metadata.ts";
+import { sampleImages } from "./train_samples.ts";
+import type { Schedule, SessionModel, SessionNetwork } from "./train_session.ts";
+import type { PreparedData } from "./train_setup.ts";
+
+/** Where the run is when something is saved. */
+export interface SaveContext {
+  /** Optimizer steps done. */
+  step: number;
+  /** The epoch to continue with and how many of its batches are done. */
+  epoch: number;
+  batchInEpoch: number;
+  scaler: LossScaler | null;
+}
+
+/** Everything a {@link Saver} needs. */
+export interface SaverOptions {
+  args: TrainArgs;
+  io: TrainIo;
+  data: PreparedData;
+  model: SessionModel;
+  session: SessionNetwork;
+  seed: number;
+  schedule: Schedule;
+  /** Seconds since the epoch. */
+  startedAt: number;
+  fingerprint: string;
+}
+
+const pad = (n: number, w: number) => String(n).padStart(w, "0");
+
+/** Saves, states, pruning and samples of one run. */
+export class Saver {
+  /** Every file or folder written, in order. */
+  readonly files: string[] = [];
+  readonly #o: SaverOptions;
+  readonly #run: Record<string, string>;
+  readonly #dir: string;
+  readonly #maxBucket: [number, number];
+  readonly #everyEpochs: number | null;
+
+  constructor(o: SaverOptions) {
+    this.#o = o;
+    const a = o.args;
+    this.#dir = a.output_dir ?? ".";
+    const { created, net } = o.session;
+    const facts: RunFacts = {
+      sessionId: Math.floor(Math.random() * 2 ** 31),
+      startedAt: o.startedAt,
+      seed: o.seed,
+      numBatchesPerEpoch: o.schedule.batchesPerEpoch,
+      numEpochs: o.schedule.numEpochs,
+      maxTrainSteps: o.schedule.maxTrainSteps,
+      lrWarmupSteps: o.schedule.warmupSteps,
+      optimizer: created.name + (created.argsText ? `(${created.argsText})` : ""),
+      networkArgs: Object.keys(net.networkArgs).length > 0 ? net.networkArgs : null,
+      modelHash: o.model.modelHash,
+      vaeHash: o.model.vaeHash,
+    };
+    this.#run = runMetadata(a, o.data, facts);
+    const reso = o.data.datasets[0].blueprint.params.resolution ?? [512, 512];
+    this.#maxBucket = [reso[0], reso[1]];
+    this.#everyEpochs = a.save_n_epoch_ratio !== null
+      ? Math.max(1, Math.floor(o.schedule.numEpochs / a.save_n_epoch_ratio))
+      : a.save_every_n_epochs;
+  }
+
+  /** The LoRA file for a name (without extension). */
+  async #saveLora(name: string, step: number, epoch: number): Promise<void> {
+    const a = this.#o.args;
+    await makeDir(this.#dir);
+    const path = joinPath(this.#dir, `${name}.safetensors`);
+    const md = saveMetadata(this.#run, a, {
+      step,
+      epoch,
+      now: Date.now() / 1000,
+      maxBucket: this.#maxBucket,
+    });
+    await this.#o.session.net.save(path, md, (a.save_precision ?? "float") as "float");
+    this.files.push(path);
+    this.#o.io.message(`saved ${path}`);
+  }
+
+  async #saveState(folder: string, c: SaveContext): Promise<void> {
+    const { session, seed, fingerprint } = this.#o;
+    const path = joinPath(this.#dir, folder);
+    await saveTrainState(path, session.params, session.created.optimizer, {
+      step: c.step,
+      epoch: c.epoch,
+      batchInEpoch: c.batchInEpoch,
+      seed,
+      scaler: c.scaler ? { scale: c.scaler.scale, growthTracker: c.scaler.growthTracker } : null,
+      fingerprint,
+    });
+    this.files.push(path);
+    this.#o.io.message(`saved state ${path}`);
+  }
+
+  async #remove(name: string): Promise<void> {
+    const path = joinPath(this.#dir, name);
+    await this.#o.io.remove(path);
+  }
+
+  /** After each optimizer step: step saves, step states, step samples. */
+  async afterStep(c: SaveContext): Promise<void> {
+    const a = this.#o.args;
+    const n = a.save_every_n_steps;
+    if (n !== null && n > 0 && c.step % n === 0) {
+      const name = a.output_name ?? "at";
+      await this.#saveLora(`${name}-step${pad(c.step, 8)}`, c.step, c.epoch);
+      const removeNo = (last: number | null) => {
+        if (last === null) return null;
+        const r = c.step - last - 1;
+        const k = r - (r % n);
+        return k < 0 ? null : k;
+      };
+      const rm = removeNo(a.save_last_n_steps);
+      if (rm !== null && rm > 0) await this.#remove(`${name}-step${pad(rm, 8)}.safetensors`);
+      if (a.save_state) {
+        await this.#saveState(`${name}-step${pad(c.step, 8)}-state`, c);
+        const rs = removeNo(a.save_last_n_steps_state ?? a.save_last_n_steps);
+        if (rs !== null && rs > 0) await this.#remove(`${name}-step${pad(rs, 8)}-state`);
+      }
+    }
+    const ns = a.sample_every_n_steps;
+    if (ns !== null && c.step % ns === 0) await this.sample(c.step, null);
+  }
+
+  /** At the end of epoch `epoch` (1-based): epoch saves, states, samples. */
+  async afterEpoch(c: SaveContext, epoch: number): Promise<void> {
+    const a = this.#o.args;
+    const every = this.#everyEpochs;
+    if (every !== null && every > 0 && epoch % every === 0 && epoch < this.#o.schedule.numEpochs) {
+      const name = a.output_name ?? "epoch";
+      await this.#saveLora(`${name}-${pad(epoch, 6)}`, c.step, epoch);
+      if (a.save_last_n_epochs !== null) {
+        const rm = epoch - every * a.save_last_n_epochs;
+        if (rm > 0) await this.#remove(`${name}-${pad(rm, 6)}.safetensors`);
+      }
+      if (a.save_state) {
+        await this.#saveState(`${name}-${pad(epoch, 6)}-state`, c);
+        const last = a.save_last_n_epochs_state ?? a.save_last_n_epochs;
+        if (last !== null) {
+          const rm = epoch - every * last;
+          if (rm > 0) await this.#remove(`${name}-${pad(rm, 6)}-state`);
+        }
+      }
+    }
+    const ne = a.sample_every_n_epochs;
+    if (ne !== null && epoch % ne === 0) await this.sample(c.step, epoch);
+  }
+
+  /** After the last step: the final file and, with --save_state(_on_train_end), the state. */
+  async atEnd(c: SaveContext): Promise<void> {
+    const a = this.#o.args;
+    const name = a.output_name ?? "last";
+    await this.#saveLora(name, c.step, this.#o.schedule.numEpochs);
+    if (a.save_state || a.save_state_on_train_end) await this.#saveState(`${name}-state`, c);
+  }
+
+  /** Ctrl-C: with --save_state, a state to resume from; nothing else is written. */
+  async onInterrupt(c: SaveContext): Promise<void> {
+    const a = this.#o.args;
+    if (!a.save_state) {
+      this.#o.io.message("interrupted: no state saved (pass --save_state to save one)");
+      return;
+    }
+    await this.#saveState(`${a.output_name ?? "at"}-step${pad(c.step, 8)}-state`, c);
+    this.#o.io.message(`interrupted at step ${c.step}; resume with --resume <that state>`);
+  }
+
+  /** Sample images now (when `--sample_prompts` is set). */
+  async sample(step: number, epoch: number | null): Promise<void> {
+    const a = this.#o.args;
+    if (a.sample_prompts === null) return;
+    const files = await sampleImages(this.#o.model.sd, this.#o.session.net, {
+      sample_prompts: a.sample_prompts,
+      sample_sampler: a.sample_sampler,
+      output_dir: this.#dir,
+      output_name: a.output_name,
+      clip_skip: a.clip_skip,
+      v_parameterization: a.v_parameterization,
+      seed: this.#o.seed,
+    }, { step, epoch });
+    await rt().sync();
+    this.files.push(...files);
+  }
+}
