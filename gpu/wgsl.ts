@@ -30,3 +30,10 @@ export function grid(n: number, wg: number): [number, number] {
   const y = Math.ceil(groups / 65535);
   return [Math.ceil(groups / y), y];
 }
+
+/** Up to 8 shape or stride values padded with zeros: the `array<vec4<u32>, 2>` uniform layout. */
+export function pack8(v: readonly number[]): number[] {
+  const out = new Array(8).fill(0);
+  v.forEach((x, i) => (out[i] = x));
+  return out;
+}

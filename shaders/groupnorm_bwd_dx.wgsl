@@ -19,19 +19,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> dx: array<T>;
 @group(0) @binding(6) var<uniform> p: Params;
 
-var<workgroup> red: array<f32, WG>;
-
-fn wgSum(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+// wgSum comes from wg_sum.wgsl (prepended by the launcher).
 
 // Gradient at the affine output: through SiLU when fused.
 fn gradAffine(i: u32, c: u32, xhat: f32) -> f32 {

@@ -13,19 +13,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> dx: array<T>;
 @group(0) @binding(5) var<uniform> p: Params;
 
-var<workgroup> red: array<f32, WG>;
-
-fn wgSum(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+// wgSum comes from wg_sum.wgsl (prepended by the launcher).
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,

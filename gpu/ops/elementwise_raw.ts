@@ -8,7 +8,7 @@ import binarySrc from "../../shaders/binary.wgsl" with { type: "text" };
 import unarySrc from "../../shaders/unary.wgsl" with { type: "text" };
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
-import { grid, specialize } from "../wgsl.ts";
+import { grid, pack8, specialize } from "../wgsl.ts";
 import { broadcastShapes, check, sameDtype, stridesOf } from "./check.ts";
 
 const WG = 256;
@@ -22,12 +22,6 @@ const BIN_EXPR: Record<BinOp, string> = {
   div: "x / y",
   addScaled: "x + p.alpha * y",
 };
-
-function pack8(v: number[]): number[] {
-  const out = new Array(MAX_RANK).fill(0);
-  v.forEach((x, i) => (out[i] = x));
-  return out;
-}
 
 function broadcastStrides(inShape: number[], outShape: number[]): number[] {
   const s = stridesOf(inShape);

@@ -11,6 +11,7 @@ import gnBwdWb from "../../shaders/groupnorm_bwd_wb.wgsl" with { type: "text" };
 import lnFwd from "../../shaders/layernorm_fwd.wgsl" with { type: "text" };
 import lnBwdDx from "../../shaders/layernorm_bwd_dx.wgsl" with { type: "text" };
 import lnBwdWb from "../../shaders/layernorm_bwd_wb.wgsl" with { type: "text" };
+import wgSumSrc from "../../shaders/wg_sum.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
@@ -53,7 +54,7 @@ export function groupNorm(
   const u = () => uniforms().u(c, s, groups).f(eps).u(silu, 1, 0, 0);
   const r = rt();
   r.dispatch(
-    r.pipeline(specialize(gnFwd, x.dtype, { WG })),
+    r.pipeline(specialize(wgSumSrc + gnFwd, x.dtype, { WG })),
     [x.buffer, weight.buffer, bias.buffer, y.buffer, stats.buffer],
     u(),
     [n * groups],
@@ -61,7 +62,7 @@ export function groupNorm(
   const out = record(op, [x, weight, bias], y, [x, weight, bias, stats], (g, [sx, sw, sb, st]) => {
     const dx = Tensor.empty(x.shape, x.dtype);
     r.dispatch(
-      r.pipeline(specialize(gnBwdDx, x.dtype, { WG })),
+      r.pipeline(specialize(wgSumSrc + gnBwdDx, x.dtype, { WG })),
       [sx.buffer, sw.buffer, sb.buffer, g.buffer, st.buffer, dx.buffer],
       u(),
       [n * groups],
@@ -96,7 +97,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   const r = rt();
   const wg = c >= 256 ? 256 : 64;
   r.dispatch(
-    r.pipeline(specialize(lnFwd, x.dtype, { WG: wg })),
+    r.pipeline(specialize(wgSumSrc + lnFwd, x.dtype, { WG: wg })),
     [x.buffer, weight.buffer, bias.buffer, y.buffer, stats.buffer],
     u(),
     grid(rows, 1),
@@ -104,7 +105,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   const out = record(op, [x, weight, bias], y, [x, weight, stats], (g, [sx, sw, st]) => {
     const dx = Tensor.empty(x.shape, x.dtype);
     r.dispatch(
-      r.pipeline(specialize(lnBwdDx, x.dtype, { WG: wg })),
+      r.pipeline(specialize(wgSumSrc + lnBwdDx, x.dtype, { WG: wg })),
       [sx.buffer, sw.buffer, g.buffer, st.buffer, dx.buffer],
       u(),
       grid(rows, 1),

@@ -7,17 +7,11 @@ import reduceSrc from "../../shaders/reduce_to.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
-import { grid, specialize } from "../wgsl.ts";
+import { grid, pack8, specialize } from "../wgsl.ts";
 import { check, stridesOf } from "./check.ts";
 import { binaryRaw } from "./elementwise_raw.ts";
 
 const WG = 256;
-
-function pack8(v: number[]): number[] {
-  const out = new Array(8).fill(0);
-  v.forEach((x, i) => (out[i] = x));
-  return out;
-}
 
 /** Sum `x` over `axes` (kept as size-1 when `keepDims`), times `factor`. No autograd. */
 export function reduceRaw(x: Tensor, axes: number[], factor = 1, keepDims = false): Tensor {

@@ -8,16 +8,10 @@ import permuteSrc from "../../shaders/permute.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { numel, Tensor } from "../tensor.ts";
-import { grid, specialize } from "../wgsl.ts";
+import { grid, pack8, specialize } from "../wgsl.ts";
 import { check, fmt, stridesOf } from "./check.ts";
 
 const WG = 256;
-
-function pack8(v: number[]): number[] {
-  const out = new Array(8).fill(0);
-  v.forEach((x, i) => (out[i] = x));
-  return out;
-}
 
 /** Same data, new shape (one dimension may be -1). */
 export function reshape(x: Tensor, shape: number[]): Tensor {
