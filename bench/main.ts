@@ -16,6 +16,7 @@ const SUITES = [
   "lora_tools",
   "unet",
   "resize_images",
+  "gen",
 ];
 
 const only = Deno.args.filter((a) => !a.startsWith("-"));
