@@ -1,0 +1,209 @@
+/**
+ * The demo's checks on a trained LoRA: sample images across multipliers with the LoRA applied
+ * to the base model, the U-Net's response to the multiplier, and the merge/extract round trip
+ * (merge into the checkpoint, extract from merged − base, compare the deltas, and compare the
+ * merged model's images with the LoRA-applied ones at multiplier 1).
+ *
+ * @module
+ */
+import { encodePng } from "../image/encode.ts";
+import { loadCheckpoint } from "../io/checkpoint.ts";
+import { exists, readText, writeFileAtomic } from "../io/fs.ts";
+import { extractLoraFromModels } from "../lora/extract.ts";
+import { mergeIntoCheckpoint } from "../lora/merge_model.ts";
+import { createNetworkFromWeights } from "../lora/network.ts";
+import { loadStableDiffusion } from "../models/stable_diffusion.ts";
+import {
+  type GeneratedImage,
+  generateImages,
+  type GenerateOptions,
+  maxAbsDiff,
+  rmsDiff,
+  toRaster,
+} from "./generate.ts";
+import { compareLoraDeltas } from "./lora_compare.ts";
+import { checkMergedWeights } from "./merge_check.ts";
+import { type MultiplierResponse, multiplierResponse } from "./lora_effect.ts";
+import type { RoundTripResult, SampleGrid } from "./report.ts";
+import { yamlPathFor } from "./tiny_model.ts";
+
+/** What {@link sampleAcrossMultipliers} produces. */
+export interface MultiplierSamples {
+  grid: SampleGrid;
+  /** The float images at multiplier 1 (for the merged-model comparison), one per prompt. */
+  atOne: GeneratedImage[] | null;
+  response: MultiplierResponse[];
+}
+
+/** Generation settings shared by the grid and the merged model's images. */
+export type SampleSettings = Omit<GenerateOptions, "prompts" | "seeds">;
+
+function describe(s: SampleSettings): string {
+  return `${s.width}x${s.height}, sampler ${s.sampler}, ${s.steps} steps, guidance scale ` +
+    `${s.guidanceScale}${s.negativePrompt ? `, negative prompt "${s.negativePrompt}"` : ""}`;
+}
+
+async function pngs(images: GeneratedImage[]): Promise<Uint8Array[]> {
+  return await Promise.all(images.map((g) => encodePng(toRaster(g))));
+}
+
+/**
+ * Load the base model, apply the LoRA, and generate every prompt at every multiplier (same
+ * seeds), then measure the U-Net's response at `responseMultipliers`.
+ */
+export async function sampleAcrossMultipliers(
+  modelPath: string,
+  loraPath: string,
+  opts: {
+    prompts: string[];
+    seeds: number[];
+    multipliers: number[];
+    responseMultipliers: number[];
+    settings: SampleSettings;
+    onProgress?: (what: string) => void;
+  },
+): Promise<MultiplierSamples> {
+  const sd = await loadStableDiffusion(modelPath);
+  try {
+    const net = await createNetworkFromWeights(1, loraPath, sd);
+    try {
+      net.applyTo(sd);
+      const columns: Uint8Array[][] = [];
+      let atOne: GeneratedImage[] | null = null;
+      for (const m of opts.multipliers) {
+        opts.onProgress?.(`multiplier ${m}`);
+        net.setMultiplier(m);
+        const images = await generateImages(sd, {
+          ...opts.settings,
+          prompts: opts.prompts,
+          seeds: opts.seeds,
+        });
+        if (m === 1) atOne = images;
+        columns.push(await pngs(images));
+      }
+      opts.onProgress?.("U-Net response to the multiplier");
+      const response = await multiplierResponse(sd, net, {
+        prompt: opts.prompts[0],
+        seed: opts.seeds[0],
+        timestep: 500,
+        latentSize: [opts.settings.height / 8, opts.settings.width / 8],
+        multipliers: opts.responseMultipliers,
+      });
+      const grid: SampleGrid = {
+        multipliers: opts.multipliers,
+        settings: describe(opts.settings),
+        rows: opts.prompts.map((prompt, i) => ({
+          prompt,
+          seed: opts.seeds[i],
+          images: columns.map((c) => c[i]),
+        })),
+      };
+      return { grid, atOne, response };
+    } finally {
+      net.dispose();
+    }
+  } finally {
+    sd.dispose();
+  }
+}
+
+/** `--clamp_quantile` of the extraction. */
+export const EXTRACT_CLAMP_QUANTILE = 1;
+
+/** Options of {@link mergeExtractRoundTrip}. */
+export interface RoundTripOptions {
+  baseModel: string;
+  lora: string;
+  mergedPath: string;
+  extractedPath: string;
+  /** Rank of the extraction (the trained LoRA's rank recovers it exactly up to rounding). */
+  dim: number;
+  /** Prompts and seeds to render with the merged model; skipped when `atOne` is null. */
+  prompts: string[];
+  seeds: number[];
+  settings: SampleSettings;
+  /** The LoRA-applied images at multiplier 1, same prompts and seeds. */
+  atOne: GeneratedImage[] | null;
+  onProgress?: (what: string) => void;
+}
+
+/** Merge, extract, compare; also renders the merged model's images (returned as PNGs). */
+export async function mergeExtractRoundTrip(
+  opts: RoundTripOptions,
+): Promise<{ result: RoundTripResult; mergedPngs: Uint8Array[] | null }> {
+  opts.onProgress?.("merge into the checkpoint");
+  const merged = await mergeIntoCheckpoint({
+    sdModel: opts.baseModel,
+    models: [opts.lora],
+    ratios: [1],
+    saveTo: opts.mergedPath,
+    precision: "float",
+    savePrecision: "float",
+  });
+  // What the weights cannot say (the head counts) travels with the merged file, as A1111 expects.
+  const yaml = yamlPathFor(opts.baseModel);
+  if (await exists(yaml)) await writeFileAtomic(yamlPathFor(opts.mergedPath), await readText(yaml));
+  opts.onProgress?.("check merged - base against the LoRA's deltas");
+  const mergeCheck = await checkMergedWeights(opts.baseModel, opts.mergedPath, opts.lora, 1);
+  opts.onProgress?.("extract from merged - base");
+  const org = await loadCheckpoint(opts.baseModel);
+  let extracted;
+  try {
+    const tuned = await loadCheckpoint(opts.mergedPath);
+    try {
+      // clamp_quantile 1, the least clamping kohya's rule allows (see the report), and
+      // min_diff 0, so the text encoder is kept whenever the LoRA changed it.
+      extracted = await extractLoraFromModels(org, tuned, {
+        saveTo: opts.extractedPath,
+        dim: opts.dim,
+        clampQuantile: EXTRACT_CLAMP_QUANTILE,
+        minDiff: 0,
+        savePrecision: "float",
+      });
+    } finally {
+      tuned.close();
+    }
+  } finally {
+    org.close();
+  }
+  opts.onProgress?.("compare the deltas");
+  const comparison = await compareLoraDeltas(opts.lora, opts.extractedPath);
+  let mergedVsApplied: RoundTripResult["mergedVsApplied"] = null;
+  let mergedPngs: Uint8Array[] | null = null;
+  if (opts.atOne !== null) {
+    opts.onProgress?.("render with the merged model");
+    const sd = await loadStableDiffusion(opts.mergedPath);
+    try {
+      const images = await generateImages(sd, {
+        ...opts.settings,
+        prompts: opts.prompts,
+        seeds: opts.seeds,
+      });
+      let maxAbs = 0, sq = 0, n = 0;
+      images.forEach((img, i) => {
+        const ref = opts.atOne![i].pixels;
+        maxAbs = Math.max(maxAbs, maxAbsDiff(img.pixels, ref));
+        sq += rmsDiff(img.pixels, ref) ** 2 * ref.length;
+        n += ref.length;
+      });
+      mergedVsApplied = { maxAbs, rms: Math.sqrt(sq / Math.max(1, n)) };
+      mergedPngs = await pngs(images);
+    } finally {
+      sd.dispose();
+    }
+  }
+  return {
+    result: {
+      modulesMerged: merged.modulesApplied,
+      weightsChanged: merged.weightsChanged,
+      mergeCheck,
+      extractDim: opts.dim,
+      clampQuantile: EXTRACT_CLAMP_QUANTILE,
+      extractedModules: extracted.modules,
+      textEncoderIncluded: extracted.textEncoderIncluded,
+      comparison,
+      mergedVsApplied,
+    },
+    mergedPngs,
+  };
+}
