@@ -21,7 +21,9 @@ function stamp(): string {
 }
 
 /** Open the JSONL log of `--logging_dir` (`<dir>/<log_prefix><timestamp>.jsonl`). */
-function openLog(args: TrainArgs): { path: string; write: (line: string) => void } | null {
+function openLog(
+  args: TrainArgs,
+): { path: string; write: (line: string) => void; close: () => void } | null {
   if (args.logging_dir === null) return null;
   Deno.mkdirSync(args.logging_dir, { recursive: true });
   const path = `${args.logging_dir}/${args.log_prefix ?? ""}${stamp()}.jsonl`;
@@ -31,6 +33,7 @@ function openLog(args: TrainArgs): { path: string; write: (line: string) => void
     write: (line) => {
       file.writeSync(enc.encode(line + "\n"));
     },
+    close: () => file.close(),
   };
 }
 
@@ -93,6 +96,7 @@ export async function main(argv: string[]): Promise<number> {
     console.error(summaryText({ ...result.summary, files }));
     return result.interrupted ? 130 : 0;
   } finally {
+    log?.close();
     Deno.removeSignalListener("SIGINT", onSigint);
   }
 }

@@ -107,8 +107,11 @@ export async function sampleAcrossMultipliers(
   }
 }
 
-/** `--clamp_quantile` of the extraction. */
-export const EXTRACT_CLAMP_QUANTILE = 1;
+/**
+ * The extraction's clamp: off (null). kohya's `--clamp_quantile` clips both factors to a quantile
+ * of their signed values, which is lossy even at 1; without it the round trip is exact.
+ */
+export const EXTRACT_CLAMP_QUANTILE: number | null = null;
 
 /** Options of {@link mergeExtractRoundTrip}. */
 export interface RoundTripOptions {

@@ -45,7 +45,8 @@ export interface RoundTripResult {
   /** Rank asked of the extraction. */
   extractDim: number;
   /** The extraction's `--clamp_quantile`. */
-  clampQuantile: number;
+  /** The extraction's clamp quantile, or null when the clamp is off. */
+  clampQuantile: number | null;
   extractedModules: number;
   textEncoderIncluded: boolean;
   comparison: LoraDeltaComparison;
@@ -258,7 +259,11 @@ rounding of W + ΔW).</p>
 <p><b>Images.</b> The merged model against the LoRA applied at multiplier 1, same prompts and
 seeds: ${mvText}.</p>
 <p><b>Extract.</b> A LoRA of rank ${r.extractDim} was extracted from merged − base by SVD
-(<code>extract_lora_from_models</code>'s code, <code>--clamp_quantile ${r.clampQuantile}</code>,
+(<code>extract_lora_from_models</code>'s code, ${
+    r.clampQuantile === null
+      ? "with kohya's clamp turned off"
+      : `<code>--clamp_quantile ${r.clampQuantile}</code>`
+  },
 <code>--min_diff 0</code>: ${r.extractedModules} modules, text encoder
 ${r.textEncoderIncluded ? "included" : "left out: unchanged"}). Per-module relative error
 ‖ΔW<sub>extracted</sub> − ΔW<sub>trained</sub>‖ / ‖ΔW<sub>trained</sub>‖:</p>

@@ -27,8 +27,8 @@ export interface ExtractOptions {
   dim: number;
   /** Rank of 3x3 convs; null (default) leaves ResNet/sampler layers out, as kohya does. */
   convDim?: number | null;
-  /** Default 0.99. */
-  clampQuantile?: number;
+  /** Default 0.99; null turns kohya's clamp off (an exact low-rank round trip). */
+  clampQuantile?: number | null;
   /** Default 0.01. */
   minDiff?: number;
   /** `--v2` as given (recorded in `ss_v2`); default: the original model's version. */
@@ -94,8 +94,8 @@ export async function extractLoraFromModels(
       throw new LorakitError(`${flag}: expected a positive integer rank, found ${v}`);
     }
   }
-  const q = opts.clampQuantile ?? 0.99;
-  if (!(q >= 0 && q <= 1)) {
+  const q = opts.clampQuantile === undefined ? 0.99 : opts.clampQuantile;
+  if (q !== null && !(q >= 0 && q <= 1)) {
     throw new LorakitError(`--clamp_quantile: expected a value in [0, 1], found ${q}`);
   }
   const minDiff = opts.minDiff ?? 0.01;

@@ -207,6 +207,9 @@ export function applyPromptWeights(
         `${weights.length}`,
     );
   }
+  // Unweighted prompts are left as they are: the rescale would be 1, or 0/0 when the embeddings
+  // average to exactly zero (a final LayerNorm without bias).
+  if (weights.every((v) => v === 1)) return embeddings.retain();
   return scope(() => {
     const x = embeddings.dtype === "f32" ? embeddings : cast(embeddings, "f32");
     const w = Tensor.fromArray(weights, [b, t, 1]);
