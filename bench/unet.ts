@@ -1,17 +1,24 @@
 /**
- * The full-size SD 1.5 U-Net (320/640/1280/1280 channels, 8 heads, context 768; random weights
- * built in memory, no file) forward at 32x32 latents, batch 1, in f32 and f16 on whatever
- * adapter is present, with the GPU pool's peak memory. No PyTorch peer: Debian's torch has no
- * diffusers, and a second U-Net written for the peer would not measure diffusers anyway.
+ * The full-size SD 1.5 networks (random weights built in memory, no file), batch 1, forward only,
+ * in f32 and f16 on whatever adapter is present, each with the GPU pool's peak memory and the same
+ * network run by PyTorch in the same run (bench/peer/unet.py, a plain-PyTorch copy of diffusers'
+ * topology with the same layers and shapes, so the same FLOPs; its parameter counts are checked
+ * against ours):
+ * - the U-Net (320/640/1280/1280 channels, 8 heads, context 768) at 32x32 and 64x64 latents;
+ * - the VAE (128/256/512/512) decoding 64x64 latents to a 512x512 image.
+ *
+ * On a software adapter the 64x64 U-Net and the VAE decode take many minutes each, so they run
+ * only with `LORAKIT_BENCH_FULL=1`; on a hardware adapter they always run.
  *
  * Run alone: `deno run -A bench/unet.ts`.
  */
 import { type DType, initGpu, noGrad, rt, scope, Tensor } from "../gpu/mod.ts";
-import type { SDConfig, UNetConfig } from "../core/models/config.ts";
-import { expectedTensors } from "../core/models/config_keys.ts";
+import type { SDConfig, UNetConfig, VAEConfig } from "../core/models/config.ts";
+import { type ExpectedTensor, expectedTensors } from "../core/models/config_keys.ts";
 import { UNet2DConditionModel } from "../core/models/unet.ts";
+import { AutoencoderKL } from "../core/models/vae.ts";
 import { randomWeights } from "../core/models/weights.ts";
-import { type BenchRow, table, timeGpu } from "./harness.ts";
+import { type BenchRow, peerLabel, runPeer, table, timeGpu } from "./harness.ts";
 
 /** SD 1.5's U-Net as diffusers configures it. */
 export const SD15_UNET: UNetConfig = {
@@ -39,22 +46,25 @@ export const SD15_UNET: UNetConfig = {
   layerNormEps: 1e-5,
 };
 
-/** `expectedTensors` wants a whole pipeline; only the U-Net's names are used here. */
+/** SD's VAE (`AutoencoderKL`) as diffusers configures it. */
+export const SD_VAE: VAEConfig = {
+  inChannels: 3,
+  outChannels: 3,
+  latentChannels: 4,
+  blockOutChannels: [128, 256, 512, 512],
+  layersPerBlock: 2,
+  normGroups: 32,
+  normEps: 1e-6,
+  scalingFactor: 0.18215,
+};
+
+/** `expectedTensors` wants a whole pipeline; only the U-Net's and VAE's names are used here. */
 function sd15Config(): SDConfig {
   return {
     v2: false,
     vPrediction: false,
     unet: SD15_UNET,
-    vae: {
-      inChannels: 3,
-      outChannels: 3,
-      latentChannels: 4,
-      blockOutChannels: [32],
-      layersPerBlock: 1,
-      normGroups: 32,
-      normEps: 1e-6,
-      scalingFactor: 0.18215,
-    },
+    vae: SD_VAE,
     textEncoder: {
       vocabSize: 8,
       hiddenSize: 64,
@@ -68,69 +78,191 @@ function sd15Config(): SDConfig {
   };
 }
 
-const LATENT = 32;
 const CONTEXT = 77;
 
-/** Wall-clock cap per dtype on slow adapters: one timed run only when the warm-up was slow. */
+/** Wall-clock cap per case on slow adapters: one timed run only when the warm-up was slow. */
 const SLOW_SECONDS = 60;
 
-async function benchDtype(dtype: DType): Promise<BenchRow> {
-  const specs = expectedTensors(sd15Config());
-  const before = rt().storage.stats().liveBytes;
-  const weights = randomWeights(specs, "unet", { dtype, seed: 7 });
-  const unet = new UNet2DConditionModel(weights, SD15_UNET);
-  const weightBytes = rt().storage.stats().liveBytes - before;
-  const sample = Tensor.fromArray(
-    Float32Array.from({ length: 4 * LATENT * LATENT }, (_, i) => Math.sin(i)),
-    [1, 4, LATENT, LATENT],
-    dtype,
-  ).keep();
-  const ctx = Tensor.fromArray(
-    Float32Array.from({ length: CONTEXT * 768 }, (_, i) => Math.cos(i)),
-    [1, CONTEXT, 768],
-    dtype,
-  ).keep();
-  const step = () => noGrad(() => scope(() => unet.forward(sample, [500], ctx).dispose()));
-  try {
-    // The first run compiles every pipeline; time it separately to pick the iteration count.
-    const t0 = performance.now();
-    step();
-    await rt().sync();
-    const first = (performance.now() - t0) / 1000;
-    rt().storage.resetPeak();
-    const slow = first > SLOW_SECONDS;
-    const seconds = await timeGpu(step, { warmup: 0, iters: slow ? 1 : 5, minSeconds: 20 });
-    const peak = rt().storage.stats().peakBytes - before;
-    const gib = (b: number) => (b / 2 ** 30).toFixed(2);
-    return {
-      name: `unet sd1.5 ${LATENT}x${LATENT} b1 ${dtype}`,
-      seconds,
-      note: `peak pool ${gib(peak)} GiB (weights ${gib(weightBytes)} GiB); first run ` +
-        `${first.toFixed(1)} s with compiles; ${rt().gpu.description}; no peer`,
-    };
-  } finally {
-    sample.dispose();
-    ctx.dispose();
-    unet.dispose();
-  }
+type ModelKind = "unet" | "vae";
+
+/** One benchmark case; `latent` is the latent side (the VAE decodes to 8x that). */
+interface Case {
+  name: string;
+  model: ModelKind;
+  latent: number;
+  dtype: DType;
+  /** Slow on a software adapter: runs there only with LORAKIT_BENCH_FULL=1. */
+  long: boolean;
 }
 
-/** Both dtypes; a dtype that fails (memory, device limits) is a row saying why. */
-export async function bench(): Promise<BenchRow[]> {
-  await initGpu();
-  const rows: BenchRow[] = [];
-  for (const dtype of ["f32", "f16"] as const) {
-    try {
-      rows.push(await benchDtype(dtype));
-    } catch (e) {
-      rows.push({
-        name: `unet sd1.5 ${LATENT}x${LATENT} b1 ${dtype}`,
-        seconds: NaN,
-        note: `did not run: ${(e as Error).message.split("\n")[0]}`,
-      });
+const CASES: Case[] = (["f32", "f16"] as const).flatMap((dtype) => [
+  { name: `unet sd1.5 32x32 b1 ${dtype}`, model: "unet", latent: 32, dtype, long: false },
+  { name: `unet sd1.5 64x64 b1 ${dtype}`, model: "unet", latent: 64, dtype, long: true },
+  { name: `vae decode sd 512x512 b1 ${dtype}`, model: "vae", latent: 64, dtype, long: true },
+]);
+
+/** Our measurement of one case, before the peer joins it. */
+interface Measured {
+  case: Case;
+  seconds: number;
+  note: string;
+}
+
+const count = (specs: readonly ExpectedTensor[], keep: (name: string) => boolean): number =>
+  specs.filter((s) => keep(s.name)).reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
+
+/** Parameters of what each bench runs (the U-Net; the VAE's post_quant_conv and decoder). */
+function paramCounts(specs: readonly ExpectedTensor[]): Record<ModelKind, number> {
+  return {
+    unet: count(specs, (n) => n.startsWith("unet.")),
+    vae: count(specs, (n) => /^vae\.(decoder|post_quant_conv)\./.test(n)),
+  };
+}
+
+const gib = (b: number) => (b / 2 ** 30).toFixed(2);
+
+/** Deterministic inputs: latents, and for the U-Net a text context. */
+function input(shape: number[], dtype: DType, f: (i: number) => number): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return Tensor.fromArray(Float32Array.from({ length: n }, (_, i) => f(i)), shape, dtype).keep();
+}
+
+/**
+ * Time the cases of one model in one dtype with one set of weights. `before` is the pool's live
+ * bytes before the weights were built, so each peak includes the weights.
+ */
+async function runModel(
+  kind: ModelKind,
+  dtype: DType,
+  cases: Case[],
+  specs: readonly ExpectedTensor[],
+): Promise<Measured[]> {
+  const before = rt().storage.stats().liveBytes;
+  const weights = randomWeights(specs, kind, { dtype, seed: 7 });
+  const weightBytes = rt().storage.stats().liveBytes - before;
+  const unet = kind === "unet" ? new UNet2DConditionModel(weights, SD15_UNET) : null;
+  const vae = kind === "vae" ? new AutoencoderKL(weights, SD_VAE) : null;
+  const ctx = unet ? input([1, CONTEXT, 768], dtype, Math.cos) : null;
+  const out: Measured[] = [];
+  try {
+    for (const c of cases) {
+      const latents = input([1, 4, c.latent, c.latent], dtype, Math.sin);
+      const step = () =>
+        noGrad(() =>
+          scope(() => (unet ? unet.forward(latents, [500], ctx!) : vae!.decode(latents)).dispose())
+        );
+      try {
+        await rt().sync();
+        rt().storage.resetPeak();
+        // The first run compiles the pipelines it needs; time it separately to pick the count.
+        const t0 = performance.now();
+        step();
+        await rt().sync();
+        const first = (performance.now() - t0) / 1000;
+        const slow = first > SLOW_SECONDS;
+        const seconds = await timeGpu(step, { warmup: 0, iters: slow ? 1 : 5, minSeconds: 20 });
+        const peak = rt().storage.stats().peakBytes - before;
+        out.push({
+          case: c,
+          seconds,
+          note: `peak pool ${gib(peak)} GiB (weights ${gib(weightBytes)} GiB${
+            vae ? " incl. encoder" : ""
+          }); first run ${first.toFixed(1)} s with compiles`,
+        });
+      } catch (e) {
+        out.push({ case: c, seconds: NaN, note: `did not run: ${firstLine(e)}` });
+      } finally {
+        latents.dispose();
+      }
+    }
+  } finally {
+    ctx?.dispose();
+    unet?.dispose();
+    vae?.dispose();
+  }
+  return out;
+}
+
+function firstLine(e: unknown): string {
+  return (e as Error).message.split("\n")[0];
+}
+
+/** The peer's side of one row: its seconds, label and a note (skips, memory, mismatches). */
+function joinPeer(
+  m: Measured,
+  peer: Record<string, unknown> | null,
+  ours: Record<ModelKind, number>,
+): BenchRow {
+  const row: BenchRow = { name: m.case.name, seconds: m.seconds, note: m.note };
+  const notes: string[] = [];
+  const r = peer?.[m.case.name] as
+    | { seconds?: number; peak_bytes?: number; skipped?: string }
+    | undefined;
+  if (!peer) notes.push("no peer");
+  else if (r?.skipped) notes.push(`peer skipped: ${r.skipped}`);
+  else if (r?.seconds !== undefined) {
+    row.peerSeconds = r.seconds;
+    row.peer = peerLabel(peer);
+    if (r.peak_bytes !== undefined) notes.push(`peer peak ${gib(r.peak_bytes)} GiB`);
+    const theirs = (peer.params as Record<string, number> | undefined)?.[m.case.model];
+    if (theirs !== ours[m.case.model]) {
+      notes.push(`peer params ${theirs} != ours ${ours[m.case.model]}`);
     }
   }
-  return rows;
+  row.note = [m.note, rt().gpu.description, ...notes].join("; ");
+  return row;
+}
+
+/** Every case that applies here, then the peer on the cases that ran; failures are rows. */
+export async function bench(): Promise<BenchRow[]> {
+  await initGpu();
+  const full = !rt().gpu.isSoftware || Deno.env.get("LORAKIT_BENCH_FULL") === "1";
+  const specs = expectedTensors(sd15Config());
+  const params = paramCounts(specs);
+  const measured: Measured[] = [];
+  const skipped: BenchRow[] = [];
+  for (const kind of ["unet", "vae"] as const) {
+    for (const dtype of ["f32", "f16"] as const) {
+      const cases = CASES.filter((c) => c.model === kind && c.dtype === dtype);
+      for (const c of cases.filter((c) => c.long && !full)) {
+        skipped.push({
+          name: c.name,
+          seconds: NaN,
+          note: "skipped on a software adapter (LORAKIT_BENCH_FULL=1 runs it)",
+        });
+      }
+      const run = cases.filter((c) => full || !c.long);
+      if (run.length === 0) continue;
+      try {
+        measured.push(...await runModel(kind, dtype, run, specs));
+      } catch (e) {
+        for (const c of run) {
+          measured.push({ case: c, seconds: NaN, note: `did not run: ${firstLine(e)}` });
+        }
+      }
+    }
+  }
+  // Hand the pool's cached buffers back to the driver: a CUDA peer shares the GPU.
+  await rt().sync();
+  rt().storage.trim();
+  // PyTorch on the CPU takes seconds (U-Net 32x32) to half a minute (VAE decode) per run.
+  const peerCpu = (Deno.env.get("LORAKIT_PEER_DEVICE") ?? "cpu") === "cpu";
+  const ran = measured.filter((m) => Number.isFinite(m.seconds)).map(({ case: c }) => ({
+    name: c.name,
+    model: c.model,
+    latent: c.latent,
+    dtype: c.dtype,
+    iters: !peerCpu ? 10 : c.model === "unet" && c.latent === 32 ? 3 : 1,
+  }));
+  const peer = ran.length ? await runPeer("unet.py", { cases: ran }) : null;
+  const peerParams = peer?.params as Record<string, number> | undefined;
+  console.error(
+    `unet bench parameters: U-Net ours ${params.unet}, peer ${peerParams?.unet ?? "-"}; ` +
+      `VAE decoder ours ${params.vae}, peer ${peerParams?.vae ?? "-"}`,
+  );
+  const order = (name: string) => CASES.findIndex((c) => c.name === name);
+  return [...measured.map((m) => joinPeer(m, peer, params)), ...skipped]
+    .sort((a, b) => order(a.name) - order(b.name));
 }
 
 if (import.meta.main) console.log(table(await bench()));
