@@ -2,12 +2,14 @@
  * `lorakit train_network ...`: kohya's `train_network.py` command line (and `--config_file`
  * TOML) for SD 1.x/2.x LoRA training. Progress goes to stderr (one rewritten line on a terminal),
  * `--logging_dir` gets a JSONL log of every step, Ctrl-C stops after the current step (saving a
- * state with `--save_state`), and a summary ends the run.
+ * state with `--save_state`), and a summary ends the run. `--output_config` writes the arguments
+ * to `--config_file` and exits without training.
  *
  * @module
  */
 import { LorakitError } from "../core/errors.ts";
 import { trainNetwork } from "../core/train/loop.ts";
+import { outputConfigTarget, writeOutputConfig } from "../core/train/output_config.ts";
 import { summaryText } from "../core/train/progress.ts";
 import { HelpRequested, parseTrainArgs, type TrainArgs } from "../core/train/train_args.ts";
 
@@ -50,6 +52,12 @@ function onNote(note: string): void {
 export async function main(argv: string[]): Promise<number> {
   let args: TrainArgs;
   try {
+    const configOut = outputConfigTarget(argv);
+    if (configOut !== null) {
+      await writeOutputConfig(argv, configOut, { onNote });
+      console.error(`saved the arguments to ${configOut}`);
+      return 0;
+    }
     args = await parseTrainArgs(argv, { onNote });
   } catch (e) {
     if (e instanceof HelpRequested) {

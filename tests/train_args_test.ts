@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { HelpRequested, parseTrainArgs, trainHelpText } from "../core/train/train_args.ts";
+import { outputConfigTarget, writeOutputConfig } from "../core/train/output_config.ts";
+import { main } from "../cli/train_network.ts";
 
 const quiet = { onNote: () => {} };
 
@@ -185,4 +187,39 @@ Deno.test("--help gives the usage with support notes", async () => {
   const help = trainHelpText();
   assert.ok(help.includes("--network_args [NETWORK_ARGS ...]"));
   assert.ok(help.includes("not supported by lorakit"));
+});
+
+Deno.test("--output_config writes the non-default arguments; --config_file reads them back", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const argv = [...KOHYA_LINE, "--output_conf", "--config_file", `${dir}/out`];
+    const target = outputConfigTarget(argv);
+    assert.equal(target, `${dir}/out.toml`, "kohya appends .toml");
+    assert.equal(await writeOutputConfig(argv, target!, quiet), target);
+    const text = await Deno.readTextFile(target!);
+    assert.match(text, /^network_dim = 32$/m);
+    assert.match(text, /^network_args = \[ "conv_dim=4", "conv_alpha=1" \]$/m);
+    assert.ok(!/config_file|output_config|max_train_steps/.test(text), text);
+    const direct = await parseTrainArgs(KOHYA_LINE, quiet);
+    const back = await parseTrainArgs(["--config_file", target!], quiet);
+    assert.equal(back.config_file, target);
+    assert.deepEqual({ ...back, config_file: null }, direct);
+    // The same through the CLI, which writes and exits without training.
+    const line = ["--network_module", "networks.lora", "--network_dim", "8", "--seed", "3"];
+    assert.equal(await main([...line, "--config_file", `${dir}/cli.toml`, "--output_config"]), 0);
+    const cli = await parseTrainArgs(["--config_file", `${dir}/cli.toml`], quiet);
+    assert.deepEqual({ ...cli, config_file: null }, await parseTrainArgs(line, quiet));
+    // Never overwritten; --config_file is required; without --output_config nothing is written.
+    await assert.rejects(
+      () => writeOutputConfig(argv, target!, quiet),
+      /--output_config: .*out\.toml already exists/,
+    );
+    assert.throws(
+      () => outputConfigTarget([...line, "--output_config"]),
+      /--output_config: needs --config_file/,
+    );
+    assert.equal(outputConfigTarget([...line, "--config_file", `${dir}/x.toml`]), null);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -7,23 +7,25 @@
  * as token-id windows and the loss weights (`prior_loss_weight` for regularization images).
  *
  * Everything here runs on the CPU; the loop starts the next batch's load before it waits for
- * the GPU, so decoding overlaps the step. An image that fails to decode is reported and left out
- * of its batch.
+ * the GPU, so decoding overlaps the step. The image work (decode, resize, crop, flip) runs in a
+ * pool of `--max_data_loader_n_workers` Web Workers (at most one per CPU core and per image; 0
+ * runs it on the main thread, as kohya's 0 means the main process); the pool lives for one epoch,
+ * or for the whole run with `--persistent_data_loader_workers`. Either way the pixels are the
+ * same, bit for bit. An image that fails to decode is reported and left out of its batch.
  *
  * @module
  */
-import { centerCrop, randomCrop } from "../image/bucket.ts";
-import { readImage } from "../image/decode.ts";
-import { toRGB } from "../image/image.ts";
-import type { RasterImage } from "../image/image.ts";
-import { resize } from "../image/resample.ts";
 import type { Interpolation } from "../image/resample_tables.ts";
 import { LorakitError } from "../errors.ts";
 import { type WindowedIds, windowIds, type WindowTokenizer } from "../text/token_windows.ts";
 import { epochBatches, shuffleInPlace, type Size } from "./buckets.ts";
 import { processCaption } from "./captions.ts";
+import { type ImageJob, runImageJob } from "./image_job.ts";
 import type { PreparedData } from "./train_setup.ts";
 import { hashString, STREAM, streamRandom } from "./train_rng.ts";
+import { DecodePool } from "./worker_pool.ts";
+
+export { imageToTensorData, loadBucketImage } from "./image_job.ts";
 
 /** One batch of an epoch's plan. */
 export interface PlannedBatch {
@@ -71,6 +73,10 @@ export interface LoaderOptions {
   resizeInterpolation: string | null;
   /** Latents by image key when cached. */
   cache: Map<string, CachedLatents> | null;
+  /** kohya's `--max_data_loader_n_workers` (0: decode on the main thread). Default 0. */
+  workers?: number;
+  /** kohya's `--persistent_data_loader_workers`: keep the workers across epochs. */
+  persistentWorkers?: boolean;
 }
 
 /**
@@ -98,27 +104,6 @@ function filterOf(name: string | null): Interpolation | undefined {
   throw new LorakitError(`--resize_interpolation: lorakit cannot resize with ${name}`);
 }
 
-/** `img` (RGB, 8-bit) as CHW floats in [-1, 1], optionally mirrored, written at `out[offset]`. */
-export function imageToTensorData(
-  img: RasterImage,
-  flip: boolean,
-  out: Float32Array,
-  offset: number,
-): void {
-  const { width: w, height: h, data } = img;
-  const plane = w * h;
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      const sx = flip ? w - 1 - x : x;
-      const s = (y * w + sx) * 3;
-      const d = offset + y * w + x;
-      out[d] = data[s] / 127.5 - 1;
-      out[d + plane] = data[s + 1] / 127.5 - 1;
-      out[d + 2 * plane] = data[s + 2] / 127.5 - 1;
-    }
-  }
-}
-
 /** Mirror latents [C, h, w] left-right (for flip_aug without a cached flipped copy). */
 export function flipLatents(src: Float32Array, c: number, h: number, w: number): Float32Array {
   const out = new Float32Array(src.length);
@@ -128,37 +113,62 @@ export function flipLatents(src: Float32Array, c: number, h: number, w: number):
   return out;
 }
 
-/**
- * Decode `path` and fit it to `bucket` as kohya's `trim_and_resize_if_required` does: resize to
- * the size the bucket manager chose, then crop the overhang (centred, or at random).
- */
-export async function loadBucketImage(
-  path: string,
-  resized: Size,
-  bucket: Size,
-  opts: { interpolation?: Interpolation; random?: () => number },
-): Promise<RasterImage> {
-  let img: RasterImage = toRGB(await readImage(path, { applyOrientation: false }));
-  if (img.width !== resized[0] || img.height !== resized[1]) {
-    const shrink = resized[0] <= img.width && resized[1] <= img.height;
-    img = resize(img, resized[0], resized[1], opts.interpolation ?? (shrink ? "area" : "lanczos4"));
-  }
-  if (img.width === bucket[0] && img.height === bucket[1]) return img;
-  return opts.random
-    ? randomCrop(img, bucket[0], bucket[1], opts.random).image
-    : centerCrop(img, bucket[0], bucket[1]);
-}
+/** The settled outcome of one image job. */
+type Settled = { ok: true; pixels: Float32Array } | { ok: false; error: unknown };
 
-/** Builds {@link HostBatch}es from planned batches. */
+/**
+ * Builds {@link HostBatch}es from planned batches. With workers, call {@link endEpoch} after each
+ * epoch and {@link close} when training ends, fails or is interrupted.
+ */
 export class BatchLoader {
   readonly #data: PreparedData;
   readonly #o: LoaderOptions;
   readonly #filter: Interpolation | undefined;
+  /** The number of data loader workers (0: the image work runs on the main thread). */
+  readonly workerCount: number;
+  #pool: DecodePool | null = null;
 
   constructor(data: PreparedData, options: LoaderOptions) {
     this.#data = data;
     this.#o = options;
     this.#filter = filterOf(options.resizeInterpolation);
+    const images = options.cache ? 0 : data.datasets.reduce((n, d) => n + d.byKey.size, 0);
+    const workers = options.workers ?? 0;
+    if (!Number.isInteger(workers) || workers < 0) {
+      throw new LorakitError(
+        `--max_data_loader_n_workers: expected 0 or more workers, found ${workers}`,
+      );
+    }
+    const cores = globalThis.navigator?.hardwareConcurrency ?? 1;
+    this.workerCount = Math.min(workers, cores, images);
+  }
+
+  /** True while data loader workers are started (from the first load until stopped). */
+  get workersRunning(): boolean {
+    return this.#pool !== null;
+  }
+
+  /** The end of an epoch: stop the workers unless they are persistent (the next load restarts). */
+  endEpoch(): void {
+    if (this.#o.persistentWorkers) return;
+    this.#pool?.terminate();
+    this.#pool = null;
+  }
+
+  /** Stop the workers (jobs in flight reject). Safe to call more than once. */
+  close(): void {
+    this.#pool?.terminate();
+    this.#pool = null;
+  }
+
+  #run(job: ImageJob): Promise<Settled> {
+    let p: Promise<Float32Array>;
+    if (this.workerCount === 0) p = runImageJob(job);
+    else {
+      this.#pool ??= new DecodePool(this.workerCount);
+      p = this.#pool.run(job);
+    }
+    return p.then((pixels) => ({ ok: true, pixels }), (error) => ({ ok: false, error }));
   }
 
   /** Load one batch (decode or look up latents, captions, token ids, loss weights). */
@@ -172,34 +182,39 @@ export class BatchLoader {
     const failed: { key: string; reason: string }[] = [];
     const pixels: Float32Array[] = [];
     const latents: Float32Array[] = [];
+    // Start every image of the batch first (in parallel on the workers), then take them in order.
+    const jobs = plan.keys.map((key, i): Promise<Settled> | null => {
+      const entry = d.byKey.get(key);
+      if (!entry || cache) return null;
+      const subset = d.blueprint.subsets[entry.subset];
+      return this.#run({
+        path: entry.path,
+        resized: entry.resized!,
+        bucket: plan.bucket,
+        interpolation: this.#filter ?? null,
+        cropStream: subset.random_crop ? [seed, ctx.micro, i, hashString(key)] : null,
+        flip: this.#flip(subset.flip_aug, key, i, ctx),
+      });
+    });
     for (const [i, key] of plan.keys.entries()) {
       const entry = d.byKey.get(key);
       if (!entry) continue; // dropped after a decode failure
       const subset = d.blueprint.subsets[entry.subset];
-      const flip = subset.flip_aug &&
-        streamRandom(seed, STREAM.flip, ctx.micro, i, hashString(key))() < 0.5;
       if (cache) {
         const c = cache.get(key);
         if (!c) continue;
+        const flip = this.#flip(subset.flip_aug, key, i, ctx);
         latents.push(
           flip ? (c.flipped ?? flipLatents(c.latents, 4, bh / 8, bw / 8)) : c.latents,
         );
       } else {
-        try {
-          const img = await loadBucketImage(entry.path, entry.resized!, plan.bucket, {
-            interpolation: this.#filter,
-            random: subset.random_crop
-              ? streamRandom(seed, STREAM.crop, ctx.micro, i, hashString(key))
-              : undefined,
-          });
-          const buf = new Float32Array(3 * bw * bh);
-          imageToTensorData(img, flip, buf, 0);
-          pixels.push(buf);
-        } catch (e) {
-          if (!(e instanceof LorakitError)) throw e;
-          failed.push({ key, reason: e.message });
+        const r = await jobs[i]!;
+        if (!r.ok) {
+          if (!(r.error instanceof LorakitError)) throw r.error;
+          failed.push({ key, reason: r.error.message });
           continue;
         }
+        pixels.push(r.pixels);
       }
       const rng = streamRandom(seed, STREAM.caption, ctx.micro, i, hashString(key));
       captions.push(processCaption(subset, entry.caption, ctx, rng));
@@ -228,5 +243,11 @@ export class BatchLoader {
       lossWeights,
       failed,
     };
+  }
+
+  /** The `flip_aug` draw of image `i` of the batch `ctx.micro`. */
+  #flip(flipAug: boolean, key: string, i: number, ctx: LoadContext): boolean {
+    return flipAug &&
+      streamRandom(this.#o.seed, STREAM.flip, ctx.micro, i, hashString(key))() < 0.5;
   }
 }

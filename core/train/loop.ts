@@ -7,7 +7,9 @@
  * `--gradient_accumulation_steps`, times the loss scale under fp16), then at each accumulation
  * boundary gradient clipping (`--max_grad_norm`, 0 = off), the optimizer step at the scheduled lr,
  * `--scale_weight_norms`, progress, saves, states and samples. The next batch is loaded while the
- * GPU works on the current one.
+ * GPU works on the current one, its images decoded by the `--max_data_loader_n_workers` workers,
+ * which are stopped after each epoch (unless `--persistent_data_loader_workers`) and whenever the
+ * run ends, fails or is interrupted.
  *
  * File removal, progress output, the log and interruption come through {@link TrainIo}, so this
  * module stays on web-standard APIs.
@@ -74,6 +76,7 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
   for (const s of data.skipped) note(`skipped ${s.path}: ${s.reason}`);
   const model = await loadSessionModel(args, note);
   let session: Awaited<ReturnType<typeof setupNetwork>> | null = null;
+  let loader: BatchLoader | null = null;
   try {
     await mergeBaseWeights(model.sd, args, note);
     session = await setupNetwork(model, args, seed, note);
@@ -137,13 +140,16 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
         `${data.numRegImages} reg images, ${sched.batchesPerEpoch} batches per epoch, ` +
         `${sched.numEpochs} epochs, ${sched.maxTrainSteps} steps`,
     );
-    const loader = new BatchLoader(data, {
+    const batches = new BatchLoader(data, {
       seed,
       tokenizer: model.sd.tokenizer,
       maxTokenLength: args.max_token_length,
       resizeInterpolation: args.resize_interpolation,
       cache,
+      workers: args.max_data_loader_n_workers,
+      persistentWorkers: args.persistent_data_loader_workers,
     });
+    loader = batches;
     const ddpm = new DdpmSchedule();
     const recorder = new LossRecorder();
     const losses: { step: number; loss: number }[] = [];
@@ -175,8 +181,10 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
       for (let bi = first; bi < plan.length; bi++) {
         if (step >= sched.maxTrainSteps) break outer;
         const ctx = ctxOf(bi);
-        const hb = await (pending ?? loader.load(plan[bi], ctx));
-        pending = bi + 1 < plan.length ? loader.load(plan[bi + 1], ctxOf(bi + 1)) : null;
+        const hb = await (pending ?? batches.load(plan[bi], ctx));
+        pending = bi + 1 < plan.length ? batches.load(plan[bi + 1], ctxOf(bi + 1)) : null;
+        // Handled here so that a load still in flight when training stops never goes unhandled.
+        pending?.catch(() => {});
         for (const f of hb.failed) {
           if (!reported.has(f.key)) note(`skipped ${f.key}: ${f.reason}`);
           reported.add(f.key);
@@ -284,6 +292,7 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
         }
       }
       await pending?.catch(() => {});
+      batches.endEpoch();
       await saver.afterEpoch(saveCtx(epoch + 1, 0), epoch);
     }
     if (!interrupted) await saver.atEnd(saveCtx(sched.numEpochs + 1, 0));
@@ -299,6 +308,7 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
     };
     return { summary, losses, interrupted };
   } finally {
+    loader?.close();
     session?.dispose();
     model.dispose();
   }
