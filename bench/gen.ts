@@ -20,11 +20,14 @@ import { generateBatch } from "../core/sample/gen_loop.ts";
 import { planGeneration } from "../core/sample/gen_plan.ts";
 import { createScheduler } from "../core/sample/sampler_registry.ts";
 import { denoise } from "../core/sample/txt2img.ts";
+import { fixture } from "../tests/fixtures.ts";
 import { type BenchRow, peerLabel, runPeer, table, timeGpu } from "./harness.ts";
 import { SD15_UNET } from "./unet.ts";
 
 const STEPS = 20;
-const MODEL = new URL("../../shared/fixtures/sd1-tiny/model.safetensors", import.meta.url).pathname;
+/** sd1-tiny from the fixtures (`$LORAKIT_FIXTURES` or ../shared/fixtures). */
+const MODEL = fixture("sd1-tiny/model.safetensors") ??
+  "../shared/fixtures/sd1-tiny/model.safetensors";
 
 async function tinyRow(batch: number, peer: Record<string, unknown> | null): Promise<BenchRow> {
   const sd = await loadStableDiffusion(MODEL);
@@ -145,12 +148,14 @@ async function fullRow(): Promise<BenchRow> {
   }
 }
 
-/** The tiny-model rows, plus the full-size row with `--full`. */
+/** The tiny-model rows, plus the full-size row on a hardware GPU or with `--full`. */
 export async function bench(): Promise<BenchRow[]> {
   await initGpu();
   const peer = await runPeer("gen.py", { batches: [1, 4], steps: STEPS, latent: 8, iters: 1 });
   const rows = [await tinyRow(1, peer), await tinyRow(4, peer)];
-  if (Deno.args.includes("--full")) rows.push(await fullRow());
+  const full = Deno.args.includes("--full") || Deno.env.get("LORAKIT_BENCH_FULL") === "1" ||
+    !rt().gpu.isSoftware;
+  if (full) rows.push(await fullRow());
   return rows;
 }
 
