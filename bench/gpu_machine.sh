@@ -13,5 +13,6 @@ icd=$(ls /usr/local/nvidia/share/vulkan/icd.d/*.json /usr/share/vulkan/icd.d/nvi
 echo "icd: $icd"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 mkdir -p "${OUT:-out}"
 /tmp/deno run -A cli/main.ts engine || { echo "no adapter"; exit 3; }
+[ -d .devtools/fixtures ] && export LORAKIT_FIXTURES="$PWD/.devtools/fixtures"
 export LORAKIT_PEER_PYTHON=$(command -v python3) LORAKIT_PEER_DEVICE=cuda
 /tmp/deno run -A bench/main.ts "$@" --out="${OUT:-out}/RESULTS-gpu.md" 2>&1 | tee "${OUT:-out}/bench.log"
