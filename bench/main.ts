@@ -17,6 +17,7 @@ const SUITES = [
   "unet",
   "resize_images",
   "gen",
+  "train_step",
 ];
 
 const only = Deno.args.filter((a) => !a.startsWith("-"));
