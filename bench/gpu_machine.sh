@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs the benchmarks on an offline GPU machine. Expects, beside the checkout: .gl/ (the Vulkan
 # loader .debs: libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2) and
-# .devtools/deno.xz (the Deno binary, xz-compressed). Usage: bash bench/gpu_machine.sh SUITE...
+# .devtools/deno.xz (the Deno binary, xz-compressed), optionally .devtools/npmcache.tar.xz. Usage: bash bench/gpu_machine.sh SUITE...
 # Results go to $OUT (or ./out).
 set -u
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
 xz -dc .devtools/deno.xz > /tmp/deno && chmod +x /tmp/deno
 export XDG_RUNTIME_DIR=/tmp DENO_DIR=/tmp/denodir
+# npm packages cannot be fetched there: .devtools/npmcache.tar.xz is a DENO_DIR's npm/ folder.
+mkdir -p "$DENO_DIR" && [ -f .devtools/npmcache.tar.xz ] && tar -C "$DENO_DIR" -xJf .devtools/npmcache.tar.xz
 export LD_LIBRARY_PATH=/usr/local/nvidia/lib64:/usr/local/nvidia/lib:${LD_LIBRARY_PATH:-}
 icd=$(ls /usr/local/nvidia/share/vulkan/icd.d/*.json /usr/share/vulkan/icd.d/nvidia*.json /etc/vulkan/icd.d/nvidia*.json 2>/dev/null | head -1)
 [ -n "$icd" ] && export VK_DRIVER_FILES="$icd"
