@@ -194,6 +194,7 @@ export class BatchLoader {
         interpolation: this.#filter ?? null,
         cropStream: subset.random_crop ? [seed, ctx.micro, i, hashString(key)] : null,
         flip: this.#flip(subset.flip_aug, key, i, ctx),
+        colorStream: subset.color_aug ? [seed, ctx.micro, i, hashString(key)] : null,
       });
     });
     for (const [i, key] of plan.keys.entries()) {

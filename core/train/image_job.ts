@@ -13,6 +13,7 @@ import { type RasterImage, toRGB } from "../image/image.ts";
 import { resize } from "../image/resample.ts";
 import type { Interpolation } from "../image/resample_tables.ts";
 import type { Size } from "./buckets.ts";
+import { colorAug } from "./color_aug.ts";
 import { STREAM, streamRandom } from "./train_rng.ts";
 
 /** One image to load for a batch. */
@@ -30,6 +31,8 @@ export interface ImageJob {
   cropStream: [number, ...number[]] | null;
   /** Mirror left-right (`flip_aug`). */
   flip: boolean;
+  /** `color_aug`: the parts of its `STREAM.colorAug` stream, or null when off. */
+  colorStream?: [number, ...number[]] | null;
 }
 
 /** `img` (RGB, 8-bit) as CHW floats in [-1, 1], optionally mirrored, written at `out[offset]`. */
@@ -85,7 +88,9 @@ export async function runImageJob(job: ImageJob): Promise<Float32Array<ArrayBuff
     interpolation: job.interpolation ?? undefined,
     random: stream ? streamRandom(stream[0], STREAM.crop, ...stream.slice(1)) : undefined,
   });
+  const cs = job.colorStream;
+  const final = cs ? colorAug(img, streamRandom(cs[0], STREAM.colorAug, ...cs.slice(1))) : img;
   const out = new Float32Array(3 * bw * bh);
-  imageToTensorData(img, job.flip, out, 0);
+  imageToTensorData(final, job.flip, out, 0);
   return out;
 }

@@ -23,6 +23,7 @@ export const STREAM = {
   latentSample: 7,
   crop: 8,
   batchOrder: 9,
+  colorAug: 10,
 } as const;
 
 /** One of {@link STREAM}'s values. */

@@ -55,7 +55,6 @@ const NOT_IMPLEMENTED: [flag: keyof TrainArgs, reason: string][] = [
   ["zero_terminal_snr", "zero-terminal-SNR beta rescaling is not implemented"],
   ["weighted_captions", "weighted captions ((token:1.3) in captions) are not implemented"],
   ["alpha_mask", "alpha-mask loss is not implemented"],
-  ["color_aug", "color augmentation is not implemented; remove it"],
   ["face_crop_aug_range", "face-centred crop augmentation is not implemented"],
   ["debug_dataset", "the dataset viewer is not implemented"],
   ["initial_epoch", "starting at a later epoch is not implemented; use --resume"],
@@ -74,7 +73,6 @@ const DEFAULTS: Partial<Record<keyof TrainArgs, unknown>> = {
   zero_terminal_snr: false,
   weighted_captions: false,
   alpha_mask: false,
-  color_aug: false,
   debug_dataset: false,
   skip_until_initial_step: false,
 };
@@ -110,6 +108,9 @@ export function checkTrainSupport(args: TrainArgs): void {
   }
   if (args.cache_latents && args.random_crop) {
     fail("random_crop", "cannot be used with --cache_latents (the crop would be cached)");
+  }
+  if (args.cache_latents && args.color_aug) {
+    fail("color_aug", "cannot be used with --cache_latents (the colours would be cached)");
   }
   if (args.cache_latents_to_disk && !args.cache_latents) {
     // kohya turns cache_latents on implicitly.
@@ -179,6 +180,16 @@ export async function prepareData(args: TrainArgs): Promise<PreparedData> {
         }: expected width and height divisible by 64 (SD's U-Net halves the 1/8 latents three ` +
           `times), found ${reso[0]}x${reso[1]}`,
       );
+    }
+    if (args.cache_latents) {
+      const j = blueprint.subsets.findIndex((s) => s.color_aug || s.random_crop);
+      if (j >= 0) {
+        throw new LorakitError(
+          `${args.dataset_config ?? "--train_data_dir"}: datasets[${i}].subsets[${j}]: ` +
+            `color_aug and random_crop cannot be used with --cache_latents (kohya's rule: the ` +
+            `augmented pixels would be cached)`,
+        );
+      }
     }
     const scan = await scanDataset(blueprint);
     messages.push(...scan.warnings);
