@@ -326,23 +326,22 @@ export interface SaveLoraOptions {
 }
 
 /**
- * Write a kohya LoRA file atomically: `<prefix>.lora_down.weight`, `.lora_up.weight` and a 0-d
- * `.alpha` per module, all in the save dtype, with kohya's `sshs_*` hashes computed over the
- * bytes as written. Returns the metadata written.
+ * The tensors of a kohya LoRA file, validated and cast to the `--save_precision` dtype:
+ * `<prefix>.lora_down.weight`, `.lora_up.weight` and a 0-d `.alpha` per module, in that order.
+ * Shared by the safetensors and the `.ckpt`/`.pt` writers.
  */
-export async function saveLoraFile(
+export function loraTensorsToWrite(
   path: string,
   modules: readonly LoraWeightsToSave[],
-  options: SaveLoraOptions = {},
-): Promise<Record<string, string>> {
-  const precision = options.precision ?? "fp16";
+  precision: "float" | "fp16" | "bf16",
+): (TensorToWrite & { data: Uint8Array })[] {
   const dtype = SAVE_PRECISION[precision];
   if (dtype === undefined) {
     throw new LorakitError(
       `--save_precision: expected float, fp16 or bf16, found '${String(precision)}'`,
     );
   }
-  const tensors: TensorToWrite[] = [];
+  const tensors: (TensorToWrite & { data: Uint8Array })[] = [];
   const add = (name: string, shape: number[], values: Float32Array) => {
     const n = shape.reduce((x, y) => x * y, 1);
     if (values.length !== n) {
@@ -369,6 +368,20 @@ export async function saveLoraFile(
     add(`${m.prefix}.lora_up.weight`, m.up.shape, m.up.data);
     add(`${m.prefix}.alpha`, [], new Float32Array([m.alpha]));
   }
+  return tensors;
+}
+
+/**
+ * Write a kohya LoRA file atomically: `<prefix>.lora_down.weight`, `.lora_up.weight` and a 0-d
+ * `.alpha` per module, all in the save dtype, with kohya's `sshs_*` hashes computed over the
+ * bytes as written. Returns the metadata written.
+ */
+export async function saveLoraFile(
+  path: string,
+  modules: readonly LoraWeightsToSave[],
+  options: SaveLoraOptions = {},
+): Promise<Record<string, string>> {
+  const tensors = loraTensorsToWrite(path, modules, options.precision ?? "fp16");
   const metadata = { ...(options.metadata ?? {}) };
   const hashes = await precalculateSafetensorsHashes(tensors, metadata, path);
   metadata.sshs_model_hash = hashes.modelHash;

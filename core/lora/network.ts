@@ -12,6 +12,7 @@ import { LorakitError } from "../errors.ts";
 import type { LayerModule } from "../models/weights.ts";
 import type { StableDiffusion } from "../models/stable_diffusion.ts";
 import { bindLoraFile, openLoraFile, saveLoraFile } from "./lora_file.ts";
+import { saveLoraCheckpoint } from "./lora_file_ckpt.ts";
 import { downShape, type DropoutOptions, LoraModule, makeRng, upShape } from "./lora_module.ts";
 import {
   buildLoraModules,
@@ -188,16 +189,18 @@ export class LoraNetwork {
   }
 
   /**
-   * Save in kohya's format (`.safetensors` only; `.ckpt`/`.pt` output is not supported):
-   * `<prefix>.lora_down.weight`, `.lora_up.weight`, `.alpha`, with `metadata`.
+   * Save in kohya's format: `<prefix>.lora_down.weight`, `.lora_up.weight`, `.alpha`, with
+   * `metadata` in a `.safetensors` file; a `.ckpt`/`.pt` path gets a `torch.save` checkpoint of
+   * the same tensors, without metadata (as kohya). Returns the metadata written (`{}` for ckpt).
    */
   async save(
     path: string,
     metadata: Record<string, string> = {},
     precision: "float" | "fp16" | "bf16" = "fp16",
   ): Promise<Record<string, string>> {
-    if (!path.endsWith(".safetensors")) {
-      throw new LorakitError(`${path}: only .safetensors output is supported`);
+    const ckpt = path.endsWith(".ckpt") || path.endsWith(".pt");
+    if (!ckpt && !path.endsWith(".safetensors")) {
+      throw new LorakitError(`${path}: expected a .safetensors, .ckpt or .pt output file`);
     }
     const mods = [];
     for (const m of this.modules) {
@@ -213,6 +216,10 @@ export class LoraNetwork {
         up: { shape: upShape(m.spec), data: u },
         alpha: m.spec.alpha,
       });
+    }
+    if (ckpt) {
+      await saveLoraCheckpoint(path, mods, { precision });
+      return {};
     }
     return await saveLoraFile(path, mods, { precision, metadata });
   }

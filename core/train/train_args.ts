@@ -302,12 +302,6 @@ function checkTrainArgs(
   if (args.mixed_precision === "bf16") {
     fail("mixed_precision", "bf16 is not available: WebGPU has no bf16 arithmetic; use fp16 or no");
   }
-  if (args.save_model_as !== "safetensors") {
-    fail(
-      "save_model_as",
-      `lorakit writes LoRA files as .safetensors only, found ${JSON.stringify(args.save_model_as)}`,
-    );
-  }
   if (typeof args.optimizer_type === "string" && args.optimizer_type.includes(".")) {
     fail(
       "optimizer_type",

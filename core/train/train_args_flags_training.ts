@@ -133,7 +133,7 @@ export const TRAINING_FLAGS = [
   // train_network.setup_parser
   { name: "cpu_offload_checkpointing", type: "bool", default: false, help: "offload checkpoints to CPU", support: "noop", note: GPU_MEM },
   { name: "no_metadata", type: "bool", default: false, help: "do not save metadata" },
-  { name: "save_model_as", type: "str", default: "safetensors", choices: ["ckpt", "pt", "safetensors"], help: "file format (safetensors only in lorakit)" },
+  { name: "save_model_as", type: "str", default: "safetensors", choices: ["ckpt", "pt", "safetensors"], help: "file format of the LoRA (ckpt/pt: torch.save, without metadata)" },
   { name: "unet_lr", type: "float", default: null, help: "U-Net learning rate" },
   { name: "text_encoder_lr", type: "float", nargs: "*", default: null, help: "text encoder learning rate" },
   { name: "fp8_base_unet", type: "bool", default: false, help: "fp8 U-Net", support: "reject", note: NO_FP8 },

@@ -2,7 +2,8 @@
  * What train_network writes during a run, named and pruned as kohya does: LoRA files every
  * `--save_every_n_epochs` (`<name>-000001.safetensors`, default name `epoch`) and
  * `--save_every_n_steps` (`<name>-step00000010.safetensors`, default `at`), the final
- * `<name>.safetensors` (default `last`), `--save_state` folders beside each save (and
+ * `<name>.safetensors` (default `last`), with the extension `--save_model_as` names (`.ckpt`
+ * and `.pt` are torch.save checkpoints without metadata), `--save_state` folders beside each save (and
  * `<name>-state` at the end with `--save_state_on_train_end`), the removal of saves beyond
  * `--save_last_n_epochs` / `--save_last_n_steps` (and their `_state` variants), and the sample
  * images. Every file is written to a temporary name and renamed.
@@ -55,11 +56,14 @@ export class Saver {
   readonly #dir: string;
   readonly #maxBucket: [number, number];
   readonly #everyEpochs: number | null;
+  /** `.safetensors`, `.ckpt` or `.pt`, from `--save_model_as`. */
+  readonly #ext: string;
 
   constructor(o: SaverOptions) {
     this.#o = o;
     const a = o.args;
     this.#dir = a.output_dir ?? ".";
+    this.#ext = `.${a.save_model_as ?? "safetensors"}`;
     const { created, net } = o.session;
     const facts: RunFacts = {
       sessionId: Math.floor(Math.random() * 2 ** 31),
@@ -86,7 +90,7 @@ export class Saver {
   async #saveLora(name: string, step: number, epoch: number): Promise<void> {
     const a = this.#o.args;
     await makeDir(this.#dir);
-    const path = joinPath(this.#dir, `${name}.safetensors`);
+    const path = joinPath(this.#dir, `${name}${this.#ext}`);
     const md = saveMetadata(this.#run, a, {
       step,
       epoch,
@@ -132,7 +136,7 @@ export class Saver {
         return k < 0 ? null : k;
       };
       const rm = removeNo(a.save_last_n_steps);
-      if (rm !== null && rm > 0) await this.#remove(`${name}-step${pad(rm, 8)}.safetensors`);
+      if (rm !== null && rm > 0) await this.#remove(`${name}-step${pad(rm, 8)}${this.#ext}`);
       if (a.save_state) {
         await this.#saveState(`${name}-step${pad(c.step, 8)}-state`, c);
         const rs = removeNo(a.save_last_n_steps_state ?? a.save_last_n_steps);
@@ -152,7 +156,7 @@ export class Saver {
       await this.#saveLora(`${name}-${pad(epoch, 6)}`, c.step, epoch);
       if (a.save_last_n_epochs !== null) {
         const rm = epoch - every * a.save_last_n_epochs;
-        if (rm > 0) await this.#remove(`${name}-${pad(rm, 6)}.safetensors`);
+        if (rm > 0) await this.#remove(`${name}-${pad(rm, 6)}${this.#ext}`);
       }
       if (a.save_state) {
         await this.#saveState(`${name}-${pad(epoch, 6)}-state`, c);
