@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { initGpu } from "../gpu/mod.ts";
 import { openCkpt } from "../core/io/ckpt.ts";
+import { openLoraFile } from "../core/lora/lora_file.ts";
 import { type TrainIo, trainNetwork } from "../core/train/loop.ts";
 import { parseTrainArgs } from "../core/train/train_args.ts";
 import { fixture } from "./fixtures.ts";
@@ -75,6 +76,14 @@ Deno.test({
       assert.deepEqual(ck.metadata, {});
     } finally {
       ck.close();
+    }
+    // kohya reads ckpt LoRAs back (--network_weights, gen_img): so does openLoraFile.
+    const lf = await openLoraFile(`${out}/t.ckpt`);
+    try {
+      assert.ok(lf.modules.length > 0);
+      assert.ok(lf.modules.every((m) => m.alpha === 2));
+    } finally {
+      lf.close();
     }
     await Deno.remove(d.root, { recursive: true });
   },

@@ -11,13 +11,9 @@
 import { LorakitError } from "../errors.ts";
 import { encodeFromF32 } from "../io/dtype.ts";
 import { precalculateSafetensorsHashes } from "../io/hashes.ts";
-import {
-  openSafetensors,
-  type SafetensorsFile,
-  type TensorToWrite,
-  writeSafetensors,
-} from "../io/safetensors.ts";
-import type { FileDType, HostTensor } from "../io/tensor_source.ts";
+import { openCkpt } from "../io/ckpt.ts";
+import { openSafetensors, type TensorToWrite, writeSafetensors } from "../io/safetensors.ts";
+import type { FileDType, HostTensor, TensorSource } from "../io/tensor_source.ts";
 import {
   describeModelVersion,
   type LoraModuleKind,
@@ -126,16 +122,17 @@ function partOf(path: string, key: string, name: string): LoraPart {
  * `dora_scale`, ...) is an error naming the key.
  */
 export async function openLoraFile(path: string): Promise<LoraFile> {
-  const st = await openSafetensors(path);
+  // kohya also reads LoRAs saved with --save_model_as ckpt/pt (torch.save; no metadata).
+  const st = /\.(ckpt|pt|pth)$/i.test(path) ? await openCkpt(path) : await openSafetensors(path);
   try {
-    return await fromSafetensors(st);
+    return await fromSource(st);
   } catch (e) {
     st.close();
     throw e;
   }
 }
 
-async function fromSafetensors(st: SafetensorsFile): Promise<LoraFile> {
+async function fromSource(st: TensorSource): Promise<LoraFile> {
   const path = st.path;
   const groups = new Map<string, Map<string, { shape: number[]; dtype: FileDType }>>();
   for (const t of st.list()) {
