@@ -53,6 +53,21 @@ export async function timeGpu(
   return times[Math.floor(times.length / 2)];
 }
 
+/** The first line of an error's message, for a "did not run" note in a table row. */
+export function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split("\n")[0];
+}
+
+/**
+ * Before a peer runs: wait for our work and hand the pool's cached buffers back to the driver,
+ * since a CUDA peer shares the GPU. Returns whether the peer runs on the CPU.
+ */
+export async function releaseForPeer(): Promise<boolean> {
+  await rt().sync();
+  rt().storage.trim();
+  return (Deno.env.get("LORAKIT_PEER_DEVICE") ?? "cpu") === "cpu";
+}
+
 /** How a PyTorch peer describes itself in the table: version, device, threads. */
 export function peerLabel(peer: Record<string, unknown> | null): string | undefined {
   if (!peer) return undefined;

@@ -43,7 +43,15 @@ import { randomWeights } from "../core/models/weights.ts";
 import { makeRng } from "../core/lora/lora_module.ts";
 import { createNetwork, type LoraNetwork } from "../core/lora/network.ts";
 import { enableGradientCheckpointing, overwriteTensor } from "../core/train/network_training.ts";
-import { type BenchRow, peerLabel, runPeer, table, timeGpu } from "./harness.ts";
+import {
+  type BenchRow,
+  firstLine,
+  peerLabel,
+  releaseForPeer,
+  runPeer,
+  table,
+  timeGpu,
+} from "./harness.ts";
 import { SD15_UNET, SD_VAE } from "./unet.ts";
 
 /** sd1-tiny's U-Net (../shared/fixtures/sd1-tiny/README.md), random weights. */
@@ -130,10 +138,6 @@ function sdConfig(unet: UNetConfig): SDConfig {
 
 const mib = (b: number) =>
   b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`;
-
-function firstLine(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).split("\n")[0];
-}
 
 /** Deterministic inputs. */
 function input(shape: number[], dtype: DType, f: (i: number) => number): Tensor {
@@ -351,10 +355,7 @@ export async function bench(): Promise<BenchRow[]> {
       }
     }
   }
-  // Hand the pool's cached buffers back to the driver: a CUDA peer shares the GPU.
-  await rt().sync();
-  rt().storage.trim();
-  const peerCpu = (Deno.env.get("LORAKIT_PEER_DEVICE") ?? "cpu") === "cpu";
+  const peerCpu = await releaseForPeer();
   const ran = measured.filter((m) => Number.isFinite(m.seconds)).map(({ case: c }) => ({
     name: c.name,
     model: c.model,

@@ -18,7 +18,15 @@ import { type ExpectedTensor, expectedTensors } from "../core/models/config_keys
 import { UNet2DConditionModel } from "../core/models/unet.ts";
 import { AutoencoderKL } from "../core/models/vae.ts";
 import { randomWeights } from "../core/models/weights.ts";
-import { type BenchRow, peerLabel, runPeer, table, timeGpu } from "./harness.ts";
+import {
+  type BenchRow,
+  firstLine,
+  peerLabel,
+  releaseForPeer,
+  runPeer,
+  table,
+  timeGpu,
+} from "./harness.ts";
 
 /** SD 1.5's U-Net as diffusers configures it. */
 export const SD15_UNET: UNetConfig = {
@@ -183,10 +191,6 @@ async function runModel(
   return out;
 }
 
-function firstLine(e: unknown): string {
-  return (e as Error).message.split("\n")[0];
-}
-
 /** The peer's side of one row: its seconds, label and a note (skips, memory, mismatches). */
 function joinPeer(
   m: Measured,
@@ -242,11 +246,8 @@ export async function bench(): Promise<BenchRow[]> {
       }
     }
   }
-  // Hand the pool's cached buffers back to the driver: a CUDA peer shares the GPU.
-  await rt().sync();
-  rt().storage.trim();
   // PyTorch on the CPU takes seconds (U-Net 32x32) to half a minute (VAE decode) per run.
-  const peerCpu = (Deno.env.get("LORAKIT_PEER_DEVICE") ?? "cpu") === "cpu";
+  const peerCpu = await releaseForPeer();
   const ran = measured.filter((m) => Number.isFinite(m.seconds)).map(({ case: c }) => ({
     name: c.name,
     model: c.model,

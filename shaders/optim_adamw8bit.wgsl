@@ -73,7 +73,9 @@ fn quantSigned(x: f32) -> u32 {
   return select(pivot, lowerPivot, x < (lower + val) * 0.5);
 }
 
-// quantize_2D<0> over the unsigned map.
+// quantize_2D<0> over the unsigned map. The same search as quantSigned on the other map: WGSL
+// cannot pass a workgroup array by pointer without unrestricted_pointer_parameters, which this
+// runtime does not offer, so each map has its own copy.
 fn quantUnsigned(x: f32) -> u32 {
   var pivot = 127u;
   var upperPivot = 255u;
