@@ -1,12 +1,19 @@
 /**
- * The command stream: a kernel cache (one pipeline per WGSL source and entry point), a single
- * open compute pass into which many dispatches are encoded, and explicit flushes. The host never
- * reads back inside a step; `readBuffer` is the only place that waits for the GPU.
+ * The command stream: kernels found by a short key before any WGSL is built, a single open
+ * compute pass into which many dispatches are encoded, and explicit flushes. The host path per
+ * dispatch is a key lookup, a bind group from the cache and a few bytes copied into the submit's
+ * uniform arena: pipelines have explicit layouts whose uniform binding takes a dynamic offset, so
+ * one bind group serves every dispatch on the same buffers, and one `writeBuffer` per submit
+ * carries all of its uniforms. The host never reads back inside a step; `readBuffer` and `sync`
+ * are the only places that wait for the GPU.
  *
  * @module
  */
 import { getGpu, type Gpu, gpuSync } from "./device.ts";
+import { Kernel } from "./kernel.ts";
 import { BufferPool } from "./pool.ts";
+import { BindCache } from "./bind_cache.ts";
+import { UniformArena } from "./uniform_arena.ts";
 
 /** Dispatches encoded before an automatic submit; bounds the memory held by deferred releases. */
 const MAX_DISPATCHES_PER_SUBMIT = 256;
@@ -30,17 +37,25 @@ export class UniformWriter {
     for (const x of xs) (this.words.push(x), this.kinds.push("f"));
     return this;
   }
-  /** Bytes, padded to 16 (the uniform address space rounds struct sizes to 16). */
+  /** Size in bytes, padded to 16 (the uniform address space rounds struct sizes to 16). */
+  get byteLength(): number {
+    return Math.max(4, Math.ceil(this.words.length / 4) * 4) * 4;
+  }
+  /** Write the block at word `at` of the three views of one buffer. */
+  writeTo(u: Uint32Array, i: Int32Array, f: Float32Array, at: number): void {
+    const words = this.words, kinds = this.kinds;
+    const n = this.byteLength / 4;
+    for (let k = 0; k < n; k++) {
+      const w = k < words.length ? words[k] : 0, kind = kinds[k];
+      if (kind === "f") f[at + k] = w;
+      else if (kind === "i") i[at + k] = w;
+      else u[at + k] = w >>> 0;
+    }
+  }
+  /** The block as bytes. */
   bytes(): Uint8Array<ArrayBuffer> {
-    const n = Math.max(4, Math.ceil(this.words.length / 4) * 4);
-    const buf = new ArrayBuffer(n * 4);
-    const u = new Uint32Array(buf), i = new Int32Array(buf), f = new Float32Array(buf);
-    this.words.forEach((w, k) => {
-      const kind = this.kinds[k];
-      if (kind === "f") f[k] = w;
-      else if (kind === "i") i[k] = w;
-      else u[k] = w >>> 0;
-    });
+    const buf = new ArrayBuffer(this.byteLength);
+    this.writeTo(new Uint32Array(buf), new Int32Array(buf), new Float32Array(buf), 0);
     return new Uint8Array(buf);
   }
 }
@@ -50,51 +65,109 @@ export function uniforms(): UniformWriter {
   return new UniformWriter();
 }
 
+/** One dispatch as the profiler records it (see `Runtime.profile`). */
+export interface DispatchRecord {
+  key: string;
+  /** Workgroups x threads per workgroup. */
+  threads: number;
+  /** Floating-point operations, where the op states them (GEMM, conv, attention). */
+  flops: number;
+}
+
+/** What the host path has done since start; the bench reports differences of two snapshots. */
+export interface HostCounters {
+  dispatches: number;
+  submits: number;
+  bindGroupsCreated: number;
+  bindGroupHits: number;
+  uniformWrites: number;
+  awaitedReads: number;
+  pipelines: number;
+}
+
+/** Read an environment variable where there is one (gpu/ also runs in a browser tab). */
+function envFlag(name: string): string | undefined {
+  try {
+    return (globalThis as { Deno?: { env: { get(k: string): string | undefined } } }).Deno?.env
+      .get(name);
+  } catch {
+    return undefined;
+  }
+}
+
 class Runtime {
   readonly gpu: Gpu;
   readonly device: GPUDevice;
   readonly storage: BufferPool;
-  readonly uniform: BufferPool;
-  private pipelines = new Map<string, GPUComputePipeline>();
+  private kernels = new Map<string, Kernel>();
+  private binds: BindCache;
+  private arena: UniformArena;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private encoded = 0;
-  /** Uniform buffers used by the pending encoder; released after submit. */
-  private pendingUniforms: GPUBuffer[] = [];
   private errors: string[] = [];
   private validations: Promise<void>[] = [];
-  /** Dispatch count since start (for profiling). */
+  private offsets = new Uint32Array(1);
+  /** Build the source on every lookup and require it to equal the cached one (tests). */
+  checkKernelKeys = envFlag("LORAKIT_CHECK_KERNEL_KEYS") === "1";
+  /** When set, every dispatch is recorded here (threads per dispatch in the bench). */
+  profile: DispatchRecord[] | null = null;
+  /** Encode every dispatch with zero workgroups: the host path alone (bench only). */
+  emptyDispatches = false;
   dispatches = 0;
   submits = 0;
+  awaitedReads = 0;
 
   constructor(gpu: Gpu) {
     this.gpu = gpu;
     this.device = gpu.device;
     const S = GPUBufferUsage;
     this.storage = new BufferPool(this.device, S.STORAGE | S.COPY_SRC | S.COPY_DST, "tensor");
-    this.uniform = new BufferPool(this.device, S.UNIFORM | S.COPY_DST, "params");
+    this.binds = new BindCache(this.device);
+    const align = this.device.limits.minUniformBufferOffsetAlignment;
+    this.arena = new UniformArena(this.device, MAX_DISPATCHES_PER_SUBMIT * align, align);
   }
 
-  /** The pipeline for a WGSL source and entry point, compiled once. */
-  pipeline(source: string, entry = "main"): GPUComputePipeline {
-    const key = entry + "\u0000" + source;
-    let p = this.pipelines.get(key);
+  /**
+   * The kernel named `key`: `build` makes its WGSL source only the first time, so `key` must name
+   * everything the source depends on (op, dtype, constants, variant flags).
+   */
+  kernel(key: string, build: () => string, entry = "main"): Kernel {
+    const full = entry === "main" ? key : key + "#" + entry;
+    let k = this.kernels.get(full);
+    if (!k) {
+      k = new Kernel(full, build(), entry);
+      this.kernels.set(full, k);
+    } else if (this.checkKernelKeys && build() !== k.source) {
+      throw new Error(`kernel key '${full}' names two different WGSL sources`);
+    }
+    return k;
+  }
+
+  /** The kernel of a WGSL source (the source itself is the key: for one-off kernels). */
+  pipeline(source: string, entry = "main"): Kernel {
+    return this.kernel("wgsl:" + source, () => source, entry);
+  }
+
+  private pipelineOf(k: Kernel, sig: string): GPUComputePipeline {
+    let p = k.pipelines.get(sig);
     if (!p) {
       this.device.pushErrorScope("validation");
-      const module = this.device.createShaderModule({ code: source });
+      const module = this.device.createShaderModule({ code: k.source, label: k.key });
       p = this.device.createComputePipeline({
-        layout: "auto",
-        compute: { module, entryPoint: entry },
+        layout: this.binds.pipelineLayout(sig),
+        compute: { module, entryPoint: k.entry },
+        label: k.key,
       });
       // Compilation errors surface at the next read-back or sync instead of as a silent zero.
       const pending = this.device.popErrorScope().then((err) => {
         if (err) {
-          const first = source.split("\n").find((l) => l.startsWith("// ")) ?? "";
-          this.errors.push(`WGSL pipeline '${entry}' failed: ${err.message}\n${first}`);
+          const first = k.source.split("\n").find((l) => l.startsWith("// ")) ?? "";
+          this.errors.push(`WGSL pipeline '${k.key}' failed: ${err.message}\n${first}`);
         }
       });
       this.validations.push(pending);
-      this.pipelines.set(key, p);
+      k.pipelines.set(sig, p);
     }
     return p;
   }
@@ -116,30 +189,36 @@ class Runtime {
 
   /**
    * Encode one dispatch. `buffers` bind to @binding(0..n-1) of group 0 in order; `params`, when
-   * given, binds as a uniform at @binding(n).
+   * given, binds as a uniform at @binding(n). `flops` (optional) feeds the profiler.
    */
   dispatch(
-    pipeline: GPUComputePipeline,
+    kernel: Kernel,
     buffers: GPUBuffer[],
     params: UniformWriter | null,
     workgroups: [number, number?, number?],
+    flops = 0,
   ): void {
-    const entries: GPUBindGroupEntry[] = buffers.map((buffer, binding) => ({
-      binding,
-      resource: { buffer },
-    }));
+    const size = params ? params.byteLength : 0;
+    const sig = kernel.signature(buffers.length, size);
+    const pipeline = this.pipelineOf(kernel, sig);
+    let offset = 0;
     if (params) {
-      const bytes = params.bytes();
-      const ub = this.uniform.acquire(bytes.byteLength);
-      this.device.queue.writeBuffer(ub, 0, bytes);
-      this.pendingUniforms.push(ub);
-      entries.push({ binding: buffers.length, resource: { buffer: ub, size: bytes.byteLength } });
+      if (!this.arena.fits(size)) this.flush();
+      offset = this.arena.push(params);
     }
-    const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const group = this.binds.group(sig, buffers, params ? this.arena.buffer : null, size);
     const pass = this.ensurePass();
     pass.setPipeline(pipeline);
-    pass.setBindGroup(0, group);
-    pass.dispatchWorkgroups(workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1);
+    if (params) {
+      this.offsets[0] = offset;
+      pass.setBindGroup(0, group, this.offsets, 0, 1);
+    } else pass.setBindGroup(0, group);
+    const [x, y = 1, z = 1] = workgroups;
+    if (this.emptyDispatches) pass.dispatchWorkgroups(0);
+    else pass.dispatchWorkgroups(x, y, z);
+    if (this.profile) {
+      this.profile.push({ key: kernel.key, threads: x * y * z * kernel.threadsPerGroup, flops });
+    }
     this.dispatches++;
     if (++this.encoded >= MAX_DISPATCHES_PER_SUBMIT) this.flush();
   }
@@ -154,19 +233,20 @@ class Runtime {
   flush(): void {
     if (this.encoder) {
       const enc = this.endPass();
+      this.arena.upload();
       this.device.queue.submit([enc.finish()]);
       this.encoder = null;
       this.submits++;
     }
     this.encoded = 0;
-    for (const ub of this.pendingUniforms) this.uniform.release(ub);
-    this.pendingUniforms.length = 0;
     this.storage.recycle();
-    this.uniform.recycle();
   }
 
-  /** Copy `bytes` bytes of a buffer to the host (flushes pending work first). */
-  async readBuffer(src: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
+  /**
+   * Start copying `bytes` bytes of a buffer to the host and return at once; the promise resolves
+   * when the GPU has got there. Nothing waits unless the caller awaits it.
+   */
+  readBufferLater(src: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
     const padded = Math.ceil(bytes / 4) * 4;
     const staging = this.device.createBuffer({
       size: padded,
@@ -174,19 +254,52 @@ class Runtime {
     });
     this.endPass().copyBufferToBuffer(src, offset, staging, 0, padded);
     this.flush();
-    await this.throwPendingErrors();
-    await staging.mapAsync(GPUMapMode.READ);
-    const out = staging.getMappedRange().slice(0, bytes);
-    staging.unmap();
-    staging.destroy();
-    return out;
+    return staging.mapAsync(GPUMapMode.READ).then(async () => {
+      await this.throwPendingErrors();
+      const out = staging.getMappedRange().slice(0, bytes);
+      staging.unmap();
+      staging.destroy();
+      return out;
+    }, (e) => {
+      staging.destroy();
+      throw e;
+    });
+  }
+
+  /** Copy `bytes` bytes of a buffer to the host (flushes pending work first, then waits). */
+  async readBuffer(src: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
+    this.awaitedReads++;
+    const pending = this.readBufferLater(src, offset, bytes);
+    try {
+      await this.throwPendingErrors();
+    } catch (e) {
+      pending.catch(() => {});
+      throw e;
+    }
+    return await pending;
   }
 
   /** Wait until the GPU has finished all submitted work. */
   async sync(): Promise<void> {
+    this.awaitedReads++;
     this.flush();
     await this.device.queue.onSubmittedWorkDone();
     await this.throwPendingErrors();
+  }
+
+  /** Host-path counters since start. */
+  counters(): HostCounters {
+    let pipelines = 0;
+    for (const k of this.kernels.values()) pipelines += k.pipelines.size;
+    return {
+      dispatches: this.dispatches,
+      submits: this.submits,
+      bindGroupsCreated: this.binds.created,
+      bindGroupHits: this.binds.hits,
+      uniformWrites: this.arena.writes,
+      awaitedReads: this.awaitedReads,
+      pipelines,
+    };
   }
 
   private async throwPendingErrors(): Promise<void> {
@@ -219,4 +332,4 @@ export function rt(): Runtime {
   return runtime;
 }
 
-export type { Runtime };
+export type { Kernel, Runtime };

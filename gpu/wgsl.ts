@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { type Kernel, rt } from "./runtime.ts";
 import type { DType } from "./tensor.ts";
 
 /** Constants prepended as `const NAME = value;` (integers become u32, others f32 unless typed). */
@@ -36,4 +37,21 @@ export function pack8(v: readonly number[]): number[] {
   const out = new Array(8).fill(0);
   v.forEach((x, i) => (out[i] = x));
   return out;
+}
+
+/**
+ * The kernel of `specialize(source, dtype, consts)` (entry `entry`), found by a short key made of
+ * `name`, the dtype and the constants' values, so the source is built only on the first lookup.
+ * `name` must differ for every distinct `source` text.
+ */
+export function specKernel(
+  name: string,
+  source: string,
+  dtype: DType,
+  consts: Consts = {},
+  entry = "main",
+): Kernel {
+  let key = name + "|" + dtype;
+  for (const k in consts) key += "|" + consts[k];
+  return rt().kernel(key, () => specialize(source, dtype, consts), entry);
 }

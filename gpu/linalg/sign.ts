@@ -10,7 +10,7 @@ import signSrc from "../../shaders/linalg_sign.wgsl" with { type: "text" };
 import flipSrc from "../../shaders/linalg_flip.wgsl" with { type: "text" };
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
-import { grid, specialize } from "../wgsl.ts";
+import { grid, specKernel } from "../wgsl.ts";
 import { check, fmt } from "../ops/check.ts";
 
 const WG = 256;
@@ -54,9 +54,13 @@ export function svdSignCanonical(U: Tensor, Vt: Tensor): { U: Tensor; Vt: Tensor
   if (m * k === 0 || k * n === 0) return { U: Tensor.empty([m, k]), Vt: Tensor.empty([k, n]) };
   const sign = Tensor.empty([k]);
   const r = rt();
-  const src = specialize(signSrc, "f32", { WG });
-  r.dispatch(r.pipeline(src, "colsign"), [U.buffer, sign.buffer], uniforms().u(m, k, 0, 0), [k]);
-  const flip = r.pipeline(specialize(flipSrc, "f32", { WG }));
+  r.dispatch(
+    specKernel("linalg_sign", signSrc, "f32", { WG }, "colsign"),
+    [U.buffer, sign.buffer],
+    uniforms().u(m, k, 0, 0),
+    [k],
+  );
+  const flip = specKernel("linalg_flip", flipSrc, "f32", { WG });
   const u2 = Tensor.empty([m, k]), v2 = Tensor.empty([k, n]);
   r.dispatch(
     flip,

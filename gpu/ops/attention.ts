@@ -13,9 +13,9 @@ import deltaSrc from "../../shaders/attention_bwd_delta.wgsl" with { type: "text
 import dkdvSrc from "../../shaders/attention_bwd_dkdv.wgsl" with { type: "text" };
 import dqSrc from "../../shaders/attention_bwd_dq.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
-import { rt, uniforms } from "../runtime.ts";
+import { type Kernel, rt, uniforms } from "../runtime.ts";
 import { dtypeBytes, Tensor } from "../tensor.ts";
-import { grid, specialize } from "../wgsl.ts";
+import { grid, specialize, specKernel } from "../wgsl.ts";
 import { check, fmt, sameDtype } from "./check.ts";
 
 /** Options of `attention`. */
@@ -142,6 +142,7 @@ function prelude(d: number, loads: string[], stores: string[]): string {
 
 /** Specialise one attention template for a dtype, head dim and mask. */
 function kernel(
+  name: string,
   template: string,
   g: Geometry,
   dtype: Tensor["dtype"],
@@ -149,11 +150,14 @@ function kernel(
   loads: string[],
   stores: string[],
   [wg, rows]: [number, number],
-): GPUComputePipeline {
-  const body = prelude(g.d, loads, stores) + expandTemplate(template, rows, g.dv);
-  return rt().pipeline(
-    specialize(body, dtype, { D: g.d, WG: wg, R: rows, CAUSAL: String(causal) }),
-  );
+): Kernel {
+  // The source depends on the template, the head dims, the row count and the loads/stores.
+  const key =
+    `attention:${name}|${dtype}|${g.d}|${g.dv}|${wg}|${rows}|${causal}|${loads}|${stores}`;
+  return rt().kernel(key, () => {
+    const body = prelude(g.d, loads, stores) + expandTemplate(template, rows, g.dv);
+    return specialize(body, dtype, { D: g.d, WG: wg, R: rows, CAUSAL: String(causal) });
+  });
 }
 
 /**
@@ -173,7 +177,7 @@ export function attentionForwardRaw(
   const lse = Tensor.empty([g.bh * g.tq], "f32");
   const u = uniforms().u(g.tq, g.tk).f(scale * LOG2E).u(0);
   rt().dispatch(
-    kernel(fwdSrc, g, q.dtype, causal, ["q", "k", "v"], ["o"], [WG, R]),
+    kernel("fwd", fwdSrc, g, q.dtype, causal, ["q", "k", "v"], ["o"], [WG, R]),
     [q.buffer, k.buffer, v.buffer, out.buffer, lse.buffer],
     u,
     [Math.ceil(g.tq / (WG * R)), g.bh],
@@ -206,9 +210,8 @@ export function attentionBackwardRaw(
   const rows = g.bh * g.tq;
   const delta = Tensor.empty([rows], "f32");
   const dwg = 64;
-  const dsrc = specialize(deltaSrc, q.dtype, { D: g.d, WG: dwg });
   rt().dispatch(
-    rt().pipeline(dsrc),
+    specKernel("attention:delta", deltaSrc, q.dtype, { D: g.d, WG: dwg }),
     [gOut.buffer, out.buffer, delta.buffer],
     uniforms().u(rows, 0, 0, 0),
     grid(rows, dwg),
@@ -219,7 +222,7 @@ export function attentionBackwardRaw(
     dk = Tensor.empty(k.shape.slice(), k.dtype);
     dv = Tensor.empty(v.shape.slice(), v.dtype);
     rt().dispatch(
-      kernel(dkdvSrc, g, q.dtype, causal, ["q", "k", "v", "g"], ["dk", "dv"], [WGB, RB]),
+      kernel("dkdv", dkdvSrc, g, q.dtype, causal, ["q", "k", "v", "g"], ["dk", "dv"], [WGB, RB]),
       [q.buffer, k.buffer, v.buffer, gOut.buffer, lse.buffer, delta.buffer, dk.buffer, dv.buffer],
       u(),
       [Math.ceil(g.tk / (WGB * RB)), g.bh],
@@ -228,7 +231,7 @@ export function attentionBackwardRaw(
   if (need.q) {
     dq = Tensor.empty(q.shape.slice(), q.dtype);
     rt().dispatch(
-      kernel(dqSrc, g, q.dtype, causal, ["q", "k", "v", "g"], ["dq"], [WGB, RB]),
+      kernel("dq", dqSrc, g, q.dtype, causal, ["q", "k", "v", "g"], ["dq"], [WGB, RB]),
       [q.buffer, k.buffer, v.buffer, gOut.buffer, lse.buffer, delta.buffer, dq.buffer],
       u(),
       [Math.ceil(g.tq / (WGB * RB)), g.bh],

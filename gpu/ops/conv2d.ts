@@ -13,7 +13,7 @@ import wgradSrc from "../../shaders/conv2d_wgrad.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
-import { grid, specialize } from "../wgsl.ts";
+import { grid, specialize, specKernel } from "../wgsl.ts";
 import { check, fmt } from "./check.ts";
 import { reduceRaw } from "./reduce.ts";
 
@@ -162,8 +162,8 @@ function packWeight(weight: Tensor, d: ConvDims, mode: 0 | 1, nbPad: number): Te
   const total = taps * na * nbPad;
   const out = Tensor.empty([total], "f32");
   const u = uniforms().u(total, na, nb, nbPad, sa, sb, taps, 0);
-  const src = specialize(packSrc, weight.dtype, { WG: WG_PACK });
-  rt().dispatch(rt().pipeline(src), [weight.buffer, out.buffer], u, grid(total, WG_PACK));
+  const pack = specKernel("conv2d_pack", packSrc, weight.dtype, { WG: WG_PACK });
+  rt().dispatch(pack, [weight.buffer, out.buffer], u, grid(total, WG_PACK));
   return out;
 }
 
@@ -188,10 +188,15 @@ function tapConv(
   check(gx <= 65535, "conv2d", () => `too many output pixels (${m}) for one launch`);
   const u = uniforms().u(cs, cd, cdPad, m, hs, ws, hd, wd)
     .u(d.kw, d.kh * d.kw, d.stride, d.pad, bias ? 1 : 0, 0, 0, 0);
-  const code = specialize(convKernel(RM, cn / 4), src.dtype, { RM, CN: cn, WG, MODE: mode });
+  const key = `conv2d|${src.dtype}|${RM}|${cn}|${WG}|${mode}`;
+  const kernel = rt().kernel(
+    key,
+    () => specialize(convKernel(RM, cn / 4), src.dtype, { RM, CN: cn, WG, MODE: mode }),
+  );
   // Without a bias the binding still needs a read-only buffer; the kernel never uses its values.
   const b = bias ? bias.buffer : src.buffer;
-  rt().dispatch(rt().pipeline(code), [src.buffer, wt.buffer, b, out.buffer], u, [gx, cdPad / cn]);
+  const flops = 2 * m * cd * cs * d.kh * d.kw;
+  rt().dispatch(kernel, [src.buffer, wt.buffer, b, out.buffer], u, [gx, cdPad / cn], flops);
   wt.dispose();
   return out;
 }
@@ -229,13 +234,18 @@ export function conv2dGradWeight(x: Tensor, dy: Tensor, d: ConvDims): Tensor {
   const wg = Math.min(WG_WGRAD, roundUp(Math.ceil(d.cin / CI), 8));
   const u = uniforms().u(d.cin, d.cout, d.h, d.w, d.ho, d.wo, d.n, d.kw)
     .u(taps, d.stride, d.pad, 0);
-  const code = specialize(wgradKernel(RO, CI), x.dtype, { RO, CI, WG: wg });
+  const key = `conv2d_wgrad|${x.dtype}|${RO}|${CI}|${wg}`;
+  const kernel = rt().kernel(
+    key,
+    () => specialize(wgradKernel(RO, CI), x.dtype, { RO, CI, WG: wg }),
+  );
+  const flops = 2 * d.n * d.ho * d.wo * d.cout * d.cin * taps;
   const groups: [number, number, number] = [
     Math.ceil(d.cin / (wg * CI)),
     Math.ceil(d.cout / RO),
     taps,
   ];
-  rt().dispatch(rt().pipeline(code), [x.buffer, dy.buffer, out.buffer], u, groups);
+  rt().dispatch(kernel, [x.buffer, dy.buffer, out.buffer], u, groups, flops);
   return out;
 }
 

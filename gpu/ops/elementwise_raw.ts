@@ -39,11 +39,14 @@ export function binaryRaw(op: BinOp, a: Tensor, b: Tensor, alpha = 1): Tensor {
   const out = Tensor.empty(shape, a.dtype);
   const n = out.size;
   if (n === 0) return out;
-  const src = specialize(binarySrc.replaceAll("OPX", BIN_EXPR[op]), a.dtype, { WG });
   const u = uniforms().u(n, shape.length).f(alpha).u(0)
     .u(...pack8(shape)).u(...pack8(broadcastStrides(a.shape, shape)))
     .u(...pack8(broadcastStrides(b.shape, shape)));
-  rt().dispatch(rt().pipeline(src), [a.buffer, b.buffer, out.buffer], u, grid(n, WG));
+  const kernel = rt().kernel(
+    `binary|${op}|${a.dtype}`,
+    () => specialize(binarySrc.replaceAll("OPX", BIN_EXPR[op]), a.dtype, { WG }),
+  );
+  rt().dispatch(kernel, [a.buffer, b.buffer, out.buffer], u, grid(n, WG));
   return out;
 }
 
@@ -94,12 +97,18 @@ export function unaryRaw(
   const out = Tensor.empty(x.shape, outDtype);
   const n = x.size;
   if (n === 0) return out;
-  // TO is the output element type; it differs from T only for casts.
-  let code = specialize(`alias TO = ${outDtype};\n` + unarySrc.replaceAll("OPX", expr), x.dtype, {
-    WG,
+  const kernel = rt().kernel(`unary|${x.dtype}|${outDtype}|${expr}`, () => {
+    // TO is the output element type; it differs from T only for casts.
+    const code = specialize(
+      `alias TO = ${outDtype};\n` + unarySrc.replaceAll("OPX", expr),
+      x.dtype,
+      {
+        WG,
+      },
+    );
+    return outDtype === "f16" && x.dtype !== "f16" ? "enable f16;\n" + code : code;
   });
-  if (outDtype === "f16" && x.dtype !== "f16") code = "enable f16;\n" + code;
   const u = uniforms().u(n).f(alpha, beta).u(0);
-  rt().dispatch(rt().pipeline(code), [x.buffer, (g ?? x).buffer, out.buffer], u, grid(n, WG));
+  rt().dispatch(kernel, [x.buffer, (g ?? x).buffer, out.buffer], u, grid(n, WG));
   return out;
 }

@@ -11,7 +11,7 @@ import tsSrc from "../../shaders/timestep_embedding.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { type DType, Storage, Tensor } from "../tensor.ts";
-import { grid, specialize } from "../wgsl.ts";
+import { grid, specKernel } from "../wgsl.ts";
 import { check, fmt } from "./check.ts";
 
 const WG = 256;
@@ -30,7 +30,7 @@ export function fill(shape: number[], value: number, dtype: DType = "f32"): Tens
   const n = t.size;
   if (n > 0) {
     rt().dispatch(
-      rt().pipeline(specialize(fillSrc, dtype, { WG })),
+      specKernel("embedding:fillSrc", fillSrc, dtype, { WG }),
       [t.buffer],
       uniforms().u(n).f(value).u(0, 0),
       grid(n, WG),
@@ -59,7 +59,7 @@ export function embedding(weight: Tensor, ids: Int32Array | number[], idsShape?:
   const idBuf = uploadU32(Uint32Array.from(ids));
   const out = Tensor.empty([...shape, c], weight.dtype);
   rt().dispatch(
-    rt().pipeline(specialize(embSrc, weight.dtype, { WG })),
+    specKernel("embedding:embSrc", embSrc, weight.dtype, { WG }),
     [weight.buffer, idBuf.buffer, out.buffer],
     uniforms().u(ids.length, c, v, 0),
     grid(ids.length * c, WG),
@@ -85,7 +85,7 @@ export function embedding(weight: Tensor, ids: Int32Array | number[], idsShape?:
     const csrBuf = uploadU32(csr);
     const dw = fill([v, c], 0, weight.dtype);
     rt().dispatch(
-      rt().pipeline(specialize(embBwdSrc, weight.dtype, { WG })),
+      specKernel("embedding:embBwdSrc", embBwdSrc, weight.dtype, { WG }),
       [g.buffer, csrBuf.buffer, dw.buffer],
       uniforms().u(uniq.length, c, 0, 0),
       grid(uniq.length * c, WG),
@@ -108,9 +108,8 @@ export function timestepEmbedding(
   const t = Tensor.fromArray(Float32Array.from(timesteps), [b], "f32");
   const dtype = opts.dtype ?? "f32";
   const out = Tensor.empty([b, dim], dtype);
-  const src = specialize(tsSrc, dtype, { WG: 64 });
   rt().dispatch(
-    rt().pipeline(src),
+    specKernel("embedding:tsSrc", tsSrc, dtype, { WG: 64 }),
     [t.buffer, out.buffer],
     uniforms().u(b, dim, opts.flipSinToCos ?? true ? 1 : 0).f(
       opts.freqShift ?? 1,

@@ -7,7 +7,7 @@ import gegluSrc from "../../shaders/geglu.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
-import { grid, specialize } from "../wgsl.ts";
+import { grid, specKernel } from "../wgsl.ts";
 import { check, fmt } from "./check.ts";
 
 const WG = 256;
@@ -17,7 +17,7 @@ function run(x: Tensor, g: Tensor | null, f: number, rows: number, backward: boo
   if (!backward) shape[shape.length - 1] = f;
   const out = Tensor.empty(shape, x.dtype);
   rt().dispatch(
-    rt().pipeline(specialize(gegluSrc, x.dtype, { WG })),
+    specKernel("geglu:gegluSrc", gegluSrc, x.dtype, { WG }),
     [x.buffer, (g ?? x).buffer, out.buffer],
     uniforms().u(rows, f, backward ? 1 : 0, 0),
     grid(rows * f, WG),

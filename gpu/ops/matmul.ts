@@ -119,7 +119,10 @@ export function gemm(g: GemmArgs): Tensor {
   if (v.widthA > 1) buffers.push(g.a.buffer);
   if (v.widthB > 1) buffers.push(g.b.buffer);
   const u = uniforms().u(M, N, K, g.nRed, g.aOut, g.bOut, g.aRed, g.bRed);
-  rt().dispatch(rt().pipeline(gemmSource(v)), buffers, u, wg);
+  const key = `gemm|${v.dtype}|${v.tm}|${v.tn}|${v.wx}|${v.wy}|${+v.transA}${+v.transB}|` +
+    `${v.widthA}|${v.widthB}|${+v.bias}`;
+  const flops = 2 * M * N * K * batch * g.nRed;
+  rt().dispatch(rt().kernel(key, () => gemmSource(v)), buffers, u, wg, flops);
   return out;
 }
 

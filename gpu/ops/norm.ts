@@ -15,7 +15,7 @@ import wgSumSrc from "../../shaders/wg_sum.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
-import { grid, specialize } from "../wgsl.ts";
+import { grid, specKernel } from "../wgsl.ts";
 import { check, fmt, sameDtype } from "./check.ts";
 
 const WG = 256;
@@ -54,7 +54,7 @@ export function groupNorm(
   const u = () => uniforms().u(c, s, groups).f(eps).u(silu, 1, 0, 0);
   const r = rt();
   r.dispatch(
-    r.pipeline(specialize(wgSumSrc + gnFwd, x.dtype, { WG })),
+    specKernel("norm:wgSumSrc + gnFwd", wgSumSrc + gnFwd, x.dtype, { WG }),
     [x.buffer, weight.buffer, bias.buffer, y.buffer, stats.buffer],
     u(),
     [n * groups],
@@ -62,14 +62,14 @@ export function groupNorm(
   const out = record(op, [x, weight, bias], y, [x, weight, bias, stats], (g, [sx, sw, sb, st]) => {
     const dx = Tensor.empty(x.shape, x.dtype);
     r.dispatch(
-      r.pipeline(specialize(wgSumSrc + gnBwdDx, x.dtype, { WG })),
+      specKernel("norm:wgSumSrc + gnBwdDx", wgSumSrc + gnBwdDx, x.dtype, { WG }),
       [sx.buffer, sw.buffer, sb.buffer, g.buffer, st.buffer, dx.buffer],
       u(),
       [n * groups],
     );
     const dw = Tensor.empty(weight.shape, x.dtype), db = Tensor.empty(bias.shape, x.dtype);
     r.dispatch(
-      r.pipeline(specialize(gnBwdWb, x.dtype, { WG })),
+      specKernel("norm:gnBwdWb", gnBwdWb, x.dtype, { WG }),
       [sx.buffer, sw.buffer, sb.buffer, g.buffer, st.buffer, dw.buffer, db.buffer],
       uniforms().u(c, s, groups).f(eps).u(silu, n, 0, 0),
       [c],
@@ -97,7 +97,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   const r = rt();
   const wg = c >= 256 ? 256 : 64;
   r.dispatch(
-    r.pipeline(specialize(wgSumSrc + lnFwd, x.dtype, { WG: wg })),
+    specKernel("norm:wgSumSrc + lnFwd", wgSumSrc + lnFwd, x.dtype, { WG: wg }),
     [x.buffer, weight.buffer, bias.buffer, y.buffer, stats.buffer],
     u(),
     grid(rows, 1),
@@ -105,14 +105,14 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   const out = record(op, [x, weight, bias], y, [x, weight, stats], (g, [sx, sw, st]) => {
     const dx = Tensor.empty(x.shape, x.dtype);
     r.dispatch(
-      r.pipeline(specialize(wgSumSrc + lnBwdDx, x.dtype, { WG: wg })),
+      specKernel("norm:wgSumSrc + lnBwdDx", wgSumSrc + lnBwdDx, x.dtype, { WG: wg }),
       [sx.buffer, sw.buffer, g.buffer, st.buffer, dx.buffer],
       u(),
       grid(rows, 1),
     );
     const dw = Tensor.empty(weight.shape, x.dtype), db = Tensor.empty(bias.shape, x.dtype);
     r.dispatch(
-      r.pipeline(specialize(lnBwdWb, x.dtype, { WG: 64 })),
+      specKernel("norm:lnBwdWb", lnBwdWb, x.dtype, { WG: 64 }),
       [sx.buffer, g.buffer, st.buffer, dw.buffer, db.buffer],
       u(),
       [Math.ceil(c / 64)],

@@ -7,7 +7,7 @@ import reduceSrc from "../../shaders/reduce_to.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
-import { grid, pack8, specialize } from "../wgsl.ts";
+import { grid, pack8, specKernel } from "../wgsl.ts";
 import { check, stridesOf } from "./check.ts";
 import { binaryRaw } from "./elementwise_raw.ts";
 
@@ -31,9 +31,11 @@ export function reduceRaw(x: Tensor, axes: number[], factor = 1, keepDims = fals
   const u = uniforms().u(nOut, nRed, x.shape.length).f(factor)
     .u(...pack8(keepShape), ...pack8(keepStride), ...pack8(redShape), ...pack8(redStride))
     .u(keepShape.length, redShape.length, 0, 0);
-  const src = specialize(reduceSrc, x.dtype, { WG });
   const [gx, gy] = grid(nOut, 1);
-  rt().dispatch(rt().pipeline(src), [x.buffer, out.buffer], u, [gx, gy]);
+  rt().dispatch(specKernel("reduce_to", reduceSrc, x.dtype, { WG }), [x.buffer, out.buffer], u, [
+    gx,
+    gy,
+  ]);
   return out;
 }
 

@@ -13,7 +13,7 @@
  */
 import resampleSrc from "../../shaders/resample.wgsl" with { type: "text" };
 import { initGpu, rt, uniforms } from "../runtime.ts";
-import { grid, specialize } from "../wgsl.ts";
+import { grid, specKernel } from "../wgsl.ts";
 import { check } from "./check.ts";
 
 /** One axis of a separable resize: `taps` weights from source index `start[d]` for output d. */
@@ -117,18 +117,17 @@ export async function resampleGpu<C extends number>(
   const nWords = Math.ceil(nBytes / 4);
   const out = r.storage.acquire(nWords * 4);
   try {
-    const source = specialize(resampleSrc, "f32", { WG, KIND: kind });
     const box2 = plan.kind === "box" && plan.x.taps === 2 && plan.y.taps === 2;
     const simdEnd = plan.kind === "cubic" ? rowLen - (rowLen % 8) : box2 ? 1 : 0;
     const boxScale = Math.fround(1 / (plan.x.taps * plan.y.taps));
     r.dispatch(
-      r.pipeline(source, "horizontal"),
+      specKernel("resample", resampleSrc, "f32", { WG, KIND: kind }, "horizontal"),
       [src, xs, xw, mid],
       uniforms().u(img.width, outW, c, plan.x.taps, nMid, simdEnd).f(boxScale).u(nBytes),
       grid(nMid, WG),
     );
     r.dispatch(
-      r.pipeline(source, "vertical"),
+      specKernel("resample", resampleSrc, "f32", { WG, KIND: kind }, "vertical"),
       [mid, ys, yw, out],
       uniforms().u(img.height, outH, rowLen, plan.y.taps, nWords, simdEnd).f(boxScale).u(nBytes),
       grid(nWords, WG),

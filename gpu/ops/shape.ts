@@ -8,7 +8,7 @@ import permuteSrc from "../../shaders/permute.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { numel, Tensor } from "../tensor.ts";
-import { grid, pack8, specialize } from "../wgsl.ts";
+import { grid, pack8, specKernel } from "../wgsl.ts";
 import { check, fmt, stridesOf } from "./check.ts";
 
 const WG = 256;
@@ -35,7 +35,7 @@ function permuteRaw(x: Tensor, perm: number[]): Tensor {
   const u = uniforms().u(n, perm.length, 0, 0).u(...pack8(outShape))
     .u(...pack8(perm.map((p) => inStrides[p])));
   rt().dispatch(
-    rt().pipeline(specialize(permuteSrc, x.dtype, { WG })),
+    specKernel("shape:permuteSrc", permuteSrc, x.dtype, { WG }),
     [x.buffer, out.buffer],
     u,
     grid(n, WG),

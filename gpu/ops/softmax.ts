@@ -9,7 +9,7 @@ import bwdSrc from "../../shaders/softmax_bwd.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
-import { grid, specialize } from "../wgsl.ts";
+import { grid, specKernel } from "../wgsl.ts";
 import { check, fmt } from "./check.ts";
 
 /** Rows per workgroup (one invocation per row). */
@@ -24,9 +24,8 @@ function rowsOf(x: Tensor): [number, number] {
 export function softmaxRaw(x: Tensor): Tensor {
   const [rows, n] = rowsOf(x);
   const y = Tensor.empty(x.shape.slice(), x.dtype);
-  const src = specialize(fwdSrc, x.dtype, { WG });
   rt().dispatch(
-    rt().pipeline(src),
+    specKernel("softmax:fwd", fwdSrc, x.dtype, { WG }),
     [x.buffer, y.buffer],
     uniforms().u(rows, n, 0, 0),
     grid(rows, WG),
@@ -43,9 +42,8 @@ export function softmaxBackwardRaw(y: Tensor, g: Tensor): Tensor {
   );
   const [rows, n] = rowsOf(y);
   const dx = Tensor.empty(y.shape.slice(), y.dtype);
-  const src = specialize(bwdSrc, y.dtype, { WG });
   rt().dispatch(
-    rt().pipeline(src),
+    specKernel("softmax:bwd", bwdSrc, y.dtype, { WG }),
     [y.buffer, g.buffer, dx.buffer],
     uniforms().u(rows, n, 0, 0),
     grid(rows, WG),

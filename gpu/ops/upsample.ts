@@ -8,7 +8,7 @@ import upsampleSrc from "../../shaders/upsample.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
-import { grid, specialize } from "../wgsl.ts";
+import { grid, specKernel } from "../wgsl.ts";
 import { check, fmt } from "./check.ts";
 
 const WG = 256;
@@ -17,7 +17,7 @@ function run(entry: "up" | "down", src: Tensor, shape: number[], h: number, w: n
   const out = Tensor.empty(shape, src.dtype);
   const n = out.size;
   if (n === 0) return out;
-  const pipe = rt().pipeline(specialize(upsampleSrc, src.dtype, { WG }), entry);
+  const pipe = specKernel("upsample", upsampleSrc, src.dtype, { WG }, entry);
   rt().dispatch(pipe, [src.buffer, out.buffer], uniforms().u(n, h, w, 0), grid(n, WG));
   return out;
 }

@@ -16,7 +16,7 @@ import afSrc from "../../shaders/optim_adafactor.wgsl" with { type: "text" };
 import { fill } from "../ops/embedding.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
-import { grid, specialize } from "../wgsl.ts";
+import { grid, specKernel } from "../wgsl.ts";
 import type { ParamGroup } from "./adamw.ts";
 import { StatefulOptimizer } from "./common.ts";
 import { encodeSumFinal, encodeSumsq, MAX_PARTS, partsFor } from "./reduce.ts";
@@ -129,8 +129,7 @@ export class Adafactor extends StatefulOptimizer<Record<string, Tensor>> {
     const f = factoredShape(p.shape);
     const [B, R, C] = f ?? [1, 1, n];
     const sc = this.scratchFor(B);
-    const src = specialize(afSrc, p.dtype, { WG });
-    const pipe = (entry: string) => rt().pipeline(src, entry);
+    const pipe = (entry: string) => specKernel("adafactor", afSrc, p.dtype, { WG }, entry);
     const beta2t = 1 - this.step ** this.decayRate;
     const u = uniforms().u(n, B, R, C).f(beta2t, this.eps[0], gscale, this.clipThreshold)
       .f(this.relStepSize(lr), this.eps[1]).u(

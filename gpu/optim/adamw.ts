@@ -8,7 +8,7 @@
 import adamSrc from "../../shaders/optim_adam.wgsl" with { type: "text" };
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
-import { grid, specialize } from "../wgsl.ts";
+import { grid, specKernel } from "../wgsl.ts";
 import { fill } from "../ops/embedding.ts";
 import {
   exportStates,
@@ -54,7 +54,7 @@ export function adamKernel(p: Tensor, m: Tensor, v: Tensor, gs: GPUBuffer, s: Ad
   if (!p.grad) return;
   const n = p.size;
   rt().dispatch(
-    rt().pipeline(specialize(adamSrc, p.dtype, { WG, BNB: s.bnb ? 1 : 0 })),
+    specKernel("adamw:adamSrc", adamSrc, p.dtype, { WG, BNB: s.bnb ? 1 : 0 }),
     [p.buffer, p.grad.buffer, m.buffer, v.buffer, gs],
     uniforms().u(n).f(s.lr, s.b1, s.b2, s.eps, s.wd, s.bc1, s.bc2, s.gscale).u(0, 0, 0),
     grid(n, WG),

@@ -14,7 +14,7 @@ import src8 from "../../shaders/optim_adamw8bit.wgsl" with { type: "text" };
 import { fill } from "../ops/embedding.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
-import { grid, specialize } from "../wgsl.ts";
+import { grid, specKernel } from "../wgsl.ts";
 import { adamKernel, type AdamWOptions, type ParamGroup } from "./adamw.ts";
 import { StatefulOptimizer } from "./common.ts";
 import { createDynamicMap } from "./qmap.ts";
@@ -109,7 +109,7 @@ export class AdamW8bit extends StatefulOptimizer<State8> {
     const c2 = Math.sqrt(bc2);
     const wg = Math.min(256, this.blockSize / 4);
     rt().dispatch(
-      rt().pipeline(specialize(src8, p.dtype, { WG: wg, BLOCK: this.blockSize })),
+      specKernel("adamw8bit:src8", src8, p.dtype, { WG: wg, BLOCK: this.blockSize }),
       [
         p.buffer,
         p.grad!.buffer,

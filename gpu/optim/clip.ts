@@ -9,7 +9,7 @@
  */
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
-import { encodeSumsq, partsFor, reduceSource } from "./reduce.ts";
+import { encodeSumsq, partsFor, reduceKernel } from "./reduce.ts";
 
 /** The result of `clipGradNorm`: GPU scalars, released by `dispose()`. */
 export class GradNorm {
@@ -55,7 +55,7 @@ export function clipGradNorm(
   for (const p of withGrad) off += encodeSumsq(p.grad!, partials, off, inScale);
   const scale = Tensor.empty([1]), norm = Tensor.empty([1]);
   rt().dispatch(
-    rt().pipeline(reduceSource("f32"), "clip_final"),
+    reduceKernel("f32", "clip_final"),
     [partials.buffer, scale.buffer, norm.buffer],
     uniforms().u(off, 0).f(maxNorm, inScale),
     [1],

@@ -9,7 +9,7 @@ import lionSrc from "../../shaders/optim_lion.wgsl" with { type: "text" };
 import { fill } from "../ops/embedding.ts";
 import { rt, uniforms } from "../runtime.ts";
 import type { Tensor } from "../tensor.ts";
-import { grid, specialize } from "../wgsl.ts";
+import { grid, specKernel } from "../wgsl.ts";
 import type { ParamGroup } from "./adamw.ts";
 import { StatefulOptimizer } from "./common.ts";
 
@@ -47,7 +47,7 @@ export class Lion extends StatefulOptimizer<{ exp_avg: Tensor }> {
   ): void {
     const n = p.size;
     rt().dispatch(
-      rt().pipeline(specialize(lionSrc, p.dtype, { WG })),
+      specKernel("lion:lionSrc", lionSrc, p.dtype, { WG }),
       [p.buffer, p.grad!.buffer, s.exp_avg.buffer, gs],
       uniforms().u(n).f(lr, this.betas[0], this.betas[1], this.weightDecay, gscale).u(0, 0),
       grid(n, WG),

@@ -6,9 +6,9 @@
  * @module
  */
 import reduceSrc from "../../shaders/optim_reduce.wgsl" with { type: "text" };
-import { rt, uniforms } from "../runtime.ts";
+import { type Kernel, rt, uniforms } from "../runtime.ts";
 import type { DType, Tensor } from "../tensor.ts";
-import { specialize } from "../wgsl.ts";
+import { specKernel } from "../wgsl.ts";
 
 /** Threads per workgroup of every reduction here. */
 export const RED_WG = 256;
@@ -21,16 +21,16 @@ export function partsFor(n: number): number {
   return Math.max(1, Math.min(MAX_PARTS, Math.ceil(n / (RED_WG * 16))));
 }
 
-/** The reduction source specialised for a dtype. */
-export function reduceSource(dtype: DType): string {
-  return specialize(reduceSrc, dtype, { WG: RED_WG });
+/** The reduction kernel `entry` specialised for a dtype. */
+export function reduceKernel(dtype: DType, entry: string): Kernel {
+  return specKernel("optim_reduce", reduceSrc, dtype, { WG: RED_WG }, entry);
 }
 
 /** Write `partsFor(x.size)` partial sums of (x*scale)^2 into `out[off..]`. */
 export function encodeSumsq(x: Tensor, out: Tensor, off: number, scale = 1): number {
   const parts = partsFor(x.size);
   rt().dispatch(
-    rt().pipeline(reduceSource(x.dtype), "sumsq"),
+    reduceKernel(x.dtype, "sumsq"),
     [x.buffer, out.buffer],
     uniforms().u(x.size, off).f(scale).u(0),
     [parts],
@@ -41,7 +41,7 @@ export function encodeSumsq(x: Tensor, out: Tensor, off: number, scale = 1): num
 /** `out[slot] = sum(partials[0..count))`. */
 export function encodeSumFinal(partials: Tensor, count: number, out: Tensor, slot: number): void {
   rt().dispatch(
-    rt().pipeline(reduceSource("f32"), "sum_final"),
+    reduceKernel("f32", "sum_final"),
     [partials.buffer, out.buffer],
     uniforms().u(count, slot).f(0, 0),
     [1],
@@ -51,7 +51,7 @@ export function encodeSumFinal(partials: Tensor, count: number, out: Tensor, slo
 /** Set `flag` (a u32 word) to 1 when `x` has an inf or NaN; never clears it. */
 export function encodeNonfinite(x: Tensor, flag: Tensor): void {
   rt().dispatch(
-    rt().pipeline(reduceSource(x.dtype), "nonfinite"),
+    reduceKernel(x.dtype, "nonfinite"),
     [x.buffer, flag.buffer],
     uniforms().u(x.size, 0, 0, 0),
     [partsFor(x.size)],

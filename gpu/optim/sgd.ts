@@ -9,7 +9,7 @@ import sgdSrc from "../../shaders/optim_sgd.wgsl" with { type: "text" };
 import { fill } from "../ops/embedding.ts";
 import { rt, uniforms } from "../runtime.ts";
 import type { Tensor } from "../tensor.ts";
-import { grid, specialize } from "../wgsl.ts";
+import { grid, specKernel } from "../wgsl.ts";
 import type { ParamGroup } from "./adamw.ts";
 import { type OptimizerState, StatefulOptimizer } from "./common.ts";
 
@@ -64,7 +64,7 @@ export class SGDNesterov extends StatefulOptimizer<{ momentum_buffer: Tensor }> 
     const first = this.seeded.has(p) ? 0 : 1;
     this.seeded.add(p);
     rt().dispatch(
-      rt().pipeline(specialize(sgdSrc, p.dtype, { WG })),
+      specKernel("sgd:sgdSrc", sgdSrc, p.dtype, { WG }),
       [p.buffer, p.grad!.buffer, s.momentum_buffer.buffer, gs],
       uniforms().u(n).f(lr, this.momentum, this.dampening, this.weightDecay, gscale)
         .u(first, this.nesterov ? 1 : 0),
