@@ -6,10 +6,12 @@
  * @module
  */
 import { record } from "../autograd.ts";
+import { kernelFamily } from "../family.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { type DType, dtypeBytes, numel, Tensor } from "../tensor.ts";
 import { check, fmt, sameDtype } from "./check.ts";
 import { gemmSource, type GemmVariant } from "./matmul_codegen.ts";
+import { tiledGemm } from "./matmul_tiled.ts";
 import { sumTo } from "./reduce.ts";
 
 /** Transpose flags: `transA` reads `a` as its last-two-dims transpose, `transB` likewise. */
@@ -90,6 +92,8 @@ export function gemm(g: GemmArgs): Tensor {
     "matmul",
     () => `the result [${g.outShape}] is larger than one storage binding`,
   );
+  // An explicit tile asks for the software kernel (benchmarks compare its variants).
+  if (!g.tile && kernelFamily() === "hardware") return tiledGemm({ ...g, M, batch });
   const tile = g.tile ?? (M * N * batch <= SMALL_OUTPUTS ? SMALL_TILE : DEFAULT_TILE[g.a.dtype]);
   const v: GemmVariant = {
     dtype: g.a.dtype,

@@ -1,0 +1,67 @@
+/**
+ * The hardware family's GEMM: the same launches as `gemm()` (transposes, output batches, batches
+ * summed inside the kernel, fused bias) with the workgroup-tiled kernel of
+ * `shaders/matmul_tiled.wgsl`.
+ *
+ * @module
+ */
+import type { Tensor } from "../tensor.ts";
+import type { GemmArgs } from "./matmul.ts";
+import type { OperandLoad } from "./tiled_codegen.ts";
+import { runTiled } from "./tiled_launch.ts";
+
+/** A GEMM launch; `biasRows` adds bias[m] instead of bias[n] (a convolution's channels). */
+export type TiledGemmArgs = Omit<GemmArgs, "tile"> & { biasRows?: boolean };
+
+/**
+ * Vec4 loads need the contiguous extent and every batch offset to be multiples of 4, so that a
+ * vector is either wholly inside the operand or wholly past its edge.
+ */
+function aligned(extent: number, ...offsets: number[]): boolean {
+  return extent % 4 === 0 && offsets.every((o) => o % 4 === 0);
+}
+
+/**
+ * One operand: `x` is "a" or "b"; `kMajor` says it is stored with k as the slow index (A
+ * transposed, B not), else k is contiguous.
+ */
+function operand(x: "a" | "b", kMajor: boolean, vec: boolean): OperandLoad {
+  const rows = x === "a" ? "p.M" : "p.N";
+  const addr = kMajor ? `${x}Off + ${x}K * ${rows} + ${x}R` : `${x}Off + ${x}R * p.K + ${x}K`;
+  return vec ? { rFast: kMajor, vec4: addr } : { rFast: kMajor, elem: [`v = f32(${x}[${addr}]);`] };
+}
+
+/** C = op(A)·op(B) (+ bias) with the tiled kernel; same arguments and result as `gemm()`. */
+export function tiledGemm(g: TiledGemmArgs): Tensor {
+  const { M, N, K, transA: tA, transB: tB } = g;
+  const vecA = aligned(tA ? M : K, g.aOut, g.aRed);
+  const vecB = aligned(tB ? K : N, g.bOut, g.bRed);
+  const decl = (x: string, vec: boolean) =>
+    vec ? `var<storage, read> ${x}4: array<vec4<T>>;` : `var<storage, read> ${x}: array<T>;`;
+  const bias = g.bias
+    ? g.biasRows
+      ? { expr: "f32(bias[m])", layout: { bias: g.bias, div: N, mod: M } }
+      : { expr: "f32(bias[n])", layout: { bias: g.bias, div: 1, mod: N } }
+    : null;
+  return runTiled({
+    op: "matmul",
+    key: `tiled_gemm|${+tA}${+tB}|${+vecA}${+vecB}`,
+    dtype: g.a.dtype,
+    M,
+    N,
+    K,
+    batch: g.batch,
+    nRed: g.nRed,
+    offsets: [g.aOut, g.bOut, g.aRed, g.bRed],
+    hwD: 0,
+    kernel: () => ({
+      bindings: [decl("a", vecA), decl("b", vecB)],
+      a: operand("a", tA, vecA),
+      b: operand("b", !tB, vecB),
+      outIndex: ["let o = (z * p.M + m) * p.N + n;"],
+    }),
+    bias,
+    inputs: [g.a.buffer, g.b.buffer],
+    outShape: g.outShape,
+  });
+}
