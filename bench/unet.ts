@@ -67,7 +67,7 @@ export const SD_VAE: VAEConfig = {
 };
 
 /** `expectedTensors` wants a whole pipeline; only the U-Net's and VAE's names are used here. */
-function sd15Config(): SDConfig {
+export function sd15Config(): SDConfig {
   return {
     v2: false,
     vPrediction: false,

@@ -11,14 +11,7 @@
  * @module
  */
 
-const ID = Symbol("lorakit.bufferId");
-let nextId = 1;
-
-/** A small integer naming a buffer for the cache keys (buffers are never re-identified). */
-function bufferId(b: GPUBuffer): number {
-  const tagged = b as GPUBuffer & { [ID]?: number };
-  return tagged[ID] ??= nextId++;
-}
+import { bufferId } from "./pool.ts";
 
 /** Entries kept before the cache starts over (each holds a handful of buffer references). */
 const MAX_GROUPS = 1 << 16;

@@ -4,6 +4,11 @@
  * read it have been submitted (see `Runtime.flush`), so a later upload can never overwrite data
  * an encoded-but-unsubmitted dispatch still needs.
  *
+ * Every buffer has a small integer id, and `acquire` hands out the free buffer of the size class
+ * with the lowest id. The choice then depends only on which buffers are free, not on the order
+ * they were released in, so a repeated training step (which starts from the same free set) gets
+ * the same buffers for the same tensors, and its bind groups come from the cache.
+ *
  * @module
  */
 
@@ -27,8 +32,30 @@ export function sizeClass(bytes: number): number {
   return Math.ceil(bytes / step) * step;
 }
 
+const ID = Symbol("lorakit.bufferId");
+let nextId = 1;
+
+/** A small integer naming a buffer (assigned on first use; never reused). */
+export function bufferId(b: GPUBuffer): number {
+  const tagged = b as GPUBuffer & { [ID]?: number };
+  return tagged[ID] ??= nextId++;
+}
+
+/** Insert into a list kept in decreasing id order, so `pop()` returns the lowest id. */
+function insertByIdDesc(list: GPUBuffer[], buf: GPUBuffer): void {
+  const id = bufferId(buf);
+  let lo = 0, hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (bufferId(list[mid]) > id) lo = mid + 1;
+    else hi = mid;
+  }
+  list.splice(lo, 0, buf);
+}
+
 /** A pool for one usage (storage or uniform). */
 export class BufferPool {
+  /** Free buffers per size class, in decreasing id order. */
   private free = new Map<number, GPUBuffer[]>();
   private deferred: GPUBuffer[] = [];
   private sizes = new WeakMap<GPUBuffer, number>();
@@ -53,6 +80,7 @@ export class BufferPool {
     } else {
       buf = this.device.createBuffer({ size, usage: this.usage, label: this.label });
       this.sizes.set(buf, size);
+      bufferId(buf);
     }
     this.live += size;
     this.liveCount++;
@@ -74,7 +102,7 @@ export class BufferPool {
       const size = this.sizes.get(buf)!;
       let list = this.free.get(size);
       if (!list) this.free.set(size, list = []);
-      list.push(buf);
+      insertByIdDesc(list, buf);
       this.cached += size;
     }
     this.deferred.length = 0;

@@ -82,6 +82,8 @@ export interface HostCounters {
   bindGroupHits: number;
   uniformWrites: number;
   awaitedReads: number;
+  /** Every `writeBuffer`: the uniform uploads plus data uploads (`Runtime.write`). */
+  bufferWrites: number;
   pipelines: number;
 }
 
@@ -117,6 +119,7 @@ class Runtime {
   dispatches = 0;
   submits = 0;
   awaitedReads = 0;
+  dataWrites = 0;
 
   constructor(gpu: Gpu) {
     this.gpu = gpu;
@@ -223,6 +226,12 @@ class Runtime {
     if (++this.encoded >= MAX_DISPATCHES_PER_SUBMIT) this.flush();
   }
 
+  /** Upload host data into a buffer (queue-ordered before the next submit). */
+  write(dst: GPUBuffer, offset: number, data: ArrayBufferView<ArrayBuffer>): void {
+    this.device.queue.writeBuffer(dst, offset, data.buffer, data.byteOffset, data.byteLength);
+    this.dataWrites++;
+  }
+
   /** Encode a buffer-to-buffer copy. */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
     this.endPass().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
@@ -298,6 +307,7 @@ class Runtime {
       bindGroupHits: this.binds.hits,
       uniformWrites: this.arena.writes,
       awaitedReads: this.awaitedReads,
+      bufferWrites: this.arena.writes + this.dataWrites,
       pipelines,
     };
   }

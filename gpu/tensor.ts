@@ -104,7 +104,7 @@ export class Tensor {
       padded.set(bytes);
       bytes = padded;
     }
-    rt().device.queue.writeBuffer(t.storage.buffer, 0, bytes);
+    rt().write(t.storage.buffer, 0, bytes);
     return t;
   }
 
@@ -119,12 +119,24 @@ export class Tensor {
 
   /** Download as f32 (waits for the GPU). */
   async toArray(): Promise<Float32Array> {
-    const n = this.size;
-    const raw = await rt().readBuffer(this.buffer, 0, n * dtypeBytes(this.dtype));
+    const raw = await rt().readBuffer(this.buffer, 0, this.size * dtypeBytes(this.dtype));
+    return this.#decode(raw);
+  }
+
+  /**
+   * Start a download as f32 and return at once; nothing waits for the GPU unless the caller
+   * awaits the promise. The tensor may be disposed right after the call (the copy is queued).
+   */
+  readLater(): Promise<Float32Array> {
+    const read = rt().readBufferLater(this.buffer, 0, this.size * dtypeBytes(this.dtype));
+    return read.then((raw) => this.#decode(raw));
+  }
+
+  #decode(raw: ArrayBuffer): Float32Array {
     if (this.dtype === "f32") return new Float32Array(raw);
     const h = new Uint16Array(raw);
-    const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) out[i] = f16ToF32(h[i]);
+    const out = new Float32Array(this.size);
+    for (let i = 0; i < out.length; i++) out[i] = f16ToF32(h[i]);
     return out;
   }
 

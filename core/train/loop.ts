@@ -23,6 +23,7 @@ import { cacheLatents, encodeImagesToLatents } from "./latent_cache.ts";
 import { DdpmSchedule } from "./noise_schedule.ts";
 import { applyMaxNorm, reseedNetwork } from "./network_training.ts";
 import { logRecord, LossRecorder, progressLine, type TrainSummary } from "./progress.ts";
+import { PendingLosses } from "./pending_losses.ts";
 import { trainStepForward } from "./step.ts";
 import type { TrainArgs } from "./train_args.ts";
 import { type SaveContext, Saver } from "./train_saves.ts";
@@ -50,6 +51,11 @@ export interface TrainIo {
   remove(path: string): Promise<void>;
   /** True once the user asked to stop (SIGINT). */
   interrupted?(): boolean;
+  /**
+   * Called as soon as an optimizer step is encoded (before its loss is known), with the number of
+   * steps done: the moment to sample host-side counters per step.
+   */
+  stepEncoded?(step: number): void;
 }
 
 /** What a run returns. */
@@ -58,6 +64,16 @@ export interface TrainResult {
   /** The loss of every optimizer step of this run, in order (index = global step - 1). */
   losses: { step: number; loss: number }[];
   interrupted: boolean;
+}
+
+/** What a micro-batch's report needs once its loss has arrived. */
+interface StepReport {
+  epoch: number;
+  bi: number;
+  /** True at an optimizer step (the end of an accumulation). */
+  sync: boolean;
+  /** Optimizer steps done, this one included. */
+  step: number;
 }
 
 /** kohya's clamp of the SNR in its per-sample loss scalings. */
@@ -160,6 +176,30 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
     const tTrain = performance.now();
     rt().storage.resetPeak();
     if (args.sample_at_first) await saver.sample(0, null);
+    const pendingLosses = new PendingLosses<StepReport>((lossValue, r) => {
+      recorder.add(r.epoch - startEpoch, r.bi, lossValue);
+      lastLoss = lossValue;
+      if (!r.sync) return;
+      losses.push({ step: r.step, loss: lossValue });
+      timedSteps++;
+      const stats = rt().storage.stats();
+      const info = {
+        step: r.step,
+        totalSteps: sched.maxTrainSteps,
+        epoch: r.epoch,
+        totalEpochs: sched.numEpochs,
+        loss: lossValue,
+        averageLoss: recorder.average,
+        lr: optimizer.groups[0].lr * sched.lrScale(r.step - 1),
+        elapsed: (performance.now() - tTrain) / 1000,
+        stepsTimed: timedSteps,
+        liveBytes: stats.liveBytes,
+        peakBytes: stats.peakBytes,
+        lossScale: scaler?.scale,
+      };
+      io.progress?.(progressLine(info));
+      io.log?.(logRecord(info, optimizer.groups.map((g) => g.lr * sched.lrScale(r.step - 1))));
+    });
     const saveCtx = (epoch: number, batchInEpoch: number): SaveContext => ({
       step,
       epoch,
@@ -237,7 +277,6 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
         out.target.dispose();
         accumulated++;
         const sync = accumulated === accum || bi === plan.length - 1;
-        let lossValue: number;
         if (sync) {
           const lrScale = sched.lrScale(step);
           const maxNorm = args.max_grad_norm > 0 ? args.max_grad_norm : undefined;
@@ -252,40 +291,20 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
           } else optimizer.update({ lrScale });
           optimizer.zeroGrad();
           accumulated = 0;
-          lossValue = await out.loss.item();
-          out.loss.dispose();
           if (args.scale_weight_norms !== null && args.scale_weight_norms > 0) {
             await applyMaxNorm(net, args.scale_weight_norms);
           }
           step++;
-        } else {
-          lossValue = await out.loss.item();
-          out.loss.dispose();
+          io.stepEncoded?.(step);
         }
-        recorder.add(epoch - startEpoch, bi, lossValue);
-        lastLoss = lossValue;
+        // The loss arrives later; its report runs then (see PendingLosses).
+        pendingLosses.push(out.loss.readLater(), { epoch, bi, sync, step });
+        out.loss.dispose();
+        await pendingLosses.settle();
         if (!sync) continue;
-        losses.push({ step, loss: lossValue });
-        timedSteps++;
-        const stats = rt().storage.stats();
-        const info = {
-          step,
-          totalSteps: sched.maxTrainSteps,
-          epoch,
-          totalEpochs: sched.numEpochs,
-          loss: lossValue,
-          averageLoss: recorder.average,
-          lr: optimizer.groups[0].lr * sched.lrScale(step - 1),
-          elapsed: (performance.now() - tTrain) / 1000,
-          stepsTimed: timedSteps,
-          liveBytes: stats.liveBytes,
-          peakBytes: stats.peakBytes,
-          lossScale: scaler?.scale,
-        };
-        io.progress?.(progressLine(info));
-        io.log?.(logRecord(info, optimizer.groups.map((g) => g.lr * sched.lrScale(step - 1))));
         await saver.afterStep(saveCtx(epoch, bi + 1));
         if (io.interrupted?.()) {
+          await pendingLosses.drain();
           interrupted = true;
           await saver.onInterrupt(saveCtx(epoch, bi + 1));
           break outer;
@@ -295,6 +314,7 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
       batches.endEpoch();
       await saver.afterEpoch(saveCtx(epoch + 1, 0), epoch);
     }
+    await pendingLosses.drain();
     if (!interrupted) await saver.atEnd(saveCtx(sched.numEpochs + 1, 0));
     const summary: TrainSummary = {
       seconds: (performance.now() - t0) / 1000,

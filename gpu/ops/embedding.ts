@@ -20,7 +20,7 @@ const WG = 256;
 function uploadU32(data: Uint32Array<ArrayBuffer>): Storage {
   const bytes = Math.max(4, data.byteLength);
   const s = new Storage(rt().storage.acquire(bytes), bytes);
-  rt().device.queue.writeBuffer(s.buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+  rt().write(s.buffer, 0, data);
   return s;
 }
 

@@ -64,7 +64,7 @@ function upload(data: Uint8Array | Int32Array | Float32Array): GPUBuffer {
     padded.set(view);
     view = padded;
   }
-  rt().device.queue.writeBuffer(buf, 0, view as Uint8Array<ArrayBuffer>);
+  rt().write(buf, 0, view as Uint8Array<ArrayBuffer>);
   return buf;
 }
 

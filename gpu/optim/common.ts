@@ -158,7 +158,7 @@ export function importStates<S extends Record<string, Tensor>>(
     // A copy: the host array may view a SharedArrayBuffer or a larger buffer.
     const bytes = new Uint8Array(h.data.byteLength);
     bytes.set(new Uint8Array(h.data.buffer, h.data.byteOffset, h.data.byteLength));
-    rt().device.queue.writeBuffer(t.buffer, 0, bytes);
+    rt().write(t.buffer, 0, bytes);
   }
   return out;
 }
