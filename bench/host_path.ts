@@ -15,7 +15,7 @@
  * @module
  */
 import { initGpu, noGrad, rt, scope, Tensor } from "../gpu/mod.ts";
-import { type DispatchRecord, type HostCounters } from "../gpu/runtime.ts";
+import type { DispatchRecord, HostCounters } from "../gpu/runtime.ts";
 import { setKernelFamily } from "../gpu/family.ts";
 import { encodePng } from "../core/image/encode.ts";
 import { parseTrainArgs } from "../core/train/train_args.ts";
