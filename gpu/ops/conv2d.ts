@@ -11,10 +11,12 @@ import convSrc from "../../shaders/conv2d.wgsl" with { type: "text" };
 import packSrc from "../../shaders/conv2d_pack.wgsl" with { type: "text" };
 import wgradSrc from "../../shaders/conv2d_wgrad.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
+import { kernelFamily } from "../family.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { grid, specialize, specKernel } from "../wgsl.ts";
 import { check, fmt } from "./check.ts";
+import { tiledConv, tiledConvGradWeight } from "./conv2d_tiled.ts";
 import { reduceRaw } from "./reduce.ts";
 
 /** Options of `conv2d`. */
@@ -175,6 +177,7 @@ function tapConv(
   d: ConvDims,
   mode: 0 | 1,
 ): Tensor {
+  if (kernelFamily() === "hardware") return tiledConv(src, weight, bias, d, mode);
   const cs = mode === 0 ? d.cin : d.cout;
   const cd = mode === 0 ? d.cout : d.cin;
   const [hs, ws, hd, wd] = mode === 0 ? [d.h, d.w, d.ho, d.wo] : [d.ho, d.wo, d.h, d.w];
@@ -228,6 +231,7 @@ export function conv2dGradWeight(x: Tensor, dy: Tensor, d: ConvDims): Tensor {
     "conv2dGradWeight",
     () => `dy ${fmt(dy)} does not match [${d.n},${d.cout},${d.ho},${d.wo}] ${x.dtype}`,
   );
+  if (kernelFamily() === "hardware") return tiledConvGradWeight(x, dy, d);
   const taps = d.kh * d.kw;
   const out = Tensor.empty([d.cout, d.cin, d.kh, d.kw], x.dtype);
   if (out.size === 0) return out;
