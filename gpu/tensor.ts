@@ -19,13 +19,24 @@ export function dtypeBytes(d: DType): number {
 /** A pooled buffer shared by tensor handles (reshapes, saved-for-backward references). */
 export class Storage {
   refs = 1;
+  /**
+   * True when the contents are never written after they were first uploaded (frozen model
+   * weights): ops may then keep what they derive from them in `derived`.
+   */
+  constant = false;
+  /** Tensors derived from a constant storage by ops (e.g. conv2d's packed weight), by key. */
+  derived: Map<string, Tensor> | null = null;
   constructor(readonly buffer: GPUBuffer, readonly bytes: number) {}
   retain(): this {
     this.refs++;
     return this;
   }
   release(): void {
-    if (--this.refs === 0) rt().storage.release(this.buffer);
+    if (--this.refs === 0) {
+      rt().storage.release(this.buffer);
+      if (this.derived) { for (const t of this.derived.values()) t.dispose(); }
+      this.derived = null;
+    }
     if (this.refs < 0) throw new Error("Storage released twice");
   }
 }
@@ -156,6 +167,15 @@ export class Tensor {
     this.disposed = true;
     this.storage.release();
     for (const s of scopes) s.delete(this);
+  }
+
+  /**
+   * Promise that this tensor's contents never change from now on (frozen model weights), so ops
+   * may cache what they derive from it. Parameters that train must not be marked.
+   */
+  markConstant(): this {
+    this.storage.constant = true;
+    return this;
   }
 
   /** Mark a leaf as trainable. */

@@ -105,8 +105,12 @@ export class LoraModule {
     return Math.sqrt(dim / (b + this.unit));
   }
 
-  /** The branch added to the target layer's output for input `x`. */
-  delta(x: Tensor): Tensor | null {
+  /**
+   * The branch added to the target layer's output for input `x`, as `t * factor`: the caller
+   * folds `factor` into its add (one op fewer each way), except where the branch is cast back to
+   * an f16 layer, which gets it scaled before the cast as before.
+   */
+  delta(x: Tensor): { t: Tensor; factor: number } | null {
     const d = this.dropout;
     if (this.training && d.moduleDropout && this.rng() < d.moduleDropout) return null;
     let extra = 1;
@@ -130,9 +134,10 @@ export class LoraModule {
       lx = mul(lx, this.#mask(shape, d.rankDropout, false));
       sc *= 1 / (1 - d.rankDropout);
     }
-    let out = conv ? conv2d(lx, up) : linear(lx, up);
-    out = scaleOp(out, sc * (this.unit > 0 ? 1 : this.multiplier));
-    return out.dtype === inDtype ? out : cast(out, inDtype);
+    const out = conv ? conv2d(lx, up) : linear(lx, up);
+    const factor = sc * (this.unit > 0 ? 1 : this.multiplier);
+    if (out.dtype === inDtype) return { t: out, factor };
+    return { t: cast(scaleOp(out, factor), inDtype), factor: 1 };
   }
 
   /** A 0/1 keep mask (scaled by 1/(1-p) when `rescale`, as F.dropout does). */

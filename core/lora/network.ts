@@ -80,7 +80,7 @@ function hookOf(layer: LayerModule): Set<LoraModule> {
       let y = org.call(layer, x);
       for (const m of mods) {
         const d = m.delta(x);
-        if (d) y = addScaled(y, d, 1);
+        if (d) y = addScaled(y, d.t, d.factor);
       }
       return y;
     };

@@ -100,9 +100,10 @@ export interface UploadOptions {
 
 /** Upload the f32 host data of one tensor as `dtype`. */
 function upload(data: Float32Array, shape: number[], dtype: DType): Tensor {
+  // Model weights are frozen: ops may cache what they derive from them (packed conv weights).
   const t = Tensor.fromArray(data, shape, "f32");
-  if (dtype === "f32") return t.keep();
-  const h = cast(t, dtype).keep();
+  if (dtype === "f32") return t.keep().markConstant();
+  const h = cast(t, dtype).keep().markConstant();
   t.dispose();
   return h;
 }

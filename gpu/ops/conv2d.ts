@@ -2,15 +2,16 @@
  * 2-D convolution on NCHW tensors with weights `[Cout, Cin, kh, kw]` (the checkpoint layout):
  * forward with fused bias, grad input, grad weight and grad bias, in f32 or f16 storage with f32
  * accumulation. Every pass is an implicit GEMM (shaders/conv2d.wgsl, conv2d_wgrad.wgsl); the
- * weight is repacked per call into the f32 `[tap][source channel][dest channel]` operand the
- * kernel reads with uniform vec4 loads.
+ * weight is repacked into the f32 `[tap][source channel][dest channel]` operand the kernel reads
+ * with uniform vec4 loads: once per weight and direction for constant (frozen) weights, per call
+ * for trained ones.
  *
  * @module
  */
 import convSrc from "../../shaders/conv2d.wgsl" with { type: "text" };
 import packSrc from "../../shaders/conv2d_pack.wgsl" with { type: "text" };
 import wgradSrc from "../../shaders/conv2d_wgrad.wgsl" with { type: "text" };
-import { record } from "../autograd.ts";
+import { noGrad, record } from "../autograd.ts";
 import { kernelFamily } from "../family.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
@@ -169,6 +170,22 @@ function packWeight(weight: Tensor, d: ConvDims, mode: 0 | 1, nbPad: number): Te
   return out;
 }
 
+/**
+ * The packed operand of `weight`: kept on the weight's storage when the weight is constant (the
+ * cache goes when the weight does), else a fresh tensor the caller disposes.
+ */
+function packedWeight(weight: Tensor, d: ConvDims, mode: 0 | 1, nbPad: number): Tensor {
+  const st = weight.storage;
+  if (!st.constant) return packWeight(weight, d, mode, nbPad);
+  const key = `conv2d_pack|${mode}|${nbPad}|${d.kh}x${d.kw}`;
+  let t = st.derived?.get(key);
+  if (!t) {
+    t = noGrad(() => packWeight(weight, d, mode, nbPad)).keep();
+    (st.derived ??= new Map()).set(key, t);
+  }
+  return t;
+}
+
 /** One implicit-GEMM pass: forward (mode 0, src = x) or grad input (mode 1, src = dy). */
 function tapConv(
   src: Tensor,
@@ -186,7 +203,7 @@ function tapConv(
   if (m === 0 || cd === 0) return out;
   const cn = channelBlock(cd);
   const cdPad = roundUp(cd, cn);
-  const wt = packWeight(weight, d, mode, cdPad);
+  const wt = packedWeight(weight, d, mode, cdPad);
   const gx = Math.ceil(m / (WG * RM));
   check(gx <= 65535, "conv2d", () => `too many output pixels (${m}) for one launch`);
   const u = uniforms().u(cs, cd, cdPad, m, hs, ws, hd, wd)
@@ -200,7 +217,7 @@ function tapConv(
   const b = bias ? bias.buffer : src.buffer;
   const flops = 2 * m * cd * cs * d.kh * d.kw;
   rt().dispatch(kernel, [src.buffer, wt.buffer, b, out.buffer], u, [gx, cdPad / cn], flops);
-  wt.dispose();
+  if (!weight.storage.constant) wt.dispose();
   return out;
 }
 

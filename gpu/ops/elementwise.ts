@@ -51,7 +51,13 @@ export function div(a: Tensor, b: Tensor): Tensor {
 export function addScaled(a: Tensor, b: Tensor, alpha: number): Tensor {
   check(a.shape.join() === b.shape.join(), "addScaled", () => `${fmt(a)} vs ${fmt(b)}`);
   const y = binaryRaw("addScaled", a, b, alpha);
-  return record("addScaled", [a, b], y, [], (g) => [g.retain(), scale(g, alpha)]);
+  return record(
+    "addScaled",
+    [a, b],
+    y,
+    [],
+    (g) => [g.retain(), alpha === 1 ? g.retain() : scale(g, alpha)],
+  );
 }
 
 function activation(op: UnOp, x: Tensor): Tensor {

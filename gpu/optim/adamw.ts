@@ -1,5 +1,5 @@
 /**
- * AdamW with one fused kernel per parameter tensor: moments in f32, bias correction, decoupled
+ * AdamW with one fused kernel per few parameter tensors: moments in f32, bias correction, decoupled
  * weight decay, and an optional gradient scale (for clipping / loss-scale removal) folded in,
  * as a host number and/or a GPU scalar.
  *
@@ -10,6 +10,7 @@ import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { grid, specKernel } from "../wgsl.ts";
 import { fill } from "../ops/embedding.ts";
+import { adamMulti } from "./multi_tensor.ts";
 import {
   exportStates,
   importStates,
@@ -92,6 +93,7 @@ export class AdamW implements Optimizer {
     const gs = this.scale.buffer(opts);
     for (const group of this.groups) {
       const lr = group.lr * (opts.lrScale ?? 1);
+      const items: { p: Tensor; m: Tensor; v: Tensor }[] = [];
       for (const p of group.params) {
         if (!p.grad) continue;
         let s = this.state.get(p);
@@ -99,20 +101,11 @@ export class AdamW implements Optimizer {
           s = { m: fill(p.shape, 0, "f32").keep(), v: fill(p.shape, 0, "f32").keep() };
           this.state.set(p, s);
         }
-        const gscale = opts.gradScale ?? 1;
-        const wd = this.weightDecay;
-        adamKernel(p, s.m, s.v, gs, {
-          lr,
-          b1,
-          b2,
-          eps: this.eps,
-          wd,
-          bc1,
-          bc2,
-          gscale,
-          bnb: false,
-        });
+        items.push({ p, m: s.m, v: s.v });
       }
+      // The group's tensors a few per dispatch (bit-identical to one adamKernel per tensor).
+      const gscale = opts.gradScale ?? 1;
+      adamMulti(items, gs, { lr, b1, b2, eps: this.eps, wd: this.weightDecay, bc1, bc2, gscale });
     }
   }
 

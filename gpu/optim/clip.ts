@@ -9,7 +9,8 @@
  */
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
-import { encodeSumsq, partsFor, reduceKernel } from "./reduce.ts";
+import { partsFor, reduceKernel } from "./reduce.ts";
+import { sumsqMulti } from "./multi_tensor.ts";
 
 /** The result of `clipGradNorm`: GPU scalars, released by `dispose()`. */
 export class GradNorm {
@@ -51,8 +52,7 @@ export function clipGradNorm(
   const withGrad = params.filter((p) => p.grad);
   const total = withGrad.reduce((a, p) => a + partsFor(p.size), 0);
   const partials = Tensor.empty([Math.max(1, total)]);
-  let off = 0;
-  for (const p of withGrad) off += encodeSumsq(p.grad!, partials, off, inScale);
+  const off = sumsqMulti(withGrad.map((p) => p.grad!), partials, 0, inScale);
   const scale = Tensor.empty([1]), norm = Tensor.empty([1]);
   rt().dispatch(
     reduceKernel("f32", "clip_final"),
