@@ -1,8 +1,8 @@
 /**
  * Launch planning for the workgroup-tiled kernels (GEMM and the convolution passes): the tile,
  * split-K, the grid, and the dispatch with its partial-sum reduce. A hardware GPU wants enough
- * workgroups to occupy every multiprocessor (an H100 has 132); a product too small for that gets
- * the small tile, and one with a long K on top is split along K.
+ * workgroups to occupy every multiprocessor (an H100 has 132) twice over; a product too small for
+ * that gets the small tile, and one with a long K on top is split along K.
  *
  * @module
  */
@@ -51,15 +51,15 @@ export function forceTile(t: TileShape | null): void {
 
 /**
  * The plan for an M x N output per batch with reduction length K. The big tile needs two
- * workgroups per multiprocessor to be chosen; below one workgroup per multiprocessor a long K is
- * split, aiming at two, as far as the partial sums fit one storage binding.
+ * workgroups per multiprocessor to be chosen; below two per multiprocessor (with the small tile) a
+ * long K is split until there are two, as far as the partial sums fit one storage binding.
  */
 export function planTiled(M: number, N: number, K: number, batch: number): TiledPlan {
   const count = (t: TileShape) => Math.ceil(M / t.bm) * Math.ceil(N / t.bn) * batch;
   const tile = forcedTile ?? (count(TILE_128) >= 2 * SMS ? TILE_128 : TILE_64);
   const wgs = count(tile);
   let splits = 1, kChunk = K;
-  if (wgs > 0 && wgs < SMS && K >= 2 * MIN_CHUNK) {
+  if (wgs > 0 && wgs < 2 * SMS && K >= 2 * MIN_CHUNK) {
     const partialLimit = Math.floor(
       rt().gpu.limits.maxStorageBufferBindingSize / (M * N * batch * 4),
     );
