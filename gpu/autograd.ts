@@ -8,8 +8,26 @@
  */
 import { scope, type Tensor } from "./tensor.ts";
 
+/**
+ * What a backward function may take over from the tape: the gradient accumulated so far for an
+ * input (other ops that read the same tensor already contributed it). An op that takes it adds
+ * it into the gradient it returns for that input (a GEMM does so in its epilogue), which saves
+ * the tape one add.
+ */
+export interface GradAccumulator {
+  /**
+   * The gradient accumulated so far for input `k`, or null. Once taken, the op must return a
+   * gradient for input `k` that includes it; the tape disposes the taken tensor afterwards.
+   */
+  take(k: number): Tensor | null;
+}
+
 /** Backward of one op: gradient of the output in, gradients of the inputs out (null = none). */
-export type BackwardFn = (gradOut: Tensor, saved: Tensor[]) => (Tensor | null)[];
+export type BackwardFn = (
+  gradOut: Tensor,
+  saved: Tensor[],
+  acc: GradAccumulator,
+) => (Tensor | null)[];
 
 /** One recorded op. */
 export class Node {
@@ -144,10 +162,27 @@ export function backward(root: Tensor, gradOut?: Tensor): void {
         continue;
       }
       const node = t.node;
-      const gins = scope(() => node.backward(g, node.saved));
+      const taken = new Map<number, Tensor>();
+      const acc: GradAccumulator = {
+        take: (k) => {
+          const inp = node.inputs[k];
+          const prev = inp.requiresGrad ? grads.get(inp) : undefined;
+          if (!prev || taken.has(k)) return null;
+          grads.delete(inp);
+          taken.set(k, prev);
+          return prev;
+        },
+      };
+      const gins = scope(() => node.backward(g, node.saved, acc));
       g.dispose();
       node.release();
       t.node = null;
+      for (const [k, prev] of taken) {
+        prev.dispose();
+        if (!gins[k]) {
+          throw new Error(`autograd: ${node.name} took input ${k}'s gradient and lost it`);
+        }
+      }
       node.inputs.forEach((inp, k) => {
         const gi = gins[k];
         if (!gi) return;

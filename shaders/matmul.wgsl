@@ -1,4 +1,6 @@
-// Register-tiled batched GEMM: C[z] = sum over r < nRed of op(A[z, r]) * op(B[z, r]) (+ bias[n]).
+// Register-tiled batched GEMM: C[z] = alpha * sum over r < nRed of op(A[z, r]) * op(B[z, r])
+// (+ bias[n]) (+ R[z], a residual of C's shape). alpha and R are read only by the variants that
+// scale or add a residual.
 // Each invocation owns a TM x TN block of C held in vec4f accumulators; A and B are read straight
 // from storage (transposed operands are read transposed, never copied). On lavapipe every
 // non-uniform storage load is a per-lane scalar loop, so the cost is per load instruction: a vec4
@@ -20,6 +22,10 @@ struct Params {
   bOut: u32,
   aRed: u32,
   bRed: u32,
+  alpha: f32,
+  pad0: u32,
+  pad1: u32,
+  pad2: u32,
 }
 @BINDINGS@
 

@@ -7,6 +7,7 @@
  * @module
  */
 import {
+  addScaled,
   cast,
   concat,
   conv2d,
@@ -106,13 +107,14 @@ export class LoraModule {
   }
 
   /**
-   * The branch added to the target layer's output for input `x`, as `t * factor`: the caller
-   * folds `factor` into its add (one op fewer each way), except where the branch is cast back to
-   * an f16 layer, which gets it scaled before the cast as before.
+   * The target layer's output `y` (for input `x`) plus this module's branch
+   * `up(down(x)) * multiplier * scale`. A Linear branch in the layer's dtype is one GEMM for `up`
+   * with the scale and the add in its epilogue; otherwise the branch is scaled in its add (or
+   * before its cast back to an f16 layer).
    */
-  delta(x: Tensor): { t: Tensor; factor: number } | null {
+  addTo(y: Tensor, x: Tensor): Tensor {
     const d = this.dropout;
-    if (this.training && d.moduleDropout && this.rng() < d.moduleDropout) return null;
+    if (this.training && d.moduleDropout && this.rng() < d.moduleDropout) return y;
     let extra = 1;
     if (this.unit > 0 && this.training) extra = this.#dyloraStep();
     const { down, up } = this.factors();
@@ -134,10 +136,11 @@ export class LoraModule {
       lx = mul(lx, this.#mask(shape, d.rankDropout, false));
       sc *= 1 / (1 - d.rankDropout);
     }
-    const out = conv ? conv2d(lx, up) : linear(lx, up);
     const factor = sc * (this.unit > 0 ? 1 : this.multiplier);
-    if (out.dtype === inDtype) return { t: out, factor };
-    return { t: cast(scaleOp(out, factor), inDtype), factor: 1 };
+    if (!conv && up.dtype === inDtype) return linear(lx, up, null, { alpha: factor, residual: y });
+    const out = conv ? conv2d(lx, up) : linear(lx, up);
+    if (out.dtype === inDtype) return addScaled(y, out, factor);
+    return addScaled(y, cast(scaleOp(out, factor), inDtype), 1);
   }
 
   /** A 0/1 keep mask (scaled by 1/(1-p) when `rescale`, as F.dropout does). */

@@ -78,10 +78,7 @@ function hookOf(layer: LayerModule): Set<LoraModule> {
     hooks.set(layer, h);
     layer.forward = (x: Tensor): Tensor => {
       let y = org.call(layer, x);
-      for (const m of mods) {
-        const d = m.delta(x);
-        if (d) y = addScaled(y, d.t, d.factor);
-      }
+      for (const m of mods) y = m.addTo(y, x);
       return y;
     };
   }

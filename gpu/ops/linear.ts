@@ -13,11 +13,30 @@ import { sumTo } from "./reduce.ts";
 
 export { matmul, matmulBias, type MatmulOptions } from "./matmul.ts";
 
-/** y = x·Wᵀ (+ b): x [..., in], weight [out, in], bias [out] -> [..., out]. */
-export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+/** Options of `linear` beyond PyTorch's: a scale of the product and a residual added to it. */
+export interface LinearOptions {
+  /** Multiplies x·Wᵀ (not the bias or residual); default 1. */
+  alpha?: number;
+  /** Added to the result, same shape: `residual + alpha·x·Wᵀ (+ b)` in one GEMM. */
+  residual?: Tensor | null;
+}
+
+/**
+ * y = x·Wᵀ (+ b): x [..., in], weight [out, in], bias [out] -> [..., out]; with `opts`,
+ * `residual + alpha·x·Wᵀ (+ b)` (a LoRA branch added to its layer's output) in the same GEMM.
+ * The input gradient is accumulated in the GEMM epilogue when x already has one.
+ */
+export function linear(
+  x: Tensor,
+  weight: Tensor,
+  bias?: Tensor | null,
+  opts: LinearOptions = {},
+): Tensor {
   const b = bias ?? null;
+  const alpha = opts.alpha ?? 1;
+  const res = opts.residual ?? null;
   const desc = () => `${fmt(x)}, weight ${fmt(weight)}${b ? `, bias ${fmt(b)}` : ""}`;
-  sameDtype("linear", x, weight, ...(b ? [b] : []));
+  sameDtype("linear", x, weight, ...(b ? [b] : []), ...(res ? [res] : []));
   check(
     x.rank >= 1 && weight.rank === 2,
     "linear",
@@ -32,6 +51,11 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   );
   const rows = x.size / nIn;
   const outShape = [...x.shape.slice(0, -1), nOut];
+  check(
+    !res || res.shape.join() === outShape.join(),
+    "linear",
+    () => `residual ${res ? fmt(res) : ""} must be [${outShape}]: ${desc()}`,
+  );
   const flat = { batch: 1, nRed: 1, aOut: 0, bOut: 0, aRed: 0, bRed: 0 };
   const y = gemm({
     a: x,
@@ -43,11 +67,16 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
     transB: true,
     ...flat,
     bias: b,
+    alpha,
+    residual: res,
     outShape,
   });
-  const inputs = b ? [x, weight, b] : [x, weight];
-  return record("linear", inputs, y, [x, weight], (g, [sx, sw]) => {
-    // dx = g·W ([rows, out]·[out, in]); dW = gᵀ·x ([out, rows]·[rows, in]); db = Σ_rows g.
+  const inputs = [x, weight];
+  if (b) inputs.push(b);
+  if (res) inputs.push(res);
+  return record("linear", inputs, y, [x, weight], (g, [sx, sw], acc) => {
+    // dx = α·g·W ([rows, out]·[out, in]) plus what x has gathered already; dW = α·gᵀ·x
+    // ([out, rows]·[rows, in]); db = Σ_rows g; d residual = g.
     const dx = x.requiresGrad
       ? gemm({
         a: g,
@@ -58,6 +87,8 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
         transA: false,
         transB: false,
         ...flat,
+        alpha,
+        residual: acc.take(0),
         outShape: x.shape,
       })
       : null;
@@ -71,11 +102,13 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
         transA: true,
         transB: false,
         ...flat,
+        alpha,
         outShape: weight.shape,
       })
       : null;
     const grads: (Tensor | null)[] = [dx, dw];
     if (b) grads.push(b.requiresGrad ? sumTo(g, b.shape) : null);
+    if (res) grads.push(res.requiresGrad ? g.retain() : null);
     return grads;
   });
 }

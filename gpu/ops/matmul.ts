@@ -12,6 +12,7 @@ import { type DType, dtypeBytes, numel, Tensor } from "../tensor.ts";
 import { check, fmt, sameDtype } from "./check.ts";
 import { gemmSource, type GemmVariant } from "./matmul_codegen.ts";
 import { tiledGemm } from "./matmul_tiled.ts";
+import { binaryRaw, UN_FWD, unaryRaw } from "./elementwise_raw.ts";
 import { sumTo } from "./reduce.ts";
 
 /** Transpose flags: `transA` reads `a` as its last-two-dims transpose, `transB` likewise. */
@@ -58,6 +59,10 @@ export interface GemmArgs {
   aRed: number;
   bRed: number;
   bias?: Tensor | null;
+  /** Multiplies the product (not the bias or residual); default 1. */
+  alpha?: number;
+  /** Added to the result (same shape and dtype as it), e.g. a gradient being accumulated. */
+  residual?: Tensor | null;
   outShape: number[];
   tile?: GemmTile;
 }
@@ -93,7 +98,17 @@ export function gemm(g: GemmArgs): Tensor {
     () => `the result [${g.outShape}] is larger than one storage binding`,
   );
   // An explicit tile asks for the software kernel (benchmarks compare its variants).
-  if (!g.tile && kernelFamily() === "hardware") return tiledGemm({ ...g, M, batch });
+  if (!g.tile && kernelFamily() === "hardware") {
+    const alpha = g.alpha ?? 1;
+    if (alpha === 1 && !g.residual) return tiledGemm({ ...g, M, batch });
+    // The tiled kernel's epilogue has no alpha or residual yet: apply them as one more op.
+    const c = tiledGemm({ ...g, M, batch, alpha: 1, residual: null });
+    const out = g.residual
+      ? binaryRaw("addScaled", g.residual, c, alpha)
+      : unaryRaw(UN_FWD.scale, c, null, alpha);
+    c.dispose();
+    return out;
+  }
   const tile = g.tile ?? (M * N * batch <= SMALL_OUTPUTS ? SMALL_TILE : DEFAULT_TILE[g.a.dtype]);
   const v: GemmVariant = {
     dtype: g.a.dtype,
@@ -105,6 +120,8 @@ export function gemm(g: GemmArgs): Tensor {
     widthA: loadWidth(g.a.dtype, g.transA ? M : K, g.transA ? tile.tm : 8),
     widthB: loadWidth(g.a.dtype, g.transB ? K : N, g.transB ? 8 : tile.tn),
     bias: !!g.bias,
+    scaled: (g.alpha ?? 1) !== 1,
+    residual: !!g.residual,
   };
   const wg: [number, number, number] = [
     Math.ceil(N / (tile.tn * tile.wx)),
@@ -120,11 +137,13 @@ export function gemm(g: GemmArgs): Tensor {
   if (M === 0 || N === 0 || batch === 0) return out;
   const buffers = [g.a.buffer, g.b.buffer, out.buffer];
   if (g.bias) buffers.push(g.bias.buffer);
+  if (g.residual) buffers.push(g.residual.buffer);
   if (v.widthA > 1) buffers.push(g.a.buffer);
   if (v.widthB > 1) buffers.push(g.b.buffer);
-  const u = uniforms().u(M, N, K, g.nRed, g.aOut, g.bOut, g.aRed, g.bRed);
+  const u = uniforms().u(M, N, K, g.nRed, g.aOut, g.bOut, g.aRed, g.bRed).f(g.alpha ?? 1)
+    .u(0, 0, 0);
   const key = `gemm|${v.dtype}|${v.tm}|${v.tn}|${v.wx}|${v.wy}|${+v.transA}${+v.transB}|` +
-    `${v.widthA}|${v.widthB}|${+v.bias}`;
+    `${v.widthA}|${v.widthB}|${+v.bias}${+v.scaled}${+v.residual}`;
   const flops = 2 * M * N * K * batch * g.nRed;
   rt().dispatch(rt().kernel(key, () => gemmSource(v)), buffers, u, wg, flops);
   return out;

@@ -30,6 +30,10 @@ export interface GemmVariant {
   widthB: 1 | 4 | 8;
   /** Add bias[n] (fused epilogue). */
   bias: boolean;
+  /** Multiply the product by the uniform `alpha` (fused epilogue). */
+  scaled: boolean;
+  /** Add a residual R of C's shape (fused epilogue; R may be a gradient being accumulated). */
+  residual: boolean;
 }
 
 const COMP = ["x", "y", "z", "w"];
@@ -89,6 +93,7 @@ function build(v: GemmVariant): string {
     "var<storage, read_write> c: array<T>;",
   ];
   if (v.bias) binds.push("var<storage, read> bias: array<T>;");
+  if (v.residual) binds.push("var<storage, read> res: array<T>;");
   if (wA > 1) binds.push(`var<storage, read> a4: array<${vecType(wA)}>;`);
   if (wB > 1) binds.push(`var<storage, read> b4: array<${vecType(wB)}>;`);
   binds.push("var<uniform> p: Params;");
@@ -186,7 +191,9 @@ function build(v: GemmVariant): string {
     store.push(`if (m0 + ${i}u < M) {`);
     store.push(`  let row${i} = cOff + (m0 + ${i}u) * N + n0;`);
     for (const j of J) {
-      const val = `acc${i}_${j >> 2}.${COMP[j & 3]}` + (v.bias ? ` + bz${j}` : "");
+      const prod = `acc${i}_${j >> 2}.${COMP[j & 3]}`;
+      const val = (v.scaled ? `p.alpha * ${prod}` : prod) + (v.bias ? ` + bz${j}` : "") +
+        (v.residual ? ` + f32(res[row${i} + ${j}u])` : "");
       store.push(`  if (n0 + ${j}u < N) { c[row${i} + ${j}u] = T(${val}); }`);
     }
     store.push("}");

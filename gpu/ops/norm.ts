@@ -67,6 +67,8 @@ export function groupNorm(
       u(),
       [n * groups],
     );
+    // Frozen norms (LoRA training) need no weight or bias gradient: skip that pass.
+    if (!weight.requiresGrad && !bias.requiresGrad) return [dx, null, null];
     const dw = Tensor.empty(weight.shape, x.dtype), db = Tensor.empty(bias.shape, x.dtype);
     r.dispatch(
       specKernel("norm:gnBwdWb", gnBwdWb, x.dtype, { WG }),
@@ -110,6 +112,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
       u(),
       grid(rows, 1),
     );
+    if (!weight.requiresGrad && !bias.requiresGrad) return [dx, null, null];
     const dw = Tensor.empty(weight.shape, x.dtype), db = Tensor.empty(bias.shape, x.dtype);
     r.dispatch(
       specKernel("norm:lnBwdWb", lnBwdWb, x.dtype, { WG: 64 }),
