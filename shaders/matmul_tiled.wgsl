@@ -1,11 +1,14 @@
-// Workgroup-tiled GEMM for hardware GPUs: C[z] = sum over r < nRed of op(A[z, r]) * op(B[z, r]).
+// Workgroup-tiled GEMM for hardware GPUs: C[z] = alpha * sum over r < nRed of op(A[z, r]) *
+// op(B[z, r]) (+ bias) (+ R[z], a residual of C's shape); alpha and R only in the variants that
+// scale or add a residual.
 // A 16 x 16 workgroup owns a BM x BN block of C and each invocation a TM x TN register block made
 // of 4 x 4 sub-blocks 64 rows / columns apart, so that neighbouring lanes read neighbouring vec4s
 // of the staged tiles (no bank conflicts; lanes of one row share a broadcast). Each step of the K
 // loop stages a BM x BK slice of A and a BK x BN slice of B in workgroup memory, k-major and in
 // f32 (an f16 operand is converted once, while staging), then every invocation reads them BK times.
 // Split-K: grid z runs over output batches x splits; split s covers k in [s * kChunk, +kChunk)
-// and writes an f32 partial sum that `shaders/split_k_reduce.wgsl` adds up.
+// and writes an f32 partial sum that `shaders/split_k_reduce.wgsl` adds up before the epilogue
+// (alpha, bias, residual).
 // `gpu/ops/tiled_codegen.ts` fills in the @-delimited parts: the operand loads (plain row- or
 // column-major operands with vec4 loads where aligned, or the gathers of a convolution computed as
 // an implicit GEMM), the unrolled register block and the store (row-major or NCHW).
@@ -32,7 +35,8 @@ struct Params {
   w: u32,
   ho: u32,
   wo: u32,
-  p0: u32,
+  // Multiplies the product (not the bias or residual) in the variants that scale.
+  alpha: f32,
   p1: u32,
 }
 @BINDINGS@

@@ -1,7 +1,8 @@
 /**
  * The hardware kernel family (workgroup-tiled GEMM and implicit-GEMM convolution), forced on the
- * software adapter: every launch shape `gemm()` supports and every convolution pass against
- * float64 references, gradients through autograd, both tiles, split-K, and the thread counts.
+ * software adapter: every launch shape `gemm()` supports (with its fused epilogue: alpha, bias,
+ * residual) and every convolution pass against float64 references, gradients through autograd,
+ * both tiles, split-K, and the thread counts.
  */
 import assert from "node:assert/strict";
 import { conv2d, initGpu, linear, matmul, matmulBias, rt, Tensor } from "../gpu/mod.ts";
@@ -49,9 +50,21 @@ interface GemmCase {
   shareA?: boolean;
   shareB?: boolean;
   bias?: boolean;
+  /** Multiplies the product (not the bias or residual). */
+  alpha?: number;
+  /** Add a residual of the result's shape. */
+  residual?: boolean;
+  /** The launch is expected to split K (a partial-sum reduce follows the main kernel). */
+  split?: boolean;
 }
 
-function gemmRef(c: Required<GemmCase>, a: Float32Array, b: Float32Array, bias: Float32Array) {
+function gemmRef(
+  c: Required<GemmCase>,
+  a: Float32Array,
+  b: Float32Array,
+  bias: Float32Array,
+  res: Float32Array,
+) {
   const { M, N, K, batch, nRed } = c;
   const aOut = c.shareA ? 0 : M * K * nRed, bOut = c.shareB ? 0 : K * N * nRed;
   const out = new Float64Array(batch * M * N);
@@ -68,8 +81,8 @@ function gemmRef(c: Required<GemmCase>, a: Float32Array, b: Float32Array, bias: 
         }
       }
     }
-    if (c.bias) {
-      for (let i = 0; i < M * N; i++) out[z * M * N + i] += bias[i % N];
+    for (let i = z * M * N; i < (z + 1) * M * N; i++) {
+      out[i] = c.alpha * out[i] + (c.bias ? bias[i % N] : 0) + (c.residual ? res[i] : 0);
     }
   }
   return out;
@@ -84,6 +97,9 @@ async function runGemm(g: GemmCase, dtype: "f32" | "f16"): Promise<void> {
     shareA: false,
     shareB: false,
     bias: false,
+    alpha: 1,
+    residual: false,
+    split: false,
     ...g,
   };
   const { M, N, K, batch, nRed } = c;
@@ -91,6 +107,7 @@ async function runGemm(g: GemmCase, dtype: "f32" | "f16"): Promise<void> {
   const a = Tensor.fromArray(randn(nA * M * K, 1), [nA * M * K], dtype);
   const b = Tensor.fromArray(randn(nB * K * N, 2), [nB * K * N], dtype);
   const bias = Tensor.fromArray(randn(N, 3), [N], dtype);
+  const res = Tensor.fromArray(randn(batch * M * N, 4), [batch, M, N], dtype);
   const args: GemmArgs = {
     a,
     b,
@@ -106,13 +123,23 @@ async function runGemm(g: GemmCase, dtype: "f32" | "f16"): Promise<void> {
     aRed: M * K,
     bRed: K * N,
     bias: c.bias ? bias : null,
+    alpha: c.alpha,
+    residual: c.residual ? res : null,
     outShape: [batch, M, N],
   };
+  const r = rt();
+  r.profile = [];
   const out = gemm(args);
-  const want = gemmRef(c, await a.toArray(), await b.toArray(), await bias.toArray());
+  const keys = r.profile.map((d) => d.key);
+  r.profile = null;
   const name = `gemm ${JSON.stringify(g)} ${dtype}`;
+  // The split-K cases are there for the reduce's epilogue: make sure that is what ran.
+  const reduced = keys.some((k) => k.startsWith("split_k|"));
+  assert.equal(reduced, c.split, `${name}: split-K ${reduced ? "" : "not "}taken (${keys})`);
+  const [ah, bh, biasH, resH] = await Promise.all([a, b, bias, res].map((t) => t.toArray()));
+  const want = gemmRef(c, ah, bh, biasH, resH);
   assertClose(name, await out.toArray(), want, dtype === "f16" ? 2e-3 : 1e-5);
-  for (const t of [a, b, bias, out]) t.dispose();
+  for (const t of [a, b, bias, res, out]) t.dispose();
 }
 
 // Ragged sizes (scalar loads), aligned ones (vec4 loads on every path), batches, shared operands,
@@ -131,9 +158,9 @@ const GEMMS: GemmCase[] = [
   { M: 7, N: 4, K: 9, batch: 3, shareB: true, tB: true },
   { M: 5, N: 6, K: 11, nRed: 4, tA: true },
   { M: 8, N: 8, K: 12, batch: 2, nRed: 3, tB: true, bias: true },
-  { M: 5, N: 7, K: 600, bias: true },
-  { M: 16, N: 12, K: 1100, tA: true, tB: true },
-  { M: 3, N: 9, K: 520, batch: 2, nRed: 2, bias: true },
+  { M: 5, N: 7, K: 600, bias: true, split: true },
+  { M: 16, N: 12, K: 1100, tA: true, tB: true, split: true },
+  { M: 3, N: 9, K: 520, batch: 2, nRed: 2, bias: true, split: true },
 ];
 
 for (const dtype of ["f32", "f16"] as const) {
@@ -142,6 +169,43 @@ for (const dtype of ["f32", "f16"] as const) {
       poolNeutral("gemm", () =>
         withTile(tile, async () => {
           for (const g of GEMMS) await runGemm(g, dtype);
+        })));
+  }
+}
+
+// The fused epilogue alpha·product + bias + residual: each part alone and together, in the direct
+// store (scalar and vec4 loads, batches, a batch folded into one tall GEMM, reduced batches) and
+// in the split-K reduce, which must scale the complete sum before adding bias and residual.
+const EPILOGUES: GemmCase[] = [
+  { M: 5, N: 7, K: 3, alpha: 0.5 },
+  { M: 67, N: 70, K: 33, tA: true, residual: true },
+  { M: 64, N: 68, K: 40, alpha: -1.5, residual: true },
+  { M: 33, N: 65, K: 19, tA: true, tB: true, bias: true, alpha: 2, residual: true },
+  { M: 6, N: 5, K: 7, batch: 3, bias: true, alpha: 0.25, residual: true },
+  { M: 7, N: 4, K: 9, batch: 3, shareB: true, tB: true, alpha: 3, residual: true },
+  { M: 8, N: 8, K: 12, batch: 2, nRed: 3, tB: true, bias: true, alpha: -0.5, residual: true },
+  { M: 5, N: 7, K: 600, alpha: 0.5, split: true },
+  { M: 16, N: 12, K: 1100, tA: true, tB: true, residual: true, split: true },
+  { M: 5, N: 7, K: 600, bias: true, alpha: 1.5, residual: true, split: true },
+  {
+    M: 3,
+    N: 9,
+    K: 520,
+    batch: 2,
+    nRed: 2,
+    bias: true,
+    alpha: -2,
+    residual: true,
+    split: true,
+  },
+];
+
+for (const dtype of ["f32", "f16"] as const) {
+  for (const tile of [TILE_64, TILE_128]) {
+    Deno.test(`hardware gemm: alpha, bias and residual, ${tile.bm}x${tile.bn} tile, ${dtype}`, () =>
+      poolNeutral("gemm epilogue", () =>
+        withTile(tile, async () => {
+          for (const g of EPILOGUES) await runGemm(g, dtype);
         })));
   }
 }

@@ -12,7 +12,6 @@ import { type DType, dtypeBytes, numel, Tensor } from "../tensor.ts";
 import { check, fmt, sameDtype } from "./check.ts";
 import { gemmSource, type GemmVariant } from "./matmul_codegen.ts";
 import { tiledGemm } from "./matmul_tiled.ts";
-import { binaryRaw, UN_FWD, unaryRaw } from "./elementwise_raw.ts";
 import { sumTo } from "./reduce.ts";
 
 /** Transpose flags: `transA` reads `a` as its last-two-dims transpose, `transB` likewise. */
@@ -98,17 +97,7 @@ export function gemm(g: GemmArgs): Tensor {
     () => `the result [${g.outShape}] is larger than one storage binding`,
   );
   // An explicit tile asks for the software kernel (benchmarks compare its variants).
-  if (!g.tile && kernelFamily() === "hardware") {
-    const alpha = g.alpha ?? 1;
-    if (alpha === 1 && !g.residual) return tiledGemm({ ...g, M, batch });
-    // The tiled kernel's epilogue has no alpha or residual yet: apply them as one more op.
-    const c = tiledGemm({ ...g, M, batch, alpha: 1, residual: null });
-    const out = g.residual
-      ? binaryRaw("addScaled", g.residual, c, alpha)
-      : unaryRaw(UN_FWD.scale, c, null, alpha);
-    c.dispose();
-    return out;
-  }
+  if (!g.tile && kernelFamily() === "hardware") return tiledGemm({ ...g, M, batch });
   const tile = g.tile ?? (M * N * batch <= SMALL_OUTPUTS ? SMALL_TILE : DEFAULT_TILE[g.a.dtype]);
   const v: GemmVariant = {
     dtype: g.a.dtype,

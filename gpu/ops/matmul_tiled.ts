@@ -1,11 +1,12 @@
 /**
  * The hardware family's GEMM: the same launches as `gemm()` (transposes, output batches, batches
- * summed inside the kernel, fused bias) with the workgroup-tiled kernel of
- * `shaders/matmul_tiled.wgsl`.
+ * summed inside the kernel, the fused epilogue alpha·product + bias + residual) with the
+ * workgroup-tiled kernel of `shaders/matmul_tiled.wgsl`.
  *
  * @module
  */
-import type { Tensor } from "../tensor.ts";
+import { numel, type Tensor } from "../tensor.ts";
+import { check, fmt } from "./check.ts";
 import type { GemmArgs } from "./matmul.ts";
 import type { OperandLoad } from "./tiled_codegen.ts";
 import { runTiled } from "./tiled_launch.ts";
@@ -31,9 +32,19 @@ function operand(x: "a" | "b", kMajor: boolean, vec: boolean): OperandLoad {
   return vec ? { rFast: kMajor, vec4: addr } : { rFast: kMajor, elem: [`v = f32(${x}[${addr}]);`] };
 }
 
-/** C = op(A)·op(B) (+ bias) with the tiled kernel; same arguments and result as `gemm()`. */
+/**
+ * C = alpha·op(A)·op(B) (+ bias) (+ residual) with the tiled kernel; same arguments and result as
+ * `gemm()`.
+ */
 export function tiledGemm(g: TiledGemmArgs): Tensor {
   const { M, N, K, transA: tA, transB: tB } = g;
+  const res = g.residual ?? null;
+  // The epilogue reads the residual at the output's own index: same size and type.
+  check(
+    !res || (res.dtype === g.a.dtype && res.size === numel(g.outShape)),
+    "matmul",
+    () => `residual ${res ? fmt(res) : ""} must match the result ${g.a.dtype}[${g.outShape}]`,
+  );
   const vecA = aligned(tA ? M : K, g.aOut, g.aRed);
   const vecB = aligned(tB ? K : N, g.bOut, g.bRed);
   const decl = (x: string, vec: boolean) =>
@@ -61,6 +72,8 @@ export function tiledGemm(g: TiledGemmArgs): Tensor {
       outIndex: ["let o = (z * p.M + m) * p.N + n;"],
     }),
     bias,
+    alpha: g.alpha ?? 1,
+    residual: res,
     inputs: [g.a.buffer, g.b.buffer],
     outShape: g.outShape,
   });

@@ -1,6 +1,7 @@
 /**
  * The second half of a split-K launch: the tiled kernel wrote one f32 partial sum per split, and
- * this kernel adds them up, adds the bias and casts to the output type.
+ * this kernel adds them up, applies the epilogue (alpha, then bias, then residual) and casts to
+ * the output type. The epilogue waits for the complete sum so that it is applied once.
  *
  * @module
  */
@@ -18,24 +19,46 @@ export interface BiasLayout {
   mod: number;
 }
 
-function source(dtype: DType, withBias: boolean): string {
-  const binds = withBias
-    ? [
-      "@group(0) @binding(2) var<storage, read> bias: array<T>;",
-      "@group(0) @binding(3) var<uniform> p: Params;",
-    ]
-    : ["@group(0) @binding(2) var<uniform> p: Params;"];
+/** What the reduce does after summing: alpha (1: none), a bias, a residual of out's shape. */
+export interface SplitEpilogue {
+  alpha: number;
+  bias: BiasLayout | null;
+  residual: Tensor | null;
+}
+
+/** Which parts of the epilogue a reduce kernel compiles in. */
+interface Variant {
+  scaled: boolean;
+  bias: boolean;
+  residual: boolean;
+}
+
+function source(dtype: DType, v: Variant): string {
+  const decls: string[] = [];
+  if (v.bias) decls.push("var<storage, read> bias: array<T>;");
+  if (v.residual) decls.push("var<storage, read> res: array<T>;");
+  decls.push("var<uniform> p: Params;");
+  // part and out are bindings 0 and 1 of the shader itself.
+  const binds = decls.map((d, i) => `@group(0) @binding(${i + 2}) ${d}`);
+  const epilogue: string[] = [];
+  if (v.scaled) epilogue.push("s *= p.alpha;");
+  if (v.bias) epilogue.push("s += f32(bias[(i / p.biasDiv) % p.biasMod]);");
+  if (v.residual) epilogue.push("s += f32(res[i]);");
   const src = reduceSrc
     .replace("// @bindings", binds.join("\n"))
-    .replace("// @bias-add", withBias ? "s += f32(bias[(i / p.biasDiv) % p.biasMod]);" : "");
+    .replace("// @epilogue", epilogue.join("\n  "));
   return specialize(src, dtype, { WG });
 }
 
-/** out[i] = sum over s < splits of part[s * out.size + i] (+ bias), for every element of out. */
-export function reduceSplits(part: Tensor, out: Tensor, splits: number, b: BiasLayout | null) {
-  const kernel = rt().kernel(`split_k|${out.dtype}|${b ? 1 : 0}`, () => source(out.dtype, !!b));
+/** out[i] = alpha · Σ_s part[s · out.size + i] (+ bias) (+ residual), for every element of out. */
+export function reduceSplits(part: Tensor, out: Tensor, splits: number, e: SplitEpilogue): void {
+  const v: Variant = { scaled: e.alpha !== 1, bias: !!e.bias, residual: !!e.residual };
+  const key = `split_k|${out.dtype}|${+v.scaled}${+v.bias}${+v.residual}`;
+  const kernel = rt().kernel(key, () => source(out.dtype, v));
   const buffers = [part.buffer, out.buffer];
-  if (b) buffers.push(b.bias.buffer);
-  const u = uniforms().u(out.size, splits, b?.div ?? 1, b?.mod ?? 1);
+  if (e.bias) buffers.push(e.bias.bias.buffer);
+  if (e.residual) buffers.push(e.residual.buffer);
+  const u = uniforms().u(out.size, splits, e.bias?.div ?? 1, e.bias?.mod ?? 1).f(e.alpha)
+    .u(0, 0, 0);
   rt().dispatch(kernel, buffers, u, grid(out.size, WG));
 }

@@ -62,6 +62,10 @@ export interface TiledKernel {
   direct: boolean;
   /** The f32 bias expression added to element (m, n) of a direct store, or null. */
   bias: string | null;
+  /** A direct store multiplies the product by the uniform `p.alpha` (before the bias). */
+  scaled: boolean;
+  /** A direct store adds `res[o]`, a residual of the output's shape (after the bias). */
+  residual: boolean;
   consts?: Consts;
 }
 
@@ -187,6 +191,10 @@ export function tiledSource(k: TiledKernel): string {
     }
   }
 
+  // The epilogue of a direct store: alpha·acc + bias + residual, cast once.
+  const epilogue = (acc: string) =>
+    (k.scaled ? `p.alpha * ${acc}` : acc) + (k.bias ? ` + ${k.bias}` : "") +
+    (k.residual ? " + f32(res[o])" : "");
   const store: string[] = [];
   for (const g of gm) {
     for (const e of E) {
@@ -202,7 +210,7 @@ export function tiledSource(k: TiledKernel): string {
           store.push(...k.outIndex.map(ind(8)));
           store.push(
             k.direct
-              ? `        c[o] = T(${val}${k.bias ? ` + ${k.bias}` : ""});`
+              ? `        c[o] = T(${epilogue(val)});`
               : `        part[split * p.outSize + o] = ${val};`,
           );
           store.push("      }");

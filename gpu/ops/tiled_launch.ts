@@ -103,10 +103,16 @@ export interface TiledLaunch {
   /** Output pixels per image of an NCHW store (0 for a row-major one). */
   hwD: number;
   conv?: ConvSizes;
-  /** The kernel without its output and bias bindings, which the launch appends. */
-  kernel: (tile: TileShape) => Omit<TiledKernel, "dtype" | "tile" | "direct" | "bias">;
+  /** The kernel without its output and epilogue bindings, which the launch appends. */
+  kernel: (
+    tile: TileShape,
+  ) => Omit<TiledKernel, "dtype" | "tile" | "direct" | "bias" | "scaled" | "residual">;
   /** The f32 bias expression of element (m, n) and its layout for the split-K reduce. */
   bias: { expr: string; layout: BiasLayout } | null;
+  /** Multiplies the product (not the bias or residual); default 1. */
+  alpha?: number;
+  /** Added to the result; the output's shape and dtype. */
+  residual?: Tensor | null;
   inputs: GPUBuffer[];
   outShape: number[];
 }
@@ -125,8 +131,14 @@ export function runTiled(l: TiledLaunch): Tensor {
   if (M === 0 || N === 0 || batch === 0) return out;
   const direct = plan.splits === 1;
   const t = plan.tile;
+  const alpha = l.alpha ?? 1;
+  const residual = l.residual ?? null;
+  // A split kernel stores bare partial sums: the reduce applies the whole epilogue.
+  const bias = direct ? l.bias : null;
+  const scaled = direct && alpha !== 1;
+  const withRes = direct && !!residual;
   const key = `${l.key}|${l.dtype}|${t.bm}x${t.bn}|${direct ? "direct" : "split"}|` +
-    (direct && l.bias ? l.bias.expr : "-");
+    `${bias ? bias.expr : "-"}|${+scaled}${+withRes}`;
   const kernel = rt().kernel(key, () => {
     const k = l.kernel(t);
     const bindings = [...k.bindings];
@@ -135,29 +147,33 @@ export function runTiled(l: TiledLaunch): Tensor {
         ? "var<storage, read_write> c: array<T>;"
         : "var<storage, read_write> part: array<f32>;",
     );
-    if (direct && l.bias) bindings.push("var<storage, read> bias: array<T>;");
+    if (bias) bindings.push("var<storage, read> bias: array<T>;");
+    if (withRes) bindings.push("var<storage, read> res: array<T>;");
     return tiledSource({
       ...k,
       bindings,
       dtype: l.dtype,
       tile: t,
       direct,
-      bias: direct && l.bias ? l.bias.expr : null,
+      bias: bias ? bias.expr : null,
+      scaled,
+      residual: withRes,
     });
   });
   const outSize = out.size;
   const part = direct ? null : Tensor.empty([plan.splits * outSize], "f32");
   const buffers = [...l.inputs, part ? part.buffer : out.buffer];
-  if (direct && l.bias) buffers.push(l.bias.layout.bias.buffer);
+  if (bias) buffers.push(bias.layout.bias.buffer);
+  if (direct && residual) buffers.push(residual.buffer);
   const c = l.conv ?? { cin: 0, cout: 0, h: 0, w: 0, ho: 0, wo: 0 };
   const u = uniforms().u(M, N, K, l.nRed, ...l.offsets)
     .u(plan.splits, plan.kChunk, outSize, l.hwD)
     .u(c.cin, c.cout, c.h, c.w)
-    .u(c.ho, c.wo, 0, 0);
+    .u(c.ho, c.wo).f(alpha).u(0);
   const flops = 2 * M * N * K * batch * l.nRed;
   rt().dispatch(kernel, buffers, u, plan.grid, flops);
   if (part) {
-    reduceSplits(part, out, plan.splits, l.bias?.layout ?? null);
+    reduceSplits(part, out, plan.splits, { alpha, bias: l.bias?.layout ?? null, residual });
     part.dispose();
   }
   return out;
