@@ -67,7 +67,7 @@ export class Kernel {
   readonly kinds: BindingKind[];
   readonly threadsPerGroup: number;
   /** Pipeline per signature (see `signature`). */
-  readonly pipelines = new Map<string, GPUComputePipeline>();
+  readonly pipelines: Map<string, GPUComputePipeline> = new Map();
 
   constructor(
     readonly key: string,

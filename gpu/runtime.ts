@@ -84,6 +84,11 @@ export interface HostCounters {
   awaitedReads: number;
   /** Every `writeBuffer`: the uniform uploads plus data uploads (`Runtime.write`). */
   bufferWrites: number;
+  /**
+   * Milliseconds spent inside `queue.submit`. A software driver runs part of the work there, so
+   * host-path costs are reported without it.
+   */
+  submitMs: number;
   pipelines: number;
 }
 
@@ -111,7 +116,7 @@ class Runtime {
   private validations: Promise<void>[] = [];
   private offsets = new Uint32Array(1);
   /** Build the source on every lookup and require it to equal the cached one (tests). */
-  checkKernelKeys = envFlag("LORAKIT_CHECK_KERNEL_KEYS") === "1";
+  checkKernelKeys: boolean = envFlag("LORAKIT_CHECK_KERNEL_KEYS") === "1";
   /** When set, every dispatch is recorded here (threads per dispatch in the bench). */
   profile: DispatchRecord[] | null = null;
   /** Encode every dispatch with zero workgroups: the host path alone (bench only). */
@@ -120,6 +125,7 @@ class Runtime {
   submits = 0;
   awaitedReads = 0;
   dataWrites = 0;
+  submitMs = 0;
 
   constructor(gpu: Gpu) {
     this.gpu = gpu;
@@ -243,7 +249,9 @@ class Runtime {
     if (this.encoder) {
       const enc = this.endPass();
       this.arena.upload();
+      const t0 = performance.now();
       this.device.queue.submit([enc.finish()]);
+      this.submitMs += performance.now() - t0;
       this.encoder = null;
       this.submits++;
     }
@@ -308,6 +316,7 @@ class Runtime {
       uniformWrites: this.arena.writes,
       awaitedReads: this.awaitedReads,
       bufferWrites: this.arena.writes + this.dataWrites,
+      submitMs: this.submitMs,
       pipelines,
     };
   }
