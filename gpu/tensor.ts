@@ -178,9 +178,13 @@ export class Tensor {
     return this;
   }
 
-  /** Mark a leaf as trainable. */
+  /** Mark a leaf as trainable (it stops being constant: cached derivations are dropped). */
   param(): this {
     this.requiresGrad = true;
+    const st = this.storage;
+    st.constant = false;
+    if (st.derived) { for (const t of st.derived.values()) t.dispose(); }
+    st.derived = null;
     return this;
   }
 

@@ -18,6 +18,7 @@ import { Tensor } from "../tensor.ts";
 import { grid, specialize, specKernel } from "../wgsl.ts";
 import { check, fmt } from "./check.ts";
 import { tiledConv, tiledConvGradWeight } from "./conv2d_tiled.ts";
+import { gemm } from "./matmul.ts";
 import { reduceRaw } from "./reduce.ts";
 
 /** Options of `conv2d`. */
@@ -186,6 +187,37 @@ function packedWeight(weight: Tensor, d: ConvDims, mode: 0 | 1, nbPad: number): 
   return t;
 }
 
+/** A 1x1 convolution with stride 1 and no padding: a plain GEMM on the NCHW layout. */
+function pointwise(d: ConvDims): boolean {
+  return d.kh === 1 && d.kw === 1 && d.stride === 1 && d.pad === 0;
+}
+
+/**
+ * A pointwise pass as one batched GEMM per image, with the weight shared (no packing): forward
+ * y = W[cout, cin] · x[cin, hw]; input gradient dx = Wᵀ · dy[cout, hw].
+ */
+function pointwiseConv(src: Tensor, weight: Tensor, d: ConvDims, mode: 0 | 1): Tensor {
+  const fwd = mode === 0;
+  const hw = d.h * d.w;
+  const [M, K] = fwd ? [d.cout, d.cin] : [d.cin, d.cout];
+  return gemm({
+    a: weight,
+    b: src,
+    M,
+    N: hw,
+    K,
+    transA: !fwd,
+    transB: false,
+    batch: d.n,
+    nRed: 1,
+    aOut: 0,
+    bOut: K * hw,
+    aRed: 0,
+    bRed: 0,
+    outShape: [d.n, M, d.h, d.w],
+  });
+}
+
 /** One implicit-GEMM pass: forward (mode 0, src = x) or grad input (mode 1, src = dy). */
 function tapConv(
   src: Tensor,
@@ -195,6 +227,7 @@ function tapConv(
   mode: 0 | 1,
 ): Tensor {
   if (kernelFamily() === "hardware") return tiledConv(src, weight, bias, d, mode);
+  if (pointwise(d) && !bias) return pointwiseConv(src, weight, d, mode);
   const cs = mode === 0 ? d.cin : d.cout;
   const cd = mode === 0 ? d.cout : d.cin;
   const [hs, ws, hd, wd] = mode === 0 ? [d.h, d.w, d.ho, d.wo] : [d.ho, d.wo, d.h, d.w];
@@ -249,6 +282,26 @@ export function conv2dGradWeight(x: Tensor, dy: Tensor, d: ConvDims): Tensor {
     () => `dy ${fmt(dy)} does not match [${d.n},${d.cout},${d.ho},${d.wo}] ${x.dtype}`,
   );
   if (kernelFamily() === "hardware") return tiledConvGradWeight(x, dy, d);
+  if (pointwise(d)) {
+    // dw[cout, cin] = sum over images of dy[cout, hw] · x[cin, hw]ᵀ, the sum inside the GEMM.
+    const hw = d.h * d.w;
+    return gemm({
+      a: dy,
+      b: x,
+      M: d.cout,
+      N: d.cin,
+      K: hw,
+      transA: false,
+      transB: true,
+      batch: 1,
+      nRed: d.n,
+      aOut: 0,
+      bOut: 0,
+      aRed: d.cout * hw,
+      bRed: d.cin * hw,
+      outShape: [d.cout, d.cin, 1, 1],
+    });
+  }
   const taps = d.kh * d.kw;
   const out = Tensor.empty([d.cout, d.cin, d.kh, d.kw], x.dtype);
   if (out.size === 0) return out;
