@@ -1,5 +1,5 @@
-// Attention backward, step 1: delta[i] = rowsum(dO[i] * O[i]) in f32, one invocation per row.
-// Both dK/dV and dQ kernels need it for dS = P * (dP - delta).
+// Attention backward, step 1: delta[i] = rowsum(dO[i] * O[i]) in f32, one invocation per row,
+// the first estimate of sum_j P_ij dP_ij for dS = P * (dP - delta); the dQ kernel refines it.
 // Constants: D, WG.
 struct Params {
   rows: u32,

@@ -1,8 +1,8 @@
 // Flash-style attention forward: O = softmax(scale * Q K^T) V without materialising the score
 // matrix. Q is [BH, TQ, D], K and V are [BH, TK, D], row-major. Workgroup (x, bh) owns WG * R
 // query rows of head bh; invocation `lid` owns rows first + r * WG + lid (r < R). Each row keeps a
-// running max m, sum l and an f32 accumulator (online softmax in base 2, scale * log2(e) folded
-// into q); keys and values are read once per workgroup step at an address every lane shares.
+// running max m, sum l and an f32 accumulator (online softmax in base 2: scores are
+// scale * log2(e) * q.k); keys and values are read once per workgroup step at an address every lane shares.
 // Only LSE2 = m + log2(l) per row is stored for the backward pass.
 //
 // Template (expanded by gpu/ops/attention.ts before compiling): a line with `$r` repeats for each
@@ -36,7 +36,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let kbase = bh * p.tk * D;
   let row$r = first + $ru * WG + lid;
   let qo$r = qbase + min(row$r, p.tq - 1u) * D;
-  let q$r_$j = ld_q(qo$r + $ju * 4u) * keep($ju) * p.scale2;
+  let q$r_$j = ld_q(qo$r + $ju * 4u) * keep($ju);
   var a$r_$j = vec4f(0.0);
   var m$r = M0;
   var l$r = 0.0;
@@ -47,7 +47,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     let ko = kbase + c * D;
     let k$j = ld_k(ko + $ju * 4u);
     let v$j = ld_v(ko + $ju * 4u);
-    var s$r = hsum(<<q$r_$j * k$j>>);
+    // Scaled after the dot product, as the backward kernels recompute it.
+    var s$r = hsum(<<q$r_$j * k$j>>) * p.scale2;
     if (CAUSAL) { s$r = select(MASKED, s$r, c <= row$r); }
     // Rescale only when the max grows: after the first keys almost no lane takes this branch.
     if (s$r > m$r) { let al = exp2(m$r - s$r); m$r = s$r; l$r *= al; [[a$r_$j *= al;]] }

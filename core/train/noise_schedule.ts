@@ -6,21 +6,26 @@
  * @module
  */
 
-/** alphas_cumprod and SNR per training timestep, computed in float64. */
+import { alphasCumprod, KOHYA_SCHEDULE } from "../sample/schedulers/schedule.ts";
+
+/**
+ * alphas_cumprod and SNR per training timestep. alphas_cumprod holds diffusers' float32 values
+ * (the sampler schedules' own computation): the noised latents then match what kohya's trainer
+ * feeds the U-Net, where a float64 schedule sits up to 1.5e-6 (some 10 float32 ulps) away at
+ * large timesteps, an input error that the tiny deep blocks amplify into the gradients.
+ */
 export class DdpmSchedule {
   readonly steps: number;
   readonly alphasCumprod: Float64Array;
 
   constructor(betaStart = 0.00085, betaEnd = 0.012, steps = 1000) {
     this.steps = steps;
-    this.alphasCumprod = new Float64Array(steps);
-    const a = Math.sqrt(betaStart), b = Math.sqrt(betaEnd);
-    let prod = 1;
-    for (let i = 0; i < steps; i++) {
-      const beta = (a + ((b - a) * i) / (steps - 1)) ** 2;
-      prod *= 1 - beta;
-      this.alphasCumprod[i] = prod;
-    }
+    this.alphasCumprod = alphasCumprod({
+      ...KOHYA_SCHEDULE,
+      numTrainTimesteps: steps,
+      betaStart,
+      betaEnd,
+    });
   }
 
   /** sqrt(alphas_cumprod[t]) and sqrt(1 - alphas_cumprod[t]). */

@@ -3,7 +3,8 @@
  * split): `softmax(scale * Q K^T) V` without ever materialising the Tq x Tk score matrix. The
  * forward keeps an online softmax per query row and stores only each row's log-sum-exp; the
  * backward recomputes the probabilities from Q, K and that log-sum-exp in two kernels, one
- * parallel over key rows (dK, dV) and one over query rows (dQ), so no atomics are needed. Extra
+ * parallel over query rows (dQ; it runs first and also refits each row's delta = sum P dP to the
+ * recomputed probabilities) and one over key rows (dK, dV), so no atomics are needed. Extra
  * memory is O(T * D) for any sequence length.
  *
  * @module
@@ -218,6 +219,17 @@ export function attentionBackwardRaw(
   );
   const u = () => uniforms().u(g.tq, g.tk).f(scale * LOG2E, scale);
   let dq: Tensor | null = null, dk: Tensor | null = null, dv: Tensor | null = null;
+  // The dQ kernel also corrects delta to match the recomputed probabilities (see
+  // attention_bwd_dq.wgsl), so it runs first, and also when only dK/dV are wanted.
+  if (need.q || need.kv) {
+    dq = Tensor.empty(q.shape.slice(), q.dtype);
+    rt().dispatch(
+      kernel("dq", dqSrc, g, q.dtype, causal, ["q", "k", "v", "g"], ["dq"], [WGB, RB]),
+      [q.buffer, k.buffer, v.buffer, gOut.buffer, lse.buffer, delta.buffer, dq.buffer],
+      u(),
+      [Math.ceil(g.tq / (WGB * RB)), g.bh],
+    );
+  }
   if (need.kv) {
     dk = Tensor.empty(k.shape.slice(), k.dtype);
     dv = Tensor.empty(v.shape.slice(), v.dtype);
@@ -228,16 +240,11 @@ export function attentionBackwardRaw(
       [Math.ceil(g.tk / (WGB * RB)), g.bh],
     );
   }
-  if (need.q) {
-    dq = Tensor.empty(q.shape.slice(), q.dtype);
-    rt().dispatch(
-      kernel("dq", dqSrc, g, q.dtype, causal, ["q", "k", "v", "g"], ["dq"], [WGB, RB]),
-      [q.buffer, k.buffer, v.buffer, gOut.buffer, lse.buffer, delta.buffer, dq.buffer],
-      u(),
-      [Math.ceil(g.tq / (WGB * RB)), g.bh],
-    );
-  }
   delta.dispose();
+  if (!need.q) {
+    dq?.dispose();
+    dq = null;
+  }
   return { dq, dk, dv };
 }
 

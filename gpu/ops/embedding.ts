@@ -7,7 +7,6 @@
 import embSrc from "../../shaders/embedding.wgsl" with { type: "text" };
 import embBwdSrc from "../../shaders/embedding_bwd.wgsl" with { type: "text" };
 import fillSrc from "../../shaders/fill.wgsl" with { type: "text" };
-import tsSrc from "../../shaders/timestep_embedding.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { type DType, Storage, Tensor } from "../tensor.ts";
@@ -98,26 +97,36 @@ export function embedding(weight: Tensor, ids: Int32Array | number[], idsShape?:
 /**
  * Sinusoidal timestep embedding [B, dim] as diffusers computes it (`flip_sin_to_cos`,
  * `downscale_freq_shift`, max period 10000). Timesteps come from the host; no gradient.
+ *
+ * Computed on the host, rounded to float32 at each step where diffusers' float32 code rounds
+ * (diffusers, and kohya's U-Net, build it in float32 even for a float64 model). A GPU kernel
+ * cannot match it: WGSL's exp may be several ulp off (lavapipe's: up to 9 ulp on [-10, 0]), and
+ * at t near 1000 one ulp of a frequency moves the argument by 6e-5, so the sines and cosines
+ * (up to 1.2e-4 off) fed every ResNet's time_emb_proj a visible error.
  */
 export function timestepEmbedding(
   timesteps: ArrayLike<number>,
   dim: number,
   opts: { flipSinToCos?: boolean; freqShift?: number; maxPeriod?: number; dtype?: DType } = {},
 ): Tensor {
-  const b = timesteps.length;
-  const t = Tensor.fromArray(Float32Array.from(timesteps), [b], "f32");
-  const dtype = opts.dtype ?? "f32";
-  const out = Tensor.empty([b, dim], dtype);
-  rt().dispatch(
-    specKernel("embedding:tsSrc", tsSrc, dtype, { WG: 64 }),
-    [t.buffer, out.buffer],
-    uniforms().u(b, dim, opts.flipSinToCos ?? true ? 1 : 0).f(
-      opts.freqShift ?? 1,
-      opts.maxPeriod ?? 10000,
-    )
-      .u(0, 0, 0),
-    [Math.ceil((b * dim) / 64)],
+  const f = Math.fround;
+  const b = timesteps.length, half = Math.floor(dim / 2);
+  const shift = opts.freqShift ?? 1, flip = opts.flipSinToCos ?? true;
+  // exponent = float32(-ln(maxPeriod)) * k / (half - shift); freq = exp(exponent); arg = t * freq.
+  const negLog = f(-Math.log(opts.maxPeriod ?? 10000));
+  const freqs = Array.from(
+    { length: half },
+    (_, k) => f(Math.exp(f(f(negLog * k) / (half - shift)))),
   );
-  t.dispose();
-  return out;
+  const out = new Float32Array(b * dim); // an odd dim keeps its last column zero
+  for (let i = 0; i < b; i++) {
+    const t = f(timesteps[i]);
+    for (let k = 0; k < half; k++) {
+      const arg = f(t * freqs[k]);
+      // Unflipped order is [sin, cos]; flipped is [cos, sin].
+      out[i * dim + k] = flip ? Math.cos(arg) : Math.sin(arg);
+      out[i * dim + half + k] = flip ? Math.sin(arg) : Math.cos(arg);
+    }
+  }
+  return Tensor.fromArray(out, [b, dim], opts.dtype ?? "f32");
 }
