@@ -59,27 +59,63 @@ export function groupNorm(
     u(),
     [n * groups],
   );
-  const out = record(op, [x, weight, bias], y, [x, weight, bias, stats], (g, [sx, sw, sb, st]) => {
-    const dx = Tensor.empty(x.shape, x.dtype);
-    r.dispatch(
-      specKernel("norm:wgSumSrc + gnBwdDx", wgSumSrc + gnBwdDx, x.dtype, { WG }),
-      [sx.buffer, sw.buffer, sb.buffer, g.buffer, st.buffer, dx.buffer],
-      u(),
-      [n * groups],
-    );
-    // Frozen norms (LoRA training) need no weight or bias gradient: skip that pass.
-    if (!weight.requiresGrad && !bias.requiresGrad) return [dx, null, null];
-    const dw = Tensor.empty(weight.shape, x.dtype), db = Tensor.empty(bias.shape, x.dtype);
-    r.dispatch(
-      specKernel("norm:gnBwdWb", gnBwdWb, x.dtype, { WG }),
-      [sx.buffer, sw.buffer, sb.buffer, g.buffer, st.buffer, dw.buffer, db.buffer],
-      uniforms().u(c, s, groups).f(eps).u(silu, n, 0, 0),
-      [c],
-    );
-    return [dx, dw, db];
-  });
+  const out = record(
+    op,
+    [x, weight, bias],
+    y,
+    [x, weight, bias, stats],
+    (g, [sx, sw, sb, st], acc) => {
+      const dx = Tensor.empty(x.shape, x.dtype);
+      const res = acc.take(0);
+      const src = withResidual(gnBwdDx, 6, res !== null);
+      r.dispatch(
+        specKernel(`norm:gnBwdDx|${res !== null}`, wgSumSrc + src, x.dtype, { WG }),
+        [
+          sx.buffer,
+          sw.buffer,
+          sb.buffer,
+          g.buffer,
+          st.buffer,
+          dx.buffer,
+          ...(res ? [res.buffer] : []),
+        ],
+        u(),
+        [n * groups],
+      );
+      // Frozen norms (LoRA training) need no weight or bias gradient: skip that pass.
+      if (!weight.requiresGrad && !bias.requiresGrad) return [dx, null, null];
+      const dw = Tensor.empty(weight.shape, x.dtype), db = Tensor.empty(bias.shape, x.dtype);
+      r.dispatch(
+        specKernel("norm:gnBwdWb", gnBwdWb, x.dtype, { WG }),
+        [sx.buffer, sw.buffer, sb.buffer, g.buffer, st.buffer, dw.buffer, db.buffer],
+        uniforms().u(c, s, groups).f(eps).u(silu, n, 0, 0),
+        [c],
+      );
+      return [dx, dw, db];
+    },
+  );
   stats.dispose();
   return out;
+}
+
+/**
+ * A norm's input-gradient kernel that also adds `res`, the gradient the input has gathered from
+ * its other readers (a residual connection): the add costs no dispatch of its own. The residual
+ * binding goes where the uniform was (`at`), the uniform one further; the store
+ * `dx[i] = T(v);` becomes `dx[i] = T(v + f32(res[i]));`.
+ */
+function withResidual(src: string, at: number, residual: boolean): string {
+  if (!residual) return src;
+  const uniform = `@group(0) @binding(${at}) var<uniform> p: Params;`;
+  const store = /dx\[base \+ i\] = T\((.*)\);/;
+  if (!src.includes(uniform) || !store.test(src)) throw new Error("norm kernel layout changed");
+  return src
+    .replace(
+      uniform,
+      `@group(0) @binding(${at}) var<storage, read> res: array<T>;\n` +
+        `@group(0) @binding(${at + 1}) var<uniform> p: Params;`,
+    )
+    .replace(store, "dx[base + i] = T($1 + f32(res[base + i]));");
 }
 
 /** LayerNorm over the last dimension with weight and bias [C]. */
@@ -104,11 +140,13 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
     u(),
     grid(rows, 1),
   );
-  const out = record(op, [x, weight, bias], y, [x, weight, stats], (g, [sx, sw, st]) => {
+  const out = record(op, [x, weight, bias], y, [x, weight, stats], (g, [sx, sw, st], acc) => {
     const dx = Tensor.empty(x.shape, x.dtype);
+    const res = acc.take(0);
+    const src = withResidual(lnBwdDx, 5, res !== null);
     r.dispatch(
-      specKernel("norm:wgSumSrc + lnBwdDx", wgSumSrc + lnBwdDx, x.dtype, { WG: wg }),
-      [sx.buffer, sw.buffer, g.buffer, st.buffer, dx.buffer],
+      specKernel(`norm:lnBwdDx|${res !== null}`, wgSumSrc + src, x.dtype, { WG: wg }),
+      [sx.buffer, sw.buffer, g.buffer, st.buffer, dx.buffer, ...(res ? [res.buffer] : [])],
       u(),
       grid(rows, 1),
     );
