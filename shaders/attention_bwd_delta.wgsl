@@ -3,9 +3,9 @@
 // Constants: D, WG.
 struct Params {
   rows: u32,
+  tq: u32,
+  heads: u32,
   pad0: u32,
-  pad1: u32,
-  pad2: u32,
 }
 @group(0) @binding(0) var<storage, read> dout: array<T>;
 @group(0) @binding(1) var<storage, read> o: array<T>;
@@ -16,9 +16,12 @@ struct Params {
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * nwg.x * WG;
   if (i >= p.rows) { return; }
+  // Row i = bh * tq + t; in the token layout (heads > 1) it starts at ((b * tq + t) * heads + h) * D.
+  let bh = i / p.tq;
+  let base = ((bh / p.heads) * p.tq + i % p.tq) * p.heads * D + (bh % p.heads) * D;
   var acc = 0.0;
   for (var d = 0u; d < D; d++) {
-    acc += f32(dout[i * D + d]) * f32(o[i * D + d]);
+    acc += f32(dout[base + d]) * f32(o[base + d]);
   }
   delta[i] = acc;
 }

@@ -9,6 +9,10 @@ struct Params {
   tk: u32,
   scale2: f32,
   scale: f32,
+  heads: u32,
+  pad0: u32,
+  pad1: u32,
+  pad2: u32,
 }
 @group(0) @binding(0) var<storage, read> q: array<S>;
 @group(0) @binding(1) var<storage, read> k: array<S>;
@@ -24,10 +28,13 @@ struct Params {
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let bh = wid.y;
   let first = wid.x * WG * R;
-  let qbase = bh * p.tq * D;
-  let kbase = bh * p.tk * D;
+  // Head bh % heads of batch bh / heads; a row is rs elements on from the previous one
+  // ([B, T, heads * D] token layout; heads = 1 is the contiguous [BH, T, D] layout).
+  let rs = p.heads * D;
+  let qbase = (bh / p.heads) * p.tq * rs + (bh % p.heads) * D;
+  let kbase = (bh / p.heads) * p.tk * rs + (bh % p.heads) * D;
   let row$r = first + $ru * WG + lid;
-  let ko$r = kbase + min(row$r, p.tk - 1u) * D;
+  let ko$r = kbase + min(row$r, p.tk - 1u) * rs;
   let k$r_$j = ld_k(ko$r + $ju * 4u) * keep($ju);
   let v$r_$j = ld_v(ko$r + $ju * 4u) * keep($ju);
   var dk$r_$j = vec4f(0.0);
@@ -37,7 +44,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var c0 = 0u;
   if (CAUSAL) { c0 = first; }
   for (var c = c0; c < p.tq; c++) {
-    let qo = qbase + c * D;
+    let qo = qbase + c * rs;
     let q$j = ld_q(qo + $ju * 4u);
     let g$j = ld_g(qo + $ju * 4u);
     let L = lse[bh * p.tq + c];

@@ -18,6 +18,10 @@ struct Params {
   tk: u32,
   scale2: f32,
   scale: f32,
+  heads: u32,
+  pad0: u32,
+  pad1: u32,
+  pad2: u32,
 }
 @group(0) @binding(0) var<storage, read> q: array<S>;
 @group(0) @binding(1) var<storage, read> k: array<S>;
@@ -32,11 +36,14 @@ struct Params {
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let bh = wid.y;
   let first = wid.x * WG * R;
-  let qbase = bh * p.tq * D;
-  let kbase = bh * p.tk * D;
+  // Head bh % heads of batch bh / heads; a row is rs elements on from the previous one
+  // ([B, T, heads * D] token layout; heads = 1 is the contiguous [BH, T, D] layout).
+  let rs = p.heads * D;
+  let qbase = (bh / p.heads) * p.tq * rs + (bh % p.heads) * D;
+  let kbase = (bh / p.heads) * p.tk * rs + (bh % p.heads) * D;
   let row$r = first + $ru * WG + lid;
   let i$r = min(row$r, p.tq - 1u);
-  let qo$r = qbase + i$r * D;
+  let qo$r = qbase + i$r * rs;
   let q$r_$j = ld_q(qo$r + $ju * 4u) * keep($ju);
   let g$r_$j = ld_g(qo$r + $ju * 4u) * keep($ju);
   var a$r_$j = vec4f(0.0);
@@ -49,7 +56,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var kend = p.tk;
   if (CAUSAL) { kend = min(p.tk, first + WG * R); }
   for (var c = 0u; c < kend; c++) {
-    let ko = kbase + c * D;
+    let ko = kbase + c * rs;
     let k$j = ld_k(ko + $ju * 4u);
     let v$j = ld_v(ko + $ju * 4u);
     // The scale multiplies the dot product (not q) so that the dK/dV kernel gets the same bits.

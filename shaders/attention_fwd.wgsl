@@ -1,5 +1,6 @@
 // Flash-style attention forward: O = softmax(scale * Q K^T) V without materialising the score
-// matrix. Q is [BH, TQ, D], K and V are [BH, TK, D], row-major. Workgroup (x, bh) owns WG * R
+// matrix. Q is [BH, TQ, D], K and V are [BH, TK, D], row-major, or (p.heads > 1) the token
+// layouts [B, TQ, heads * D] and [B, TK, heads * D] with O stored like Q. Workgroup (x, bh) owns WG * R
 // query rows of head bh; invocation `lid` owns rows first + r * WG + lid (r < R). Each row keeps a
 // running max m, sum l and an f32 accumulator (online softmax in base 2: scores are
 // scale * log2(e) * q.k); keys and values are read once per workgroup step at an address every lane shares.
@@ -14,7 +15,7 @@ struct Params {
   tq: u32,
   tk: u32,
   scale2: f32,
-  pad0: u32,
+  heads: u32,
 }
 @group(0) @binding(0) var<storage, read> q: array<S>;
 @group(0) @binding(1) var<storage, read> k: array<S>;
@@ -32,10 +33,13 @@ const M0: f32 = -1.0e30;
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let bh = wid.y;
   let first = wid.x * WG * R;
-  let qbase = bh * p.tq * D;
-  let kbase = bh * p.tk * D;
+  // Head bh % heads of batch bh / heads; a row is rs elements on from the previous one
+  // ([B, T, heads * D] token layout; heads = 1 is the contiguous [BH, T, D] layout).
+  let rs = p.heads * D;
+  let qbase = (bh / p.heads) * p.tq * rs + (bh % p.heads) * D;
+  let kbase = (bh / p.heads) * p.tk * rs + (bh % p.heads) * D;
   let row$r = first + $ru * WG + lid;
-  let qo$r = qbase + min(row$r, p.tq - 1u) * D;
+  let qo$r = qbase + min(row$r, p.tq - 1u) * rs;
   let q$r_$j = ld_q(qo$r + $ju * 4u) * keep($ju);
   var a$r_$j = vec4f(0.0);
   var m$r = M0;
@@ -44,7 +48,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var kend = p.tk;
   if (CAUSAL) { kend = min(p.tk, first + WG * R); }
   for (var c = 0u; c < kend; c++) {
-    let ko = kbase + c * D;
+    let ko = kbase + c * rs;
     let k$j = ld_k(ko + $ju * 4u);
     let v$j = ld_v(ko + $ju * 4u);
     // Scaled after the dot product, as the backward kernels recompute it.

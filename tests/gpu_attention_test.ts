@@ -160,3 +160,66 @@ Deno.test("softmax rejects other axes", async () => {
   });
   rt().flush();
 });
+
+/** [B, T, H*D] -> [B*H, T, D] (float64), and back. */
+function tokensToHeads(x: Float64Array, b: number, t: number, h: number, d: number): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let i = 0; i < b; i++) {
+    for (let s = 0; s < t; s++) {
+      for (let j = 0; j < h; j++) {
+        for (let c = 0; c < d; c++) {
+          out[((i * h + j) * t + s) * d + c] = x[((i * t + s) * h + j) * d + c];
+        }
+      }
+    }
+  }
+  return out;
+}
+function headsToTokens(x: Float64Array, b: number, t: number, h: number, d: number): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let i = 0; i < b; i++) {
+    for (let s = 0; s < t; s++) {
+      for (let j = 0; j < h; j++) {
+        for (let c = 0; c < d; c++) {
+          out[((i * t + s) * h + j) * d + c] = x[((i * h + j) * t + s) * d + c];
+        }
+      }
+    }
+  }
+  return out;
+}
+
+for (const dtype of ["f32", "f16"] as const) {
+  for (
+    const [b, tq, tk, h, d, causal] of [[2, 5, 7, 3, 8, false], [1, 6, 6, 2, 5, true]] as const
+  ) {
+    Deno.test(
+      `attention token layout [${b},${tq},${h}*${d}] x [${b},${tk},${h}*${d}]` +
+        `${causal ? " causal" : ""} ${dtype}: no permutes, same result`,
+      async () => {
+        const ref = refAttention(b * h, tq, tk, d, causal);
+        await checkOp({
+          name: "attention tokens",
+          dtype,
+          shapes: [[b, tq, h * d], [b, tk, h * d], [b, tk, h * d]],
+          gpu: ([q, k, v]) => attention(q, k, v, { heads: h, causal }),
+          cpu: ([q, k, v]) =>
+            headsToTokens(
+              ref([
+                tokensToHeads(q, b, tq, h, d),
+                tokensToHeads(k, b, tk, h, d),
+                tokensToHeads(v, b, tk, h, d),
+              ]),
+              b,
+              tq,
+              h,
+              d,
+            ),
+          tol: dtype === "f16" ? 5e-3 : 1e-5,
+          gradTol: dtype === "f16" ? 5e-2 : 2e-3,
+          eps: dtype === "f16" ? 1e-2 : 1e-3,
+        });
+      },
+    );
+  }
+}

@@ -34,17 +34,15 @@ export class CrossAttention {
   forward(x: Tensor, context: Tensor | null): Tensor {
     return scope(() => {
       const ctx = context ?? x;
-      const [n, t, c] = x.shape;
-      const d = c / this.heads;
-      // [B, T, H*D] -> [B, H, T, D] for the fused kernel (scale 1/sqrt(D) as diffusers).
-      const split = (y: Tensor) =>
-        permute(reshape(y, [n, y.shape[1], this.heads, d]), [0, 2, 1, 3]);
+      // q, k, v stay in the token layout [B, T, H*D]: the kernels address the heads by stride
+      // (scale 1/sqrt(D) as diffusers).
       const o = attention(
-        split(this.toQ.forward(x)),
-        split(this.toK.forward(ctx)),
-        split(this.toV.forward(ctx)),
+        this.toQ.forward(x),
+        this.toK.forward(ctx),
+        this.toV.forward(ctx),
+        { heads: this.heads },
       );
-      return this.toOut.forward(reshape(permute(o, [0, 2, 1, 3]), [n, t, c]));
+      return this.toOut.forward(o);
     });
   }
 }

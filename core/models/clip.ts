@@ -7,17 +7,7 @@
  *
  * @module
  */
-import {
-  add,
-  attention,
-  embedding,
-  gelu,
-  permute,
-  quickGelu,
-  reshape,
-  scope,
-  type Tensor,
-} from "../../gpu/mod.ts";
+import { add, attention, embedding, gelu, quickGelu, scope, type Tensor } from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
 import { stitchRows, WINDOW_LENGTH, type WindowedIds } from "../text/token_windows.ts";
 import type { TextEncoderConfig } from "./config.ts";
@@ -53,19 +43,12 @@ class ClipAttention {
   }
 
   forward(x: Tensor): Tensor {
-    const [n, t, c] = x.shape;
-    const d = c / this.heads;
-    // [B, T, C] -> [B, H, T, D] for the fused kernel.
-    const split = (y: Tensor) => permute(reshape(y, [n, t, this.heads, d]), [0, 2, 1, 3]);
-    const o = attention(
-      split(this.q.forward(x)),
-      split(this.k.forward(x)),
-      split(this.v.forward(x)),
-      {
-        causal: true,
-      },
-    );
-    return this.out.forward(reshape(permute(o, [0, 2, 1, 3]), [n, t, c]));
+    // q, k, v in the token layout [B, T, H*D]: the kernels address the heads by stride.
+    const o = attention(this.q.forward(x), this.k.forward(x), this.v.forward(x), {
+      causal: true,
+      heads: this.heads,
+    });
+    return this.out.forward(o);
   }
 }
 

@@ -25,6 +25,12 @@ export interface AttentionOptions {
   causal?: boolean;
   /** Score scale; defaults to 1 / sqrt(D). */
   scale?: number;
+  /**
+   * Token layout: q [B, Tq, heads * D], k and v [B, Tk, heads * D] (what the q/k/v projections
+   * produce), the output like q. The kernels address heads by stride, so no permute runs on
+   * either side. Unset: q [B, H, Tq, D] or [BH, Tq, D] and k, v alike.
+   */
+  heads?: number;
 }
 
 /** Largest head dimension (SD 1.x at full size: 160); kernels unroll over D / 4 slices. */
@@ -48,11 +54,17 @@ interface Geometry {
   tk: number;
   d: number;
   dv: number;
+  /** Heads interleaved in a row (token layout), 1 for the contiguous layout. */
+  heads: number;
 }
-/** Check shapes: q [..., Tq, D], k and v [..., Tk, D] with equal leading (batch, head) dims. */
-function geometry(q: Tensor, k: Tensor, v: Tensor): Geometry {
+/**
+ * Check shapes: q [..., Tq, D], k and v [..., Tk, D] with equal leading (batch, head) dims, or in
+ * the token layout (`heads`) q [B, Tq, heads * D], k and v [B, Tk, heads * D].
+ */
+function geometry(q: Tensor, k: Tensor, v: Tensor, heads?: number): Geometry {
   const op = "attention";
   sameDtype(op, q, k, v);
+  if (heads !== undefined) return tokenGeometry(q, k, v, heads);
   check(q.rank >= 3 && q.rank <= 4, op, () => `q must be [B,H,T,D] or [BH,T,D], got ${fmt(q)}`);
   check(
     k.rank === q.rank && k.shape.join() === v.shape.join(),
@@ -71,15 +83,50 @@ function geometry(q: Tensor, k: Tensor, v: Tensor): Geometry {
   check(tq >= 1 && tk >= 1 && bh >= 1, op, () => `empty attention: q ${fmt(q)}, k ${fmt(k)}`);
   const lim = rt().gpu.limits;
   check(bh <= lim.maxComputeWorkgroupsPerDimension, op, () => `${bh} batch*heads is too many`);
-  const maxBind = lim.maxStorageBufferBindingSize;
+  checkBindings(q, k);
+  return { bh, tq, tk, d, dv: Math.ceil(d / 4), heads: 1 };
+}
+
+function tokenGeometry(q: Tensor, k: Tensor, v: Tensor, heads: number): Geometry {
+  const op = "attention";
+  check(
+    q.rank === 3 && k.rank === 3 && k.shape.join() === v.shape.join(),
+    op,
+    () => `token layout wants q [B, Tq, C], k and v [B, Tk, C]: q ${fmt(q)}, k ${fmt(k)}`,
+  );
+  const [b, tq, c] = q.shape, tk = k.shape[1];
+  check(
+    Number.isInteger(heads) && heads >= 1 && c % heads === 0,
+    op,
+    () => `${heads} heads do not split ${c} channels of q ${fmt(q)}`,
+  );
+  check(
+    k.shape[0] === b && k.shape[2] === c,
+    op,
+    () => `batch and channels must match: q ${fmt(q)}, k ${fmt(k)}`,
+  );
+  const d = c / heads;
+  check(d >= 1 && d <= MAX_HEAD_DIM, op, () => `head dim ${d} not in 1..${MAX_HEAD_DIM}`);
+  check(tq >= 1 && tk >= 1 && b >= 1, op, () => `empty attention: q ${fmt(q)}, k ${fmt(k)}`);
+  const bh = b * heads;
+  check(
+    bh <= rt().gpu.limits.maxComputeWorkgroupsPerDimension,
+    op,
+    () => `${bh} batch*heads is too many`,
+  );
+  checkBindings(q, k);
+  return { bh, tq, tk, d, dv: Math.ceil(d / 4), heads };
+}
+
+function checkBindings(q: Tensor, k: Tensor): void {
+  const maxBind = rt().gpu.limits.maxStorageBufferBindingSize;
   for (const t of [q, k]) {
     check(
       t.size * dtypeBytes(t.dtype) <= maxBind,
-      op,
+      "attention",
       () => `${fmt(t)} exceeds one storage binding (${maxBind} bytes); split the batch`,
     );
   }
-  return { bh, tq, tk, d, dv: Math.ceil(d / 4) };
 }
 
 /** Repeat `$r`/`$j` lines and expand `<<sum>>` and `[[statements]]` (see attention_fwd.wgsl). */
@@ -141,6 +188,11 @@ function prelude(d: number, loads: string[], stores: string[]): string {
   return lines.join("\n") + "\n";
 }
 
+/** FLOPs of a kernel that does `products` Tq x Tk x D products per head (for the profiler). */
+function flops(g: Geometry, products: number): number {
+  return 2 * products * g.bh * g.tq * g.tk * g.d;
+}
+
 /** Specialise one attention template for a dtype, head dim and mask. */
 function kernel(
   name: string,
@@ -171,17 +223,18 @@ export function attentionForwardRaw(
   v: Tensor,
   opts: AttentionOptions = {},
 ): { out: Tensor; lse: Tensor } {
-  const g = geometry(q, k, v);
+  const g = geometry(q, k, v, opts.heads);
   const scale = opts.scale ?? 1 / Math.sqrt(g.d);
   const causal = opts.causal ?? false;
   const out = Tensor.empty(q.shape.slice(), q.dtype);
   const lse = Tensor.empty([g.bh * g.tq], "f32");
-  const u = uniforms().u(g.tq, g.tk).f(scale * LOG2E).u(0);
+  const u = uniforms().u(g.tq, g.tk).f(scale * LOG2E).u(g.heads);
   rt().dispatch(
     kernel("fwd", fwdSrc, g, q.dtype, causal, ["q", "k", "v"], ["o"], [WG, R]),
     [q.buffer, k.buffer, v.buffer, out.buffer, lse.buffer],
     u,
     [Math.ceil(g.tq / (WG * R)), g.bh],
+    flops(g, 2),
   );
   return { out, lse };
 }
@@ -200,7 +253,7 @@ export function attentionBackwardRaw(
   opts: AttentionOptions = {},
   need: { q: boolean; kv: boolean } = { q: true, kv: true },
 ): { dq: Tensor | null; dk: Tensor | null; dv: Tensor | null } {
-  const g = geometry(q, k, v);
+  const g = geometry(q, k, v, opts.heads);
   check(
     gOut.shape.join() === out.shape.join() && gOut.dtype === q.dtype,
     "attention backward",
@@ -214,10 +267,10 @@ export function attentionBackwardRaw(
   rt().dispatch(
     specKernel("attention:delta", deltaSrc, q.dtype, { D: g.d, WG: dwg }),
     [gOut.buffer, out.buffer, delta.buffer],
-    uniforms().u(rows, 0, 0, 0),
+    uniforms().u(rows, g.tq, g.heads, 0),
     grid(rows, dwg),
   );
-  const u = () => uniforms().u(g.tq, g.tk).f(scale * LOG2E, scale);
+  const u = () => uniforms().u(g.tq, g.tk).f(scale * LOG2E, scale).u(g.heads, 0, 0, 0);
   let dq: Tensor | null = null, dk: Tensor | null = null, dv: Tensor | null = null;
   // The dQ kernel also corrects delta to match the recomputed probabilities (see
   // attention_bwd_dq.wgsl), so it runs first, and also when only dK/dV are wanted.
@@ -228,6 +281,7 @@ export function attentionBackwardRaw(
       [q.buffer, k.buffer, v.buffer, gOut.buffer, lse.buffer, delta.buffer, dq.buffer],
       u(),
       [Math.ceil(g.tq / (WGB * RB)), g.bh],
+      flops(g, 3),
     );
   }
   if (need.kv) {
@@ -238,6 +292,7 @@ export function attentionBackwardRaw(
       [q.buffer, k.buffer, v.buffer, gOut.buffer, lse.buffer, delta.buffer, dk.buffer, dv.buffer],
       u(),
       [Math.ceil(g.tk / (WGB * RB)), g.bh],
+      flops(g, 4),
     );
   }
   delta.dispose();
@@ -250,7 +305,9 @@ export function attentionBackwardRaw(
 
 /**
  * Scaled dot-product attention `softmax(scale * q k^T [+ causal mask]) v`.
- * q: [B, H, Tq, D] (or [BH, Tq, D]); k, v: [B, H, Tk, D]; returns [B, H, Tq, D].
+ * q: [B, H, Tq, D] (or [BH, Tq, D]); k, v: [B, H, Tk, D]; returns [B, H, Tq, D]. With
+ * `opts.heads`, the token layout instead: q [B, Tq, heads * D], k, v [B, Tk, heads * D], the
+ * result [B, Tq, heads * D] (see `AttentionOptions.heads`).
  * D may be anything up to `MAX_HEAD_DIM`; f32 and f16 storage, f32 arithmetic.
  */
 export function attention(
