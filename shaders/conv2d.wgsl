@@ -24,7 +24,7 @@ struct Params {
   stride: u32,
   pad: u32,
   hasBias: u32,
-  p0: u32,
+  alpha: f32,
   p1: u32,
   p2: u32,
 }
@@ -100,7 +100,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
           let co = cb * CN + j * 4u + e;
           if (co < p.cd) {
             let bv = select(0.0, f32(bias[co]), p.hasBias == 1u);
-            dst[(n * p.cd + co) * hdwd + pix] = T(acc[r * CN4 + j][e] + bv);
+            let o = (n * p.cd + co) * hdwd + pix;
+            dst[o] = T(p.alpha * acc[r * CN4 + j][e] + bv);
           }
         }
       }

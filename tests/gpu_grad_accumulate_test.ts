@@ -1,10 +1,11 @@
 /**
  * Ops that add the gradient an input has already gathered into their own (a GEMM epilogue, a
  * norm's input-gradient kernel) instead of leaving the add to the tape, and the fused LoRA form
- * `residual + alpha·x·Wᵀ`: each checked in a graph where the input has a second reader, against
- * float64 finite differences.
+ * `residual + alpha·x·Wᵀ` (and the convolution's, in both kernel families): each checked in a
+ * graph where the input has a second reader, against float64 finite differences.
  */
-import { add, groupNorm, layerNorm, linear, mul } from "../gpu/mod.ts";
+import { add, conv2d, groupNorm, layerNorm, linear, mul } from "../gpu/mod.ts";
+import { setKernelFamily } from "../gpu/family.ts";
 import { checkOp } from "./op_check.ts";
 
 /** x [rows, c] · W[o, c]ᵀ in float64. */
@@ -100,4 +101,65 @@ for (const dtype of ["f32", "f16"] as const) {
       cpu: ([x, w, b, r]) => matmulT(x, w, 4, 5, 3).map((v, i) => r[i] + 0.375 * v + b[i % 3]),
     });
   });
+}
+
+/** NCHW convolution, square kernel, stride 1, zero padding `pad`, in float64. */
+function convRef(
+  x: Float64Array,
+  w: Float64Array,
+  [n, ci, h, wd]: number[],
+  co: number,
+  k: number,
+  pad: number,
+): Float64Array {
+  const ho = h + 2 * pad - k + 1, wo = wd + 2 * pad - k + 1;
+  const y = new Float64Array(n * co * ho * wo);
+  for (let b = 0; b < n; b++) {
+    for (let o = 0; o < co; o++) {
+      for (let i = 0; i < ho; i++) {
+        for (let j = 0; j < wo; j++) {
+          let s = 0;
+          for (let c = 0; c < ci; c++) {
+            for (let u = 0; u < k; u++) {
+              for (let v = 0; v < k; v++) {
+                const yi = i + u - pad, xj = j + v - pad;
+                if (yi < 0 || yi >= h || xj < 0 || xj >= wd) continue;
+                s += x[((b * ci + c) * h + yi) * wd + xj] * w[((o * ci + c) * k + u) * k + v];
+              }
+            }
+          }
+          y[((b * co + o) * ho + i) * wo + j] = s;
+        }
+      }
+    }
+  }
+  return y;
+}
+
+for (const family of ["software", "hardware"] as const) {
+  for (const [k, pad, bias] of [[3, 1, true], [1, 0, false], [1, 0, true]] as const) {
+    Deno.test(
+      `conv2d ${k}x${k}${bias ? " +bias" : ""} with alpha and a residual (${family} kernels)`,
+      async () => {
+        setKernelFamily(family);
+        try {
+          const xs = [2, 3, 4, 5], co = 4;
+          const shapes = [xs, [co, 3, k, k], [2, co, 4, 5]];
+          if (bias) shapes.push([co]);
+          await checkOp({
+            name: "conv2d alpha residual",
+            shapes,
+            gpu: ([x, w, r, b]) =>
+              conv2d(x, w, b ?? null, { padding: pad, alpha: 0.625, residual: r }),
+            cpu: ([x, w, r, b]) =>
+              convRef(x, w, xs, co, k, pad).map((v, i) =>
+                r[i] + 0.625 * v + (b ? b[Math.floor(i / 20) % co] : 0)
+              ),
+          });
+        } finally {
+          setKernelFamily(null);
+        }
+      },
+    );
+  }
 }

@@ -137,7 +137,11 @@ export class LoraModule {
       sc *= 1 / (1 - d.rankDropout);
     }
     const factor = sc * (this.unit > 0 ? 1 : this.multiplier);
-    if (!conv && up.dtype === inDtype) return linear(lx, up, null, { alpha: factor, residual: y });
+    if (up.dtype === inDtype) {
+      return conv
+        ? conv2d(lx, up, null, { alpha: factor, residual: y })
+        : linear(lx, up, null, { alpha: factor, residual: y });
+    }
     const out = conv ? conv2d(lx, up) : linear(lx, up);
     if (out.dtype === inDtype) return addScaled(y, out, factor);
     return addScaled(y, cast(scaleOp(out, factor), inDtype), 1);

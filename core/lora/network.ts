@@ -67,7 +67,8 @@ function modelLayers(sd: Model): { byWeight: Map<string, LayerModule>; weights: 
  * One hook per layer holds every LoRA module applied to it, so networks can be applied and
  * removed in any order: the layer's forward is `org(x) + sum of deltas` while any is active.
  */
-const hooks = new WeakMap<LayerModule, { org: (x: Tensor) => Tensor; mods: Set<LoraModule> }>();
+type LayerForward = (x: Tensor, residual?: Tensor | null) => Tensor;
+const hooks = new WeakMap<LayerModule, { org: LayerForward; mods: Set<LoraModule> }>();
 
 function hookOf(layer: LayerModule): Set<LoraModule> {
   let h = hooks.get(layer);
@@ -76,8 +77,8 @@ function hookOf(layer: LayerModule): Set<LoraModule> {
     const mods = new Set<LoraModule>();
     h = { org, mods };
     hooks.set(layer, h);
-    layer.forward = (x: Tensor): Tensor => {
-      let y = org.call(layer, x);
+    layer.forward = (x: Tensor, residual: Tensor | null = null): Tensor => {
+      let y = org.call(layer, x, residual);
       for (const m of mods) y = m.addTo(y, x);
       return y;
     };

@@ -30,8 +30,11 @@ export class CrossAttention {
     this.toOut = b.linear(`${name}.to_out.0`);
   }
 
-  /** x [B, T, C]; `context` [B, S, D] for cross-attention, null for self-attention. */
-  forward(x: Tensor, context: Tensor | null): Tensor {
+  /**
+   * x [B, T, C]; `context` [B, S, D] for cross-attention, null for self-attention; `residual`
+   * (the block's input) is added in `to_out`'s GEMM.
+   */
+  forward(x: Tensor, context: Tensor | null, residual: Tensor | null = null): Tensor {
     return scope(() => {
       const ctx = context ?? x;
       // q, k, v stay in the token layout [B, T, H*D]: the kernels address the heads by stride
@@ -42,7 +45,7 @@ export class CrossAttention {
         this.toV.forward(ctx),
         { heads: this.heads },
       );
-      return this.toOut.forward(o);
+      return this.toOut.forward(o, residual);
     });
   }
 }
@@ -55,8 +58,9 @@ export class FeedForward {
     this.proj = b.linear(`${name}.net.0.proj`);
     this.out = b.linear(`${name}.net.2`);
   }
-  forward(x: Tensor): Tensor {
-    return scope(() => this.out.forward(geglu(this.proj.forward(x))));
+  /** `residual` (the block's input) is added in `ff.net.2`'s GEMM. */
+  forward(x: Tensor, residual: Tensor | null = null): Tensor {
+    return scope(() => this.out.forward(geglu(this.proj.forward(x)), residual));
   }
 }
 
@@ -80,9 +84,10 @@ export class BasicTransformerBlock {
 
   forward(x: Tensor, context: Tensor): Tensor {
     return scope(() => {
-      let h = add(this.attn1.forward(this.norm1.forward(x), null), x);
-      h = add(this.attn2.forward(this.norm2.forward(h), context), h);
-      return add(this.ff.forward(this.norm3.forward(h)), h);
+      // Each residual add happens in the epilogue of the sublayer's last GEMM.
+      const h1 = this.attn1.forward(this.norm1.forward(x), null, x);
+      const h2 = this.attn2.forward(this.norm2.forward(h1), context, h1);
+      return this.ff.forward(this.norm3.forward(h2), h2);
     });
   }
 }
@@ -136,10 +141,10 @@ export class Transformer2DModel {
         ? this.projIn.forward(toTokens(normed))
         : toTokens(this.projIn.forward(normed));
       for (const block of this.blocks) t = block.forward(t, context);
-      const out = this.spec.linearProjection
-        ? toMap(this.projOut.forward(t))
-        : this.projOut.forward(toMap(t));
-      return add(out, x);
+      // The conv projection adds the input in its own store; the linear one works on tokens.
+      return this.spec.linearProjection
+        ? add(toMap(this.projOut.forward(t)), x)
+        : this.projOut.forward(toMap(t), x);
     });
   }
 }

@@ -42,13 +42,14 @@ class ClipAttention {
     this.out = b.linear(`${p}.out_proj`);
   }
 
-  forward(x: Tensor): Tensor {
+  /** `residual` (the layer's input) is added in out_proj's GEMM. */
+  forward(x: Tensor, residual: Tensor | null = null): Tensor {
     // q, k, v in the token layout [B, T, H*D]: the kernels address the heads by stride.
     const o = attention(this.q.forward(x), this.k.forward(x), this.v.forward(x), {
       causal: true,
       heads: this.heads,
     });
-    return this.out.forward(o);
+    return this.out.forward(o, residual);
   }
 }
 
@@ -71,10 +72,11 @@ class ClipLayer {
 
   forward(x: Tensor): Tensor {
     return scope(() => {
-      const h = add(x, this.attn.forward(this.ln1.forward(x)));
+      // The residual adds happen in out_proj's and fc2's GEMMs.
+      const h = this.attn.forward(this.ln1.forward(x), x);
       const a = this.fc1.forward(this.ln2.forward(h));
       const act = this.config.hiddenAct === "gelu" ? gelu(a) : quickGelu(a);
-      return add(h, this.fc2.forward(act));
+      return this.fc2.forward(act, h);
     });
   }
 }

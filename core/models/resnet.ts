@@ -47,9 +47,9 @@ export class ResnetBlock2D {
         const t = this.timeEmbProj.forward(tembAct);
         h = add(h, reshape(t, [t.shape[0], t.shape[1], 1, 1]));
       }
-      h = this.conv2.forward(this.norm2.forward(h, { silu: true }));
       const skip = this.convShortcut ? this.convShortcut.forward(x) : x;
-      return add(skip, h);
+      // The skip is added in conv2's store.
+      return this.conv2.forward(this.norm2.forward(h, { silu: true }), skip);
     });
   }
 }

@@ -200,9 +200,13 @@ export class LinearModule {
     return this.weight.shape[0];
   }
 
-  /** The layer's output; LoRA may replace this method on the instance to add its branch. */
-  forward(x: Tensor): Tensor {
-    return linear(x, this.weight, this.bias);
+  /**
+   * The layer's output, plus `residual` when given (added in the same GEMM: a residual
+   * connection costs no op of its own). LoRA may replace this method on the instance to add its
+   * branch.
+   */
+  forward(x: Tensor, residual: Tensor | null = null): Tensor {
+    return linear(x, this.weight, this.bias, { residual });
   }
 }
 
@@ -242,9 +246,16 @@ export class Conv2dModule {
     return this.weight.shape[2];
   }
 
-  /** The layer's output; LoRA may replace this method on the instance to add its branch. */
-  forward(x: Tensor): Tensor {
-    return conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding });
+  /**
+   * The layer's output, plus `residual` when given (added in the convolution's store). LoRA may
+   * replace this method on the instance to add its branch.
+   */
+  forward(x: Tensor, residual: Tensor | null = null): Tensor {
+    return conv2d(x, this.weight, this.bias, {
+      stride: this.stride,
+      padding: this.padding,
+      residual,
+    });
   }
 }
 

@@ -19,6 +19,7 @@ import { grid, specialize, specKernel } from "../wgsl.ts";
 import { check, fmt } from "./check.ts";
 import { tiledConv, tiledConvGradWeight } from "./conv2d_tiled.ts";
 import { gemm } from "./matmul.ts";
+import { UN_FWD, unaryRaw } from "./elementwise_raw.ts";
 import { reduceRaw } from "./reduce.ts";
 
 /** Options of `conv2d`. */
@@ -27,7 +28,22 @@ export interface Conv2dOptions {
   stride?: number;
   /** Zero padding on every side (default 0). */
   padding?: number;
+  /** Multiplies the convolution (not the bias or residual); default 1. */
+  alpha?: number;
+  /**
+   * Added to the result (same shape and dtype): `residual + alpha·conv(x) + bias` in the
+   * kernel's epilogue (a residual connection, a LoRA branch added to its layer).
+   */
+  residual?: Tensor | null;
 }
+
+/** What a forward pass adds in its store: a scale of the sum and a residual. */
+interface Epilogue {
+  alpha: number;
+  residual: Tensor | null;
+}
+
+const PLAIN: Epilogue = { alpha: 1, residual: null };
 
 /** The sizes of one convolution, resolved from its arguments. */
 export interface ConvDims {
@@ -196,7 +212,13 @@ function pointwise(d: ConvDims): boolean {
  * A pointwise pass as one batched GEMM per image, with the weight shared (no packing): forward
  * y = W[cout, cin] · x[cin, hw]; input gradient dx = Wᵀ · dy[cout, hw].
  */
-function pointwiseConv(src: Tensor, weight: Tensor, d: ConvDims, mode: 0 | 1): Tensor {
+function pointwiseConv(
+  src: Tensor,
+  weight: Tensor,
+  d: ConvDims,
+  mode: 0 | 1,
+  ep: Epilogue,
+): Tensor {
   const fwd = mode === 0;
   const hw = d.h * d.w;
   const [M, K] = fwd ? [d.cout, d.cin] : [d.cin, d.cout];
@@ -214,8 +236,24 @@ function pointwiseConv(src: Tensor, weight: Tensor, d: ConvDims, mode: 0 | 1): T
     bOut: K * hw,
     aRed: 0,
     bRed: 0,
+    alpha: ep.alpha,
+    residual: ep.residual,
     outShape: [d.n, M, d.h, d.w],
   });
+}
+
+/** The conv kernel with a residual binding before the uniform, added in the store. */
+function withResidual(src: string): string {
+  const uniform = "@group(0) @binding(4) var<uniform> p: Params;";
+  const store = "dst[o] = T(p.alpha * acc[r * CN4 + j][e] + bv);";
+  if (!src.includes(uniform) || !src.includes(store)) throw new Error("conv kernel changed");
+  return src
+    .replace(
+      uniform,
+      "@group(0) @binding(4) var<storage, read> res: array<T>;\n" +
+        "@group(0) @binding(5) var<uniform> p: Params;",
+    )
+    .replace(store, "dst[o] = T(p.alpha * acc[r * CN4 + j][e] + bv + f32(res[o]));");
 }
 
 /** One implicit-GEMM pass: forward (mode 0, src = x) or grad input (mode 1, src = dy). */
@@ -225,9 +263,10 @@ function tapConv(
   bias: Tensor | null,
   d: ConvDims,
   mode: 0 | 1,
+  ep: Epilogue = PLAIN,
 ): Tensor {
-  if (kernelFamily() === "hardware") return tiledConv(src, weight, bias, d, mode);
-  if (pointwise(d) && !bias) return pointwiseConv(src, weight, d, mode);
+  if (kernelFamily() === "hardware") return tiledConv(src, weight, bias, d, mode, ep);
+  if (pointwise(d) && !bias) return pointwiseConv(src, weight, d, mode, ep);
   const cs = mode === 0 ? d.cin : d.cout;
   const cd = mode === 0 ? d.cout : d.cin;
   const [hs, ws, hd, wd] = mode === 0 ? [d.h, d.w, d.ho, d.wo] : [d.ho, d.wo, d.h, d.w];
@@ -240,16 +279,19 @@ function tapConv(
   const gx = Math.ceil(m / (WG * RM));
   check(gx <= 65535, "conv2d", () => `too many output pixels (${m}) for one launch`);
   const u = uniforms().u(cs, cd, cdPad, m, hs, ws, hd, wd)
-    .u(d.kw, d.kh * d.kw, d.stride, d.pad, bias ? 1 : 0, 0, 0, 0);
-  const key = `conv2d|${src.dtype}|${RM}|${cn}|${WG}|${mode}`;
-  const kernel = rt().kernel(
-    key,
-    () => specialize(convKernel(RM, cn / 4), src.dtype, { RM, CN: cn, WG, MODE: mode }),
-  );
+    .u(d.kw, d.kh * d.kw, d.stride, d.pad, bias ? 1 : 0).f(ep.alpha).u(0, 0);
+  const res = ep.residual;
+  const key = `conv2d|${src.dtype}|${RM}|${cn}|${WG}|${mode}|${res !== null}`;
+  const kernel = rt().kernel(key, () => {
+    const code = specialize(convKernel(RM, cn / 4), src.dtype, { RM, CN: cn, WG, MODE: mode });
+    return res ? withResidual(code) : code;
+  });
   // Without a bias the binding still needs a read-only buffer; the kernel never uses its values.
   const b = bias ? bias.buffer : src.buffer;
   const flops = 2 * m * cd * cs * d.kh * d.kw;
-  rt().dispatch(kernel, [src.buffer, wt.buffer, b, out.buffer], u, [gx, cdPad / cn], flops);
+  const buffers = [src.buffer, wt.buffer, b, out.buffer];
+  if (res) buffers.push(res.buffer);
+  rt().dispatch(kernel, buffers, u, [gx, cdPad / cn], flops);
   if (!weight.storage.constant) wt.dispose();
   return out;
 }
@@ -334,11 +376,25 @@ export function conv2d(
   opts: Conv2dOptions = {},
 ): Tensor {
   const d = convDims(x, weight, bias, opts);
-  const y = tapConv(x, weight, bias, d, 0);
+  const alpha = opts.alpha ?? 1, residual = opts.residual ?? null;
+  check(
+    !residual || (residual.shape.join() === [d.n, d.cout, d.ho, d.wo].join() &&
+      residual.dtype === x.dtype),
+    "conv2d",
+    () => `residual ${residual ? fmt(residual) : ""} must be [${d.n},${d.cout},${d.ho},${d.wo}]`,
+  );
+  const y = tapConv(x, weight, bias, d, 0, { alpha, residual });
   const inputs = bias ? [x, weight, bias] : [x, weight];
-  return record("conv2d", inputs, y, [x, weight], (g, [sx, sw]) => [
-    x.requiresGrad ? conv2dGradInput(g, sw, d) : null,
-    weight.requiresGrad ? conv2dGradWeight(sx, g, d) : null,
-    bias?.requiresGrad ? reduceRaw(g, [0, 2, 3]) : null,
-  ]);
+  if (residual) inputs.push(residual);
+  return record("conv2d", inputs, y, [x, weight], (g, [sx, sw]) => {
+    // The scale applies to the convolution's gradients only, once, to the incoming gradient.
+    const gc = alpha === 1 ? g : unaryRaw(UN_FWD.scale, g, null, alpha);
+    const grads = [
+      x.requiresGrad ? conv2dGradInput(gc, sw, d) : null,
+      weight.requiresGrad ? conv2dGradWeight(sx, gc, d) : null,
+    ];
+    if (bias) grads.push(bias.requiresGrad ? reduceRaw(g, [0, 2, 3]) : null);
+    if (residual) grads.push(residual.requiresGrad ? g.retain() : null);
+    return grads;
+  });
 }

@@ -159,6 +159,7 @@ export function tiledConv(
   bias: Tensor | null,
   d: ConvDims,
   mode: 0 | 1,
+  ep: { alpha: number; residual: Tensor | null } = { alpha: 1, residual: null },
 ): Tensor {
   const fwd = mode === 0;
   const { M, N, K } = convGemmShape(d, fwd ? "forward" : "input");
@@ -183,6 +184,8 @@ export function tiledConv(
       bRed: 0,
       bias,
       biasRows: true,
+      alpha: ep.alpha,
+      residual: ep.residual,
       outShape,
     });
   }
@@ -216,6 +219,8 @@ export function tiledConv(
       consts: consts(d),
     }),
     bias: bias ? { expr: "f32(bias[m])", layout: { bias, div: hd * wd, mod: cd } } : null,
+    alpha: ep.alpha,
+    residual: ep.residual,
     inputs: [weight.buffer, src.buffer],
     outShape,
   });
