@@ -7,11 +7,11 @@
 // exact softmax gradient. dQ (and dK summed over keys) is a sum that cancels: every key's term
 // shares the component sum_j dS_j * k_mean, so any mismatch between D and the P, dP in use turns
 // into an error of D * mismatch * |k| against a result that can be 1e-4 of that. The incoming
-// delta, rowsum(dO * O), carries the forward's rounding of O (summed over keys, often with
-// cancellation) and of its normaliser, several times float32's own; it is corrected in the
-// same pass: with dS0 = P (dP - delta),
+// delta, rowsum(dO * O) (computed here from the forward's output), carries the forward's rounding
+// of O (summed over keys, often with cancellation) and of its normaliser, several times float32's
+// own; it is corrected in the same pass: with dS0 = P (dP - delta),
 //   D = delta + sum dS0 / sum P,  dQ = scale * (sum dS0 k - (D - delta) * sum P k),
-// the correction small, so computed to full relative precision. The corrected D is written back
+// the correction small, so computed to full relative precision. The corrected D is written out
 // for the dK/dV kernel, which runs after this one and recomputes P and dP bit for bit alike.
 struct Params {
   tq: u32,
@@ -27,10 +27,11 @@ struct Params {
 @group(0) @binding(1) var<storage, read> k: array<S>;
 @group(0) @binding(2) var<storage, read> v: array<S>;
 @group(0) @binding(3) var<storage, read> g: array<S>;
-@group(0) @binding(4) var<storage, read> lse: array<f32>;
-@group(0) @binding(5) var<storage, read_write> delta: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dq: array<S>;
-@group(0) @binding(7) var<uniform> p: Params;
+@group(0) @binding(4) var<storage, read> o: array<S>;
+@group(0) @binding(5) var<storage, read> lse: array<f32>;
+@group(0) @binding(6) var<storage, read_write> delta: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dq: array<S>;
+@group(0) @binding(8) var<uniform> p: Params;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -51,7 +52,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var sd$r = 0.0;
   var sp$r = 0.0;
   let L$r = lse[bh * p.tq + i$r];
-  let dl$r = delta[bh * p.tq + i$r];
+  // The first estimate of D, rowsum(dO * O), from the forward's output row (O is stored like Q).
+  let dl$r = hsum(<<g$r_$j * ld_o(qo$r + $ju * 4u)>>);
 
   var kend = p.tk;
   if (CAUSAL) { kend = min(p.tk, first + WG * R); }

@@ -10,13 +10,12 @@
  * @module
  */
 import fwdSrc from "../../shaders/attention_fwd.wgsl" with { type: "text" };
-import deltaSrc from "../../shaders/attention_bwd_delta.wgsl" with { type: "text" };
 import dkdvSrc from "../../shaders/attention_bwd_dkdv.wgsl" with { type: "text" };
 import dqSrc from "../../shaders/attention_bwd_dq.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { type Kernel, rt, uniforms } from "../runtime.ts";
 import { dtypeBytes, Tensor } from "../tensor.ts";
-import { grid, specialize, specKernel } from "../wgsl.ts";
+import { specialize } from "../wgsl.ts";
 import { check, fmt, sameDtype } from "./check.ts";
 
 /** Options of `attention`. */
@@ -261,24 +260,17 @@ export function attentionBackwardRaw(
   );
   const scale = opts.scale ?? 1 / Math.sqrt(g.d);
   const causal = opts.causal ?? false;
-  const rows = g.bh * g.tq;
-  const delta = Tensor.empty([rows], "f32");
-  const dwg = 64;
-  rt().dispatch(
-    specKernel("attention:delta", deltaSrc, q.dtype, { D: g.d, WG: dwg }),
-    [gOut.buffer, out.buffer, delta.buffer],
-    uniforms().u(rows, g.tq, g.heads, 0),
-    grid(rows, dwg),
-  );
+  // Per query row D = sum_j P_ij dP_ij, made by the dQ kernel for the dK/dV kernel.
+  const delta = Tensor.empty([g.bh * g.tq], "f32");
   const u = () => uniforms().u(g.tq, g.tk).f(scale * LOG2E, scale).u(g.heads, 0, 0, 0);
   let dq: Tensor | null = null, dk: Tensor | null = null, dv: Tensor | null = null;
-  // The dQ kernel also corrects delta to match the recomputed probabilities (see
+  // The dQ kernel computes delta and corrects it to match the recomputed probabilities (see
   // attention_bwd_dq.wgsl), so it runs first, and also when only dK/dV are wanted.
   if (need.q || need.kv) {
     dq = Tensor.empty(q.shape.slice(), q.dtype);
     rt().dispatch(
-      kernel("dq", dqSrc, g, q.dtype, causal, ["q", "k", "v", "g"], ["dq"], [WGB, RB]),
-      [q.buffer, k.buffer, v.buffer, gOut.buffer, lse.buffer, delta.buffer, dq.buffer],
+      kernel("dq", dqSrc, g, q.dtype, causal, ["q", "k", "v", "g", "o"], ["dq"], [WGB, RB]),
+      [q.buffer, k.buffer, v.buffer, gOut.buffer, out.buffer, lse.buffer, delta.buffer, dq.buffer],
       u(),
       [Math.ceil(g.tq / (WGB * RB)), g.bh],
       flops(g, 3),
