@@ -13,8 +13,10 @@ import type { DType, Tensor } from "../tensor.ts";
 import { partsFor, RED_WG } from "./reduce.ts";
 
 const WG = 256;
-/** Most slots of one dispatch: the per-slot tables are `array<vec4<u32>, 4>` in the uniform. */
-const MAX_SLOTS = 16;
+/** Most slots of one dispatch: the per-slot tables are `array<vec4<u32>, 8>` in the uniform. */
+const MAX_SLOTS = 32;
+/** The WGSL type of one per-slot table. */
+const TABLE = `array<vec4<u32>, ${MAX_SLOTS / 4}>`;
 
 /** Slots per dispatch when each slot binds `perSlot` buffers and `shared` more are bound. */
 function slotsFor(perSlot: number, shared: number): number {
@@ -33,7 +35,7 @@ function batches<T extends { dtype: DType }>(items: T[], size: number): T[][] {
   return out;
 }
 
-/** `n` values as `array<vec4<u32>, 4>` (16 words). */
+/** `n` values as one per-slot table (MAX_SLOTS words). */
 function table(values: number[]): number[] {
   const w = new Array(MAX_SLOTS).fill(0);
   values.forEach((v, i) => (w[i] = v));
@@ -74,8 +76,8 @@ const WG: u32 = ${WG}u;
 struct Params {
   lr: f32, b1: f32, b2: f32, eps: f32,
   wd: f32, bc1: f32, bc2: f32, gscale: f32,
-  n: array<vec4<u32>, 4>,
-  start: array<vec4<u32>, 4>,
+  n: ${TABLE},
+  start: ${TABLE},
 }
 ${binds.join("\n")}
 @group(0) @binding(${4 * slots}) var<storage, read> gs: array<f32>;
@@ -167,9 +169,9 @@ const WG: u32 = ${RED_WG}u;
 // parts[s] workgroups and writing out[off + its workgroups].
 struct Params {
   off: u32, scale: f32, pad0: u32, pad1: u32,
-  n: array<vec4<u32>, 4>,
-  start: array<vec4<u32>, 4>,
-  parts: array<vec4<u32>, 4>,
+  n: ${TABLE},
+  start: ${TABLE},
+  parts: ${TABLE},
 }
 ${binds.join("\n")}
 @group(0) @binding(${slots}) var<storage, read_write> out: array<f32>;
