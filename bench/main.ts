@@ -6,7 +6,9 @@
 import { getGpu } from "../gpu/mod.ts";
 import { type BenchRow, table } from "./harness.ts";
 
+// host_path is a report of counts, not timed rows: it is appended as its own section.
 const SUITES = [
+  "host_path",
   "matmul",
   "conv2d",
   "attention",
@@ -25,6 +27,7 @@ const only = Deno.args.filter((a) => !a.startsWith("-"));
 const outArg = Deno.args.find((a) => a.startsWith("--out="))?.slice(6);
 const gpu = await getGpu();
 const rows: BenchRow[] = [];
+const sections: string[] = [];
 const ran: string[] = [];
 for (const name of SUITES) {
   if (only.length && !only.includes(name)) continue;
@@ -35,7 +38,17 @@ for (const name of SUITES) {
     continue;
   }
   console.error(`== ${name}`);
-  const mod = await import(url.href) as { bench?: () => Promise<BenchRow[]> };
+  const mod = await import(url.href) as {
+    bench?: () => Promise<BenchRow[]>;
+    report?: () => Promise<string>;
+  };
+  if (mod.report) {
+    const section = await mod.report();
+    sections.push(section);
+    console.log(section);
+    ran.push(name);
+    continue;
+  }
   if (!mod.bench) continue;
   const r = await mod.bench();
   rows.push(...r);
@@ -52,7 +65,7 @@ const header =
     new Date().toISOString().slice(0, 10)
   }.\n` +
   `"speed vs peer" is the peer's time divided by ours (above 1: we are faster).\n`;
-const text = `${header}\n${table(rows)}\n`;
+const text = `${header}\n${table(rows)}\n${sections.map((s) => `\n${s}`).join("")}`;
 const outPath = outArg ?? (only.length ? null : new URL("./RESULTS.md", import.meta.url).pathname);
 if (outPath) {
   await Deno.writeTextFile(outPath, text);
