@@ -66,8 +66,25 @@ function usage(): string {
     `Run 'lorakit <tool> --help' for a tool's options.`;
 }
 
+/**
+ * WebGPU's adapter probe also tries the GL backend, whose EGL loader prints "XDG_RUNTIME_DIR is
+ * invalid or not set" twice when the variable is missing (servers, containers, CI). It only
+ * needs to name a directory; point it at the temporary one before any GPU use.
+ */
+function quietGlProbe(): void {
+  if (Deno.build.os !== "linux") return;
+  try {
+    if (!Deno.env.get("XDG_RUNTIME_DIR")) {
+      Deno.env.set("XDG_RUNTIME_DIR", Deno.env.get("TMPDIR") ?? "/tmp");
+    }
+  } catch {
+    // Without --allow-env the message stays; nothing else depends on it.
+  }
+}
+
 /** Entry point; returns the process exit code. */
 export async function run(argv: string[]): Promise<number> {
+  quietGlProbe();
   const [tool, ...rest] = argv;
   if (!tool || tool === "-h" || tool === "--help") {
     console.log(usage());
