@@ -2,6 +2,7 @@
 # Runs the benchmarks on an offline GPU machine. Expects, beside the checkout: .gl/ (the Vulkan
 # loader .debs: libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2) and
 # .devtools/deno.xz (the Deno binary, xz-compressed), optionally .devtools/npmcache.tar.xz. Usage: bash bench/gpu_machine.sh SUITE...
+# (e.g. `host_path matmul attention unet train_step`: the hardware kernel family is chosen there).
 # Results go to $OUT (or ./out).
 set -u
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
@@ -15,6 +16,10 @@ icd=$(ls /usr/local/nvidia/share/vulkan/icd.d/*.json /usr/share/vulkan/icd.d/nvi
 echo "icd: $icd"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 mkdir -p "${OUT:-out}"
 /tmp/deno run -A cli/main.ts engine || { echo "no adapter"; exit 3; }
+# The features Deno's wgpu grants here (cooperative matrices, subgroups) and a checked GEMM.
+for dc in ../shared/perf/device_check.ts shared/perf/device_check.ts; do
+  [ -f "$dc" ] && { timeout 120 /tmp/deno run -A "$dc" 2>&1 | tee "${OUT:-out}/device_check.log"; break; }
+done
 [ -d .devtools/fixtures ] && export LORAKIT_FIXTURES="$PWD/.devtools/fixtures"
 export LORAKIT_PEER_PYTHON=$(command -v python3) LORAKIT_PEER_DEVICE=cuda
 /tmp/deno run -A bench/main.ts "$@" --out="${OUT:-out}/RESULTS-gpu.md" 2>&1 | tee "${OUT:-out}/bench.log"
