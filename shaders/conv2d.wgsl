@@ -7,6 +7,8 @@
 //   MODE 0 (forward):    dst = conv(src = x, wt[tap][cin][cout]), src pixel = o*stride + k - pad
 //   MODE 1 (grad input): dst = convT(src = dy, wt[tap][cout][cin]), src pixel = (o + pad - k) /
 //                        stride when that divides exactly (the transposed convolution).
+// pad is the top padding for rows and the left one for columns; the bottom and right padding
+// only set the output size (the bounds test on the source covers them).
 // Requires RM, CN (multiple of 4), WG, MODE. Accumulates in f32. The `// @...` lines are expanded
 // by gpu/ops/conv2d.ts into straight-line code over named registers (acc<r>_<j>, a<r>, b<j>):
 // llvmpipe does not unroll the loops itself, and unrolling is worth 1.5x there.
@@ -22,11 +24,11 @@ struct Params {
   kw: u32,
   taps: u32,
   stride: u32,
-  pad: u32,
+  padTop: u32,
+  padLeft: u32,
   hasBias: u32,
   alpha: f32,
   p1: u32,
-  p2: u32,
 }
 @group(0) @binding(0) var<storage, read> src: array<T>;
 @group(0) @binding(1) var<storage, read> wt: array<vec4<f32>>;
@@ -55,7 +57,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }
   // @acc-decl
   let s = i32(p.stride);
-  let pad = i32(p.pad);
+  let padT = i32(p.padTop);
+  let padL = i32(p.padLeft);
   let rowStep = p.cdPad / 4u;
   for (var t = 0u; t < p.taps; t++) {
     let kh = i32(t / p.kw);
@@ -67,12 +70,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       var iw: i32;
       var valid: bool;
       if (MODE == 0u) {
-        ih = oh[r] * s + kh - pad;
-        iw = ow[r] * s + kw - pad;
+        ih = oh[r] * s + kh - padT;
+        iw = ow[r] * s + kw - padL;
         valid = true;
       } else {
-        let th = oh[r] + pad - kh;
-        let tw = ow[r] + pad - kw;
+        let th = oh[r] + padT - kh;
+        let tw = ow[r] + padL - kw;
         valid = th >= 0 && tw >= 0 && th % s == 0 && tw % s == 0;
         ih = th / s;
         iw = tw / s;

@@ -35,9 +35,14 @@ struct Params {
   w: u32,
   ho: u32,
   wo: u32,
+  // Zero padding above and left of a convolution's input.
+  padTop: u32,
+  padLeft: u32,
   // Multiplies the product (not the bias or residual) in the variants that scale.
   alpha: f32,
   p1: u32,
+  p2: u32,
+  p3: u32,
 }
 @BINDINGS@
 

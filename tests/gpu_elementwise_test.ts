@@ -1,16 +1,25 @@
+import assert from "node:assert/strict";
 import {
   add,
+  backward,
   cast,
+  clamp,
   div,
   gelu,
   geluTanh,
+  initGpu,
+  maximum,
   mean,
+  minimum,
   mul,
   quickGelu,
+  relu,
+  rt,
   scale,
   silu,
   sub,
   sum,
+  Tensor,
 } from "../gpu/mod.ts";
 import { checkOp, strides } from "./op_check.ts";
 
@@ -43,6 +52,8 @@ const binCases: [string, (x: number, y: number) => number, typeof add][] = [
   ["add", (x, y) => x + y, add],
   ["sub", (x, y) => x - y, sub],
   ["mul", (x, y) => x * y, mul],
+  ["maximum", Math.max, maximum],
+  ["minimum", Math.min, minimum],
 ];
 for (const [name, f, op] of binCases) {
   Deno.test(`${name} broadcasting f32`, async () => {
@@ -87,6 +98,8 @@ function erf(x: number): number {
   return x >= 0 ? y : -y;
 }
 const acts: [string, (x: number) => number, typeof silu][] = [
+  ["relu", (x) => Math.max(x, 0), relu],
+  ["clamp", (x) => Math.min(Math.max(x, -0.7), 1.1), (x) => clamp(x, -0.7, 1.1)],
   ["silu", (x) => x * sig(x), silu],
   ["quick_gelu", (x) => x * sig(1.702 * x), quickGelu],
   ["gelu", (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)), gelu],
@@ -151,4 +164,72 @@ Deno.test("cast f32 <-> f16", async () => {
     cpu: ([x]) => x,
     tol: 1e-3,
   });
+});
+
+Deno.test("maximum and minimum broadcast both ways", async () => {
+  for (
+    const [name, f, op] of [["maximum", Math.max, maximum], ["minimum", Math.min, minimum]] as const
+  ) {
+    await checkOp({
+      name,
+      shapes: [[3, 1, 4], [2, 1]],
+      gpu: ([a, b]) => op(a, b),
+      cpu: bcast(f, [3, 1, 4], [2, 1], [3, 2, 4]),
+    });
+  }
+});
+
+/** Gradients of `f` at exact inputs for an upstream gradient of ones. */
+async function gradsAt(
+  f: (xs: Tensor[]) => Tensor,
+  inputs: [number[], number[]][],
+): Promise<{ y: Float32Array; grads: Float32Array[] }> {
+  await initGpu();
+  const before = rt().storage.stats().liveBytes;
+  const xs = inputs.map(([v, shape]) => {
+    const t = Tensor.fromArray(v, shape);
+    t.requiresGrad = true;
+    return t;
+  });
+  const y = f(xs);
+  const g = Tensor.full(y.shape, 1);
+  const out = await y.toArray();
+  backward(y, g);
+  const grads = await Promise.all(xs.map((t) => t.grad!.toArray()));
+  for (const t of [...xs, y, g]) {
+    t.grad?.dispose();
+    t.dispose();
+  }
+  rt().flush();
+  assert.equal(rt().storage.stats().liveBytes, before, "pool back to its baseline");
+  return { y: out, grads };
+}
+
+// PyTorch's conventions where the derivative is undefined (tools/autograd/derivatives.yaml):
+// maximum/minimum split a tie's gradient half and half, relu passes none at 0, clamp passes all
+// of it on either bound.
+Deno.test("maximum and minimum split the gradient of a tie", async () => {
+  const a = [1, 2, 0, -1], b = [1];
+  const max = await gradsAt(([x, y]) => maximum(x, y), [[a, [2, 2]], [b, [1]]]);
+  assert.deepEqual([...max.y], [1, 2, 1, 1]);
+  assert.deepEqual([...max.grads[0]], [0.5, 1, 0, 0]);
+  assert.deepEqual([...max.grads[1]], [2.5]);
+  const min = await gradsAt(([x, y]) => minimum(x, y), [[a, [2, 2]], [b, [1]]]);
+  assert.deepEqual([...min.y], [1, 1, 0, -1]);
+  assert.deepEqual([...min.grads[0]], [0.5, 0, 1, 1]);
+  assert.deepEqual([...min.grads[1]], [1.5]);
+});
+
+Deno.test("relu passes no gradient at 0; clamp passes all of it on the bounds", async () => {
+  const r = await gradsAt(([x]) => relu(x), [[[-2, 0, 3], [3]]]);
+  assert.deepEqual([...r.y], [0, 0, 3]);
+  assert.deepEqual([...r.grads[0]], [0, 0, 1]);
+  const x = [-1e4, -31, -30, -29.5, 0.25, 20, 21, 1e5];
+  const c = await gradsAt(([t]) => clamp(t, -30, 20), [[x, [x.length]]]);
+  assert.deepEqual([...c.y], x.map((v) => Math.min(20, Math.max(-30, v))));
+  assert.deepEqual([...c.grads[0]], [0, 0, 1, 1, 1, 1, 0, 0]);
+  // torch.clamp with lo > hi returns hi everywhere (and no gradient passes).
+  const inv = await gradsAt(([t]) => clamp(t, 2, 1), [[[0, 1.5, 3], [3]]]);
+  assert.deepEqual([...inv.y], [1, 1, 1]);
+  assert.deepEqual([...inv.grads[0]], [0, 0, 0]);
 });

@@ -276,7 +276,8 @@ Deno.test("hardware matmul gradients with the big tile", async () => {
 
 /** float64 references of a convolution's three passes, NCHW, weight [Cout, Cin, kh, kw]. */
 function convRefs(d: ConvDims, x: Float32Array, w: Float32Array, g: Float32Array) {
-  const { n, cin, cout, h, w: wd, kh, kw, ho, wo, stride, pad } = d;
+  const { n, cin, cout, h, w: wd, kh, kw, ho, wo, stride } = d;
+  const [top, , left] = d.pad;
   const y = new Float64Array(n * cout * ho * wo);
   const dx = new Float64Array(x.length), dw = new Float64Array(w.length);
   for (let b = 0; b < n; b++) {
@@ -287,7 +288,7 @@ function convRefs(d: ConvDims, x: Float32Array, w: Float32Array, g: Float32Array
           for (let ci = 0; ci < cin; ci++) {
             for (let ky = 0; ky < kh; ky++) {
               for (let kx = 0; kx < kw; kx++) {
-                const iy = oy * stride + ky - pad, ix = ox * stride + kx - pad;
+                const iy = oy * stride + ky - top, ix = ox * stride + kx - left;
                 if (iy < 0 || ix < 0 || iy >= h || ix >= wd) continue;
                 const xi = ((b * cin + ci) * h + iy) * wd + ix;
                 const wi = ((co * cin + ci) * kh + ky) * kw + kx;
@@ -467,7 +468,7 @@ Deno.test("SD1.5-sized launches start at least 65,536 threads in the hardware fa
     ho: hw,
     wo: hw,
     stride: 1,
-    pad: 1,
+    pad: [1, 1, 1, 1],
   });
   for (const d of [conv(1, 1280, 1280, 8), conv(2, 1280, 1280, 8), conv(1, 320, 320, 64)]) {
     for (const pass of ["forward", "input", "weight"] as const) {

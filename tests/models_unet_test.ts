@@ -4,12 +4,11 @@
  * gradients through the whole network, and errors for bad inputs.
  */
 import assert from "node:assert/strict";
-import { backward, initGpu, mean, rt, scope, square, Tensor } from "../gpu/mod.ts";
+import { backward, initGpu, mean, resizeNearest, rt, scope, square, Tensor } from "../gpu/mod.ts";
 import { LorakitError } from "../core/errors.ts";
 import { loadCheckpoint } from "../core/io/checkpoint.ts";
 import { openSafetensors } from "../core/io/safetensors.ts";
 import { loadStableDiffusion, UNet2DConditionModel, uploadWeights } from "../core/models/mod.ts";
-import { upsampleNearest } from "../core/models/ops.ts";
 import { fixture } from "./fixtures.ts";
 import { assertClose, randn } from "./op_check.ts";
 
@@ -100,7 +99,7 @@ Deno.test("nearest resize to the skip's size matches PyTorch's floor(dst * in / 
   const [n, c, h, w] = [1, 2, 3, 4];
   const x = randn(n * c * h * w, 7);
   for (const [oh, ow] of [[5, 7], [6, 8], [5, 8], [7, 9]]) {
-    const y = scope(() => upsampleNearest(Tensor.fromArray(x, [n, c, h, w]), oh, ow));
+    const y = scope(() => resizeNearest(Tensor.fromArray(x, [n, c, h, w]), oh, ow));
     assert.deepEqual(y.shape, [n, c, oh, ow]);
     const got = await y.toArray();
     y.dispose();

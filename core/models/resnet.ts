@@ -6,8 +6,14 @@
  *
  * @module
  */
-import { add, conv2d, matmul, reshape, scope, Tensor } from "../../gpu/mod.ts";
-import { type ConstCache, upsampleNearest } from "./ops.ts";
+import {
+  add,
+  type ConvPadding,
+  reshape,
+  resizeNearest,
+  scope,
+  type Tensor,
+} from "../../gpu/mod.ts";
 import type { Conv2dModule, GroupNormModule, LinearModule, ModuleBuilder } from "./weights.ts";
 
 /** GroupNorm settings shared by a model's ResNets. */
@@ -54,11 +60,21 @@ export class ResnetBlock2D {
   }
 }
 
-/** diffusers `Downsample2D` with a conv: 3x3, stride 2, padding 1 (the U-Net's). */
+/**
+ * The VAE encoder's downsampler padding: diffusers' `Downsample2D(padding=0)` pads
+ * `F.pad(x, (0, 1, 0, 1))`, one column right and one row below, then convolves unpadded.
+ * As `[top, bottom, left, right]`.
+ */
+export const VAE_DOWNSAMPLE_PADDING: ConvPadding = [0, 1, 0, 1];
+
+/**
+ * diffusers `Downsample2D` with a conv: 3x3, stride 2, padding 1 on every side (the U-Net's) or
+ * `VAE_DOWNSAMPLE_PADDING` (the VAE encoder's).
+ */
 export class Downsample2D {
   readonly conv: Conv2dModule;
-  constructor(b: ModuleBuilder, readonly name: string) {
-    this.conv = b.conv(`${name}.conv`, { stride: 2, padding: 1 });
+  constructor(b: ModuleBuilder, readonly name: string, padding: ConvPadding | number = 1) {
+    this.conv = b.conv(`${name}.conv`, { stride: 2, padding });
   }
   forward(x: Tensor): Tensor {
     return this.conv.forward(x);
@@ -66,40 +82,9 @@ export class Downsample2D {
 }
 
 /**
- * The VAE encoder's `Downsample2D(padding=0)`: diffusers pads (0, 1, 0, 1) (right and bottom)
- * and convolves 3x3 with stride 2 and no padding. The engine's conv pads symmetrically, so this
- * runs the equivalent 4x4 convolution with padding 1 whose first row and column are zero: the
- * top/left zero padding meets only zero taps, the bottom/right padding is diffusers' extra row
- * and column, and the output size `floor((H - 2) / 2) + 1` is the same for every H. The 4x4
- * kernel is built from the stored 3x3 one by two 0/1 matrix products, so it stays
- * differentiable in the stored weight.
+ * diffusers `Upsample2D` with a conv: nearest resize (2x, or to the skip's size, PyTorch's
+ * `F.interpolate(mode="nearest")`) then 3x3 conv.
  */
-export class AsymmetricDownsample2D {
-  readonly conv: Conv2dModule;
-  constructor(b: ModuleBuilder, readonly name: string, readonly consts: ConstCache) {
-    this.conv = b.conv(`${name}.conv`, { stride: 2, padding: 0 });
-  }
-
-  forward(x: Tensor): Tensor {
-    return scope(() => {
-      const w = this.conv.weight;
-      const [o, i, kh, kw] = w.shape;
-      const shift = (k: number) =>
-        this.consts.get(`shift:${k}:${w.dtype}`, () => {
-          // [k + 1, k]: ones at (r + 1, r), i.e. one zero row on top.
-          const m = new Float32Array((k + 1) * k);
-          for (let r = 0; r < k; r++) m[(r + 1) * k + r] = 1;
-          return Tensor.fromArray(m, [k + 1, k], w.dtype);
-        });
-      const rows = matmul(shift(kh), reshape(w, [o * i, kh, kw])); // [oi, kh+1, kw]
-      const both = matmul(rows, shift(kw), { transB: true }); // [oi, kh+1, kw+1]
-      const w4 = reshape(both, [o, i, kh + 1, kw + 1]);
-      return conv2d(x, w4, this.conv.bias, { stride: 2, padding: 1 });
-    });
-  }
-}
-
-/** diffusers `Upsample2D` with a conv: nearest resize (2x, or to the skip's size) then 3x3 conv. */
 export class Upsample2D {
   readonly conv: Conv2dModule;
   constructor(b: ModuleBuilder, readonly name: string) {
@@ -110,7 +95,7 @@ export class Upsample2D {
   forward(x: Tensor, size?: [number, number]): Tensor {
     return scope(() => {
       const [h, w] = size ?? [2 * x.shape[2], 2 * x.shape[3]];
-      return this.conv.forward(upsampleNearest(x, h, w));
+      return this.conv.forward(resizeNearest(x, h, w));
     });
   }
 }

@@ -11,6 +11,7 @@
 import {
   add,
   attention,
+  clamp,
   MAX_HEAD_DIM,
   permute,
   reshape,
@@ -20,8 +21,14 @@ import {
 } from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
 import type { VAEConfig } from "./config.ts";
-import { clamp, ConstCache, rowBlockedAttention, toDtype } from "./ops.ts";
-import { AsymmetricDownsample2D, type NormSpec, ResnetBlock2D, Upsample2D } from "./resnet.ts";
+import { rowBlockedAttention, toDtype } from "./ops.ts";
+import {
+  Downsample2D,
+  type NormSpec,
+  ResnetBlock2D,
+  Upsample2D,
+  VAE_DOWNSAMPLE_PADDING,
+} from "./resnet.ts";
 import {
   type Conv2dModule,
   type GroupNormModule,
@@ -91,7 +98,7 @@ class VaeMidBlock {
 /** A VAE level: ResNets, then a down- or upsampler when the weights have one. */
 class VaeLevel {
   readonly resnets: ResnetBlock2D[];
-  readonly sampler: AsymmetricDownsample2D | Upsample2D | null;
+  readonly sampler: Downsample2D | Upsample2D | null;
 
   constructor(
     b: ModuleBuilder,
@@ -99,7 +106,6 @@ class VaeLevel {
     count: number,
     norm: NormSpec,
     kind: "down" | "up",
-    consts: ConstCache,
   ) {
     this.resnets = Array.from(
       { length: count },
@@ -109,7 +115,7 @@ class VaeLevel {
     this.sampler = !b.store.has(`${s}.conv.weight`)
       ? null
       : kind === "down"
-      ? new AsymmetricDownsample2D(b, s, consts)
+      ? new Downsample2D(b, s, VAE_DOWNSAMPLE_PADDING)
       : new Upsample2D(b, s);
   }
 
@@ -126,7 +132,6 @@ class VaeLevel {
 export class AutoencoderKL {
   readonly config: VAEConfig;
   readonly weights: ModelWeights;
-  readonly #consts = new ConstCache();
   readonly #modules: LayerModule[];
   readonly #enc: {
     convIn: Conv2dModule;
@@ -152,7 +157,7 @@ export class AutoencoderKL {
     const norm: NormSpec = { groups: config.normGroups, eps: config.normEps };
     const levels = config.blockOutChannels.length;
     const level = (p: string, i: number, count: number, kind: "down" | "up") =>
-      new VaeLevel(b, `${p}.${i}`, count, norm, kind, this.#consts);
+      new VaeLevel(b, `${p}.${i}`, count, norm, kind);
     this.#enc = {
       convIn: b.conv("vae.encoder.conv_in", { padding: 1 }),
       levels: Array.from(
@@ -213,11 +218,8 @@ export class AutoencoderKL {
       const lc = c.latentChannels;
       return {
         mean: sliceChannels(moments, 0, lc),
-        // Clamped in f32: f16's spacing near 30 (1/64) would otherwise show in every value.
-        logvar: toDtype(
-          clamp(toDtype(sliceChannels(moments, lc, 2 * lc), "f32"), -30, 20),
-          this.dtype,
-        ),
+        // Exact in f16 too: the bounds are f16 values, and clamp only selects.
+        logvar: clamp(sliceChannels(moments, lc, 2 * lc), -30, 20),
       };
     });
   }
@@ -240,9 +242,8 @@ export class AutoencoderKL {
     });
   }
 
-  /** Free the weights and constants. */
+  /** Free the weights. */
   dispose(): void {
-    this.#consts.dispose();
     this.weights.dispose();
   }
 }

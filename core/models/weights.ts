@@ -7,7 +7,16 @@
  *
  * @module
  */
-import { cast, conv2d, type DType, groupNorm, layerNorm, linear, Tensor } from "../../gpu/mod.ts";
+import {
+  cast,
+  conv2d,
+  type ConvPadding,
+  type DType,
+  groupNorm,
+  layerNorm,
+  linear,
+  Tensor,
+} from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
 import type { LoadedCheckpoint } from "../io/checkpoint.ts";
 import type { ExpectedTensor } from "./config_keys.ts";
@@ -210,15 +219,24 @@ export class LinearModule {
   }
 }
 
-/** A 2-D convolution (`nn.Conv2d`, NCHW), square stride and symmetric padding. */
+/** Stride and padding of a `Conv2dModule`. */
+export interface ConvModuleOptions {
+  stride?: number;
+  padding?: number | ConvPadding;
+}
+
+/**
+ * A 2-D convolution (`nn.Conv2d`, NCHW), square stride, padding the same on every side or
+ * `[top, bottom, left, right]` (an `F.pad` before the conv folded in).
+ */
 export class Conv2dModule {
   readonly kind = "conv2d" as const;
   readonly name: string;
   readonly stride: number;
-  readonly padding: number;
+  readonly padding: number | ConvPadding;
   readonly #store: ModelWeights;
 
-  constructor(store: ModelWeights, name: string, opts: { stride?: number; padding?: number } = {}) {
+  constructor(store: ModelWeights, name: string, opts: ConvModuleOptions = {}) {
     this.#store = store;
     this.name = name;
     this.stride = opts.stride ?? 1;
@@ -309,7 +327,7 @@ export class ModuleBuilder {
     this.layers.push(m);
     return m;
   }
-  conv(name: string, opts: { stride?: number; padding?: number } = {}): Conv2dModule {
+  conv(name: string, opts: ConvModuleOptions = {}): Conv2dModule {
     const m = new Conv2dModule(this.store, name, opts);
     this.layers.push(m);
     return m;

@@ -22,12 +22,18 @@ import { gemm } from "./matmul.ts";
 import { UN_FWD, unaryRaw } from "./elementwise_raw.ts";
 import { reduceRaw } from "./reduce.ts";
 
+/** Zero padding per side, `[top, bottom, left, right]`. */
+export type ConvPadding = [number, number, number, number];
+
 /** Options of `conv2d`. */
 export interface Conv2dOptions {
   /** Stride along both spatial axes (default 1). */
   stride?: number;
-  /** Zero padding on every side (default 0). */
-  padding?: number;
+  /**
+   * Zero padding: the same on every side, or `[top, bottom, left, right]` (default 0). diffusers'
+   * VAE downsampler, `F.pad(x, (0, 1, 0, 1))` then an unpadded conv, is `[0, 1, 0, 1]`.
+   */
+  padding?: number | ConvPadding;
   /** Multiplies the convolution (not the bias or residual); default 1. */
   alpha?: number;
   /**
@@ -57,7 +63,8 @@ export interface ConvDims {
   ho: number;
   wo: number;
   stride: number;
-  pad: number;
+  /** `[top, bottom, left, right]`; bottom and right only shape ho and wo. */
+  pad: ConvPadding;
 }
 
 /**
@@ -131,10 +138,11 @@ export function convDims(
 ): ConvDims {
   const op = "conv2d";
   const stride = opts.stride ?? 1;
-  const pad = opts.padding ?? 0;
+  const p = opts.padding ?? 0;
+  const pad: ConvPadding = typeof p === "number" ? [p, p, p, p] : [...p];
   const detail = () =>
     `x ${fmt(x)}, weight ${fmt(weight)}${bias ? `, bias ${fmt(bias)}` : ""}, ` +
-    `stride ${stride}, padding ${pad}`;
+    `stride ${stride}, padding ${typeof p === "number" ? p : `[${p}]`}`;
   check(x.rank === 4, op, () => `x must be NCHW (4-D): ${detail()}`);
   check(weight.rank === 4, op, () => `weight must be [Cout, Cin, kh, kw] (4-D): ${detail()}`);
   check(x.dtype === weight.dtype, op, () => `dtypes differ: ${detail()}`);
@@ -153,12 +161,16 @@ export function convDims(
     );
   }
   check(
-    Number.isInteger(stride) && stride >= 1 && Number.isInteger(pad) && pad >= 0,
+    Number.isInteger(stride) && stride >= 1 && pad.length === 4 &&
+      pad.every((v) => Number.isInteger(v) && v >= 0),
     op,
-    () => `stride must be a positive and padding a non-negative integer: ${detail()}`,
+    () =>
+      `stride must be a positive integer and padding a non-negative integer or four of them: ` +
+      detail(),
   );
-  const ho = Math.floor((h + 2 * pad - kh) / stride) + 1;
-  const wo = Math.floor((w + 2 * pad - kw) / stride) + 1;
+  const [top, bottom, left, right] = pad;
+  const ho = Math.floor((h + top + bottom - kh) / stride) + 1;
+  const wo = Math.floor((w + left + right - kw) / stride) + 1;
   check(ho >= 1 && wo >= 1, op, () => `kernel larger than the padded input: ${detail()}`);
   return { n, cin, cout, h, w, kh, kw, ho, wo, stride, pad };
 }
@@ -205,7 +217,7 @@ function packedWeight(weight: Tensor, d: ConvDims, mode: 0 | 1, nbPad: number): 
 
 /** A 1x1 convolution with stride 1 and no padding: a plain GEMM on the NCHW layout. */
 function pointwise(d: ConvDims): boolean {
-  return d.kh === 1 && d.kw === 1 && d.stride === 1 && d.pad === 0;
+  return d.kh === 1 && d.kw === 1 && d.stride === 1 && d.pad.every((v) => v === 0);
 }
 
 /**
@@ -279,7 +291,7 @@ function tapConv(
   const gx = Math.ceil(m / (WG * RM));
   check(gx <= 65535, "conv2d", () => `too many output pixels (${m}) for one launch`);
   const u = uniforms().u(cs, cd, cdPad, m, hs, ws, hd, wd)
-    .u(d.kw, d.kh * d.kw, d.stride, d.pad, bias ? 1 : 0).f(ep.alpha).u(0, 0);
+    .u(d.kw, d.kh * d.kw, d.stride, d.pad[0], d.pad[2], bias ? 1 : 0).f(ep.alpha).u(0);
   const res = ep.residual;
   const key = `conv2d|${src.dtype}|${RM}|${cn}|${WG}|${mode}|${res !== null}`;
   const kernel = rt().kernel(key, () => {
@@ -349,7 +361,7 @@ export function conv2dGradWeight(x: Tensor, dy: Tensor, d: ConvDims): Tensor {
   if (out.size === 0) return out;
   const wg = Math.min(WG_WGRAD, roundUp(Math.ceil(d.cin / CI), 8));
   const u = uniforms().u(d.cin, d.cout, d.h, d.w, d.ho, d.wo, d.n, d.kw)
-    .u(taps, d.stride, d.pad, 0);
+    .u(taps, d.stride, d.pad[0], d.pad[2]);
   const key = `conv2d_wgrad|${x.dtype}|${RO}|${CI}|${wg}`;
   const kernel = rt().kernel(
     key,
@@ -367,7 +379,8 @@ export function conv2dGradWeight(x: Tensor, dy: Tensor, d: ConvDims): Tensor {
 
 /**
  * 2-D convolution, NCHW: `x [N, Cin, H, W]`, `weight [Cout, Cin, kh, kw]`, optional
- * `bias [Cout]`, zero padding; returns `[N, Cout, Ho, Wo]`. Differentiable in all three.
+ * `bias [Cout]`, zero padding (symmetric or per side); returns `[N, Cout, Ho, Wo]`.
+ * Differentiable in all three.
  */
 export function conv2d(
   x: Tensor,

@@ -4,9 +4,10 @@
  *   forward:      y[n, co, pix]  = W[co, (ci, tap)] · X[(ci, tap), (n, pix)]   (NCHW store)
  *   grad input:   dx[n, ci, pix] = Wᵀ[ci, (co, tap)] · dY[(co, tap), (n, pix)] (transposed conv)
  *   grad weight:  dw[co, (ci, tap)] = dY[co, (n, pix)] · X[(n, pix), (ci, tap)] (row-major store)
- * The kernel size, stride and padding are compile-time constants, so the tap arithmetic divides by
- * constants. A 1x1 convolution with stride 1 and no padding is a plain batched GEMM on the NCHW
- * buffers and takes the GEMM's vec4 loads.
+ * The kernel size and stride are compile-time constants, so the tap arithmetic divides by
+ * constants; the padding (top and left; bottom and right only size the output) is a uniform, as it
+ * is only added, so one pipeline serves every padding. A 1x1 convolution with stride 1 and no
+ * padding is a plain batched GEMM on the NCHW buffers and takes the GEMM's vec4 loads.
  *
  * @module
  */
@@ -25,7 +26,7 @@ export interface ConvGemm {
 }
 
 function pointwise(d: ConvDims): boolean {
-  return d.kh === 1 && d.kw === 1 && d.stride === 1 && d.pad === 0;
+  return d.kh === 1 && d.kw === 1 && d.stride === 1 && d.pad.every((v) => v === 0);
 }
 
 /** The GEMM sizes of a pass as the tiled family launches it (for thread counts). */
@@ -47,16 +48,25 @@ export function convGemmShape(d: ConvDims, pass: "forward" | "input" | "weight")
 }
 
 function sizes(d: ConvDims): ConvSizes {
-  return { cin: d.cin, cout: d.cout, h: d.h, w: d.w, ho: d.ho, wo: d.wo };
+  return {
+    cin: d.cin,
+    cout: d.cout,
+    h: d.h,
+    w: d.w,
+    ho: d.ho,
+    wo: d.wo,
+    padTop: d.pad[0],
+    padLeft: d.pad[2],
+  };
 }
 
 function consts(d: ConvDims) {
-  return { KW: d.kw, TAPS: d.kh * d.kw, STRIDE: d.stride, PAD: d.pad };
+  return { KW: d.kw, TAPS: d.kh * d.kw, STRIDE: d.stride };
 }
 
 /** The key part naming a convolution's geometry (everything its gathers compile in). */
 function geometry(d: ConvDims): string {
-  return `${d.kh}x${d.kw}|s${d.stride}|p${d.pad}`;
+  return `${d.kh}x${d.kw}|s${d.stride}`;
 }
 
 /** Output index of (m = channel, n = (image, pixel)) in an NCHW tensor. */
@@ -71,8 +81,8 @@ const X_COLUMNS: OperandLoad = {
   once: [
     "let bImg = bR / (p.ho * p.wo);",
     "let bPix = bR % (p.ho * p.wo);",
-    "let bIh = i32((bPix / p.wo) * STRIDE) - i32(PAD);",
-    "let bIw = i32((bPix % p.wo) * STRIDE) - i32(PAD);",
+    "let bIh = i32((bPix / p.wo) * STRIDE) - i32(p.padTop);",
+    "let bIw = i32((bPix % p.wo) * STRIDE) - i32(p.padLeft);",
     "let bBase = bImg * p.cin * p.h * p.w;",
   ],
   elem: [
@@ -99,8 +109,8 @@ const DY_COLUMNS: OperandLoad = {
   once: [
     "let bImg = bR / (p.h * p.w);",
     "let bPix = bR % (p.h * p.w);",
-    "let bTh = i32(bPix / p.w) + i32(PAD);",
-    "let bTw = i32(bPix % p.w) + i32(PAD);",
+    "let bTh = i32(bPix / p.w) + i32(p.padTop);",
+    "let bTw = i32(bPix % p.w) + i32(p.padLeft);",
     "let bBase = bImg * p.cout * p.ho * p.wo;",
   ],
   elem: [
@@ -135,8 +145,8 @@ const X_ROWS: OperandLoad = {
   perStep: [
     "let bImg = bK / (p.ho * p.wo);",
     "let bPix = bK % (p.ho * p.wo);",
-    "let bIh = i32((bPix / p.wo) * STRIDE) - i32(PAD);",
-    "let bIw = i32((bPix % p.wo) * STRIDE) - i32(PAD);",
+    "let bIh = i32((bPix / p.wo) * STRIDE) - i32(p.padTop);",
+    "let bIw = i32((bPix % p.wo) * STRIDE) - i32(p.padLeft);",
     "let bBase = bImg * p.cin * p.h * p.w;",
   ],
   elem: [

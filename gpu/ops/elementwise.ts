@@ -1,7 +1,8 @@
 /**
- * Elementwise ops: broadcasting add/sub/mul/div, scalar scale and offset, activations (SiLU,
- * GELU erf/tanh, QuickGELU), each with its backward; `sumTo` reduces a broadcast gradient back to
- * an input's shape.
+ * Elementwise ops: broadcasting add/sub/mul/div/maximum/minimum, scalar scale, offset and clamp,
+ * activations (ReLU, SiLU, GELU erf/tanh, QuickGELU), each with its backward; `sumTo` reduces a
+ * broadcast gradient back to an input's shape. Where a function has a kink (ReLU at 0, clamp at
+ * its bounds, maximum/minimum on ties) the gradient follows PyTorch's choice there.
  *
  * @module
  */
@@ -47,6 +48,35 @@ export function div(a: Tensor, b: Tensor): Tensor {
   });
 }
 
+/**
+ * The gradients of a broadcasting `maximum` (share "maxShare") or `minimum` ("minShare"): each
+ * input gets `g` where it won, half of `g` on a tie (torch.maximum's rule), summed back to its
+ * shape.
+ */
+function extremumGrads(
+  share: "maxShare" | "minShare",
+  a: Tensor,
+  b: Tensor,
+  g: Tensor,
+  [sa, sb]: Tensor[],
+): (Tensor | null)[] {
+  const part = (x: Tensor, sx: Tensor, sy: Tensor) =>
+    x.requiresGrad ? sumTo(binaryRaw("mul", g, binaryRaw(share, sx, sy)), x.shape) : null;
+  return [part(a, sa, sb), part(b, sb, sa)];
+}
+
+/** max(a, b) elementwise (broadcasting); a tie sends half the gradient to each input. */
+export function maximum(a: Tensor, b: Tensor): Tensor {
+  const y = binaryRaw("maximum", a, b);
+  return record("maximum", [a, b], y, [a, b], (g, s) => extremumGrads("maxShare", a, b, g, s));
+}
+
+/** min(a, b) elementwise (broadcasting); a tie sends half the gradient to each input. */
+export function minimum(a: Tensor, b: Tensor): Tensor {
+  const y = binaryRaw("minimum", a, b);
+  return record("minimum", [a, b], y, [a, b], (g, s) => extremumGrads("minShare", a, b, g, s));
+}
+
 /** a + alpha * b, same shapes (no broadcasting); used by optimizers and grad accumulation. */
 export function addScaled(a: Tensor, b: Tensor, alpha: number): Tensor {
   check(a.shape.join() === b.shape.join(), "addScaled", () => `${fmt(a)} vs ${fmt(b)}`);
@@ -77,6 +107,17 @@ export function affine(x: Tensor, alpha: number, beta: number): Tensor {
   return record("affine", [x], y, [], (g) => [unaryRaw(UN_FWD.scale, g, null, alpha)]);
 }
 
+/**
+ * x limited to [lo, hi] (`torch.clamp`: `min(max(x, lo), hi)`, so hi wins when lo > hi). The
+ * gradient passes where lo <= x <= hi, bounds included, as in PyTorch.
+ */
+export function clamp(x: Tensor, lo: number, hi: number): Tensor {
+  const y = unaryRaw(UN_FWD.clamp, x, null, lo, hi);
+  return record("clamp", [x], y, [x], (g, [sx]) => [unaryRaw(UN_BWD.clamp!, sx, g, lo, hi)]);
+}
+
+/** max(x, 0); no gradient at 0 (PyTorch's choice). */
+export const relu = (x: Tensor): Tensor => activation("relu", x);
 /** x * sigmoid(x). */
 export const silu = (x: Tensor): Tensor => activation("silu", x);
 /** GELU with the exact erf form (SD2's text encoder, the U-Net's GEGLU). */

@@ -14,13 +14,28 @@ import { broadcastShapes, check, sameDtype, stridesOf } from "./check.ts";
 const WG = 256;
 const MAX_RANK = 8;
 
-export type BinOp = "add" | "sub" | "mul" | "div" | "addScaled";
+export type BinOp =
+  | "add"
+  | "sub"
+  | "mul"
+  | "div"
+  | "addScaled"
+  | "maximum"
+  | "minimum"
+  | "maxShare"
+  | "minShare";
 const BIN_EXPR: Record<BinOp, string> = {
   add: "x + y",
   sub: "x - y",
   mul: "x * y",
   div: "x / y",
   addScaled: "x + p.alpha * y",
+  maximum: "max(x, y)",
+  minimum: "min(x, y)",
+  // The share of max(x, y)'s (min(x, y)'s) gradient that goes to x: all of it where x wins, half
+  // on a tie, none where y wins (torch.maximum / torch.minimum's rule).
+  maxShare: "select(select(0.0, 0.5, x == y), 1.0, x > y)",
+  minShare: "select(select(0.0, 0.5, x == y), 1.0, x < y)",
 };
 
 function broadcastStrides(inShape: number[], outShape: number[]): number[] {
@@ -60,6 +75,8 @@ export type UnOp =
   | "square"
   | "sqrt"
   | "exp"
+  | "relu"
+  | "clamp"
   | "cast";
 export const UN_FWD: Record<UnOp, string> = {
   scale: "p.alpha * x",
@@ -71,6 +88,10 @@ export const UN_FWD: Record<UnOp, string> = {
   square: "x * x",
   sqrt: "sqrt(x)",
   exp: "exp(x)",
+  relu: "max(x, 0.0)",
+  // min(max()) rather than WGSL's clamp(), whose result is undefined for lo > hi; torch.clamp
+  // returns hi there, as this does.
+  clamp: "min(max(x, p.alpha), p.beta)",
   cast: "x",
 };
 export const UN_BWD: Partial<Record<UnOp, string>> = {
@@ -84,6 +105,10 @@ export const UN_BWD: Partial<Record<UnOp, string>> = {
   square: "g * 2.0 * x",
   sqrt: "g * 0.5 / sqrt(x)",
   exp: "g * exp(x)",
+  // PyTorch's conventions at the kinks: relu passes no gradient at 0; clamp passes all of it on
+  // the bounds (its subgradient 1 on [lo, hi]).
+  relu: "select(0.0, g, x > 0.0)",
+  clamp: "select(0.0, g, x >= p.alpha && x <= p.beta)",
 };
 
 export function unaryRaw(

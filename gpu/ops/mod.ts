@@ -5,7 +5,7 @@
  */
 export * from "./elementwise.ts";
 export * from "./conv2d.ts";
-export * from "./upsample.ts";
+export * from "./resize_nearest.ts";
 export * from "./concat.ts";
 export { mean, sum, sumTo } from "./reduce.ts";
 export { OpArgumentError } from "./check.ts";

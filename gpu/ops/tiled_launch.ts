@@ -85,6 +85,9 @@ export interface ConvSizes {
   w: number;
   ho: number;
   wo: number;
+  /** Zero padding above and left of the input (below and right only size ho and wo). */
+  padTop: number;
+  padLeft: number;
 }
 
 /** One tiled launch: sizes, the kernel's variable parts, and its input buffers. */
@@ -165,11 +168,11 @@ export function runTiled(l: TiledLaunch): Tensor {
   const buffers = [...l.inputs, part ? part.buffer : out.buffer];
   if (bias) buffers.push(bias.layout.bias.buffer);
   if (direct && residual) buffers.push(residual.buffer);
-  const c = l.conv ?? { cin: 0, cout: 0, h: 0, w: 0, ho: 0, wo: 0 };
+  const c = l.conv ?? { cin: 0, cout: 0, h: 0, w: 0, ho: 0, wo: 0, padTop: 0, padLeft: 0 };
   const u = uniforms().u(M, N, K, l.nRed, ...l.offsets)
     .u(plan.splits, plan.kChunk, outSize, l.hwD)
     .u(c.cin, c.cout, c.h, c.w)
-    .u(c.ho, c.wo).f(alpha).u(0);
+    .u(c.ho, c.wo, c.padTop, c.padLeft).f(alpha).u(0, 0, 0);
   const flops = 2 * M * N * K * batch * l.nRed;
   rt().dispatch(kernel, buffers, u, plan.grid, flops);
   if (part) {
