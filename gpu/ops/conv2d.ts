@@ -216,7 +216,7 @@ function packedWeight(weight: Tensor, d: ConvDims, mode: 0 | 1, nbPad: number): 
 }
 
 /** A 1x1 convolution with stride 1 and no padding: a plain GEMM on the NCHW layout. */
-function pointwise(d: ConvDims): boolean {
+export function pointwise(d: ConvDims): boolean {
   return d.kh === 1 && d.kw === 1 && d.stride === 1 && d.pad.every((v) => v === 0);
 }
 

@@ -9,7 +9,7 @@
  */
 import { type KernelFamily, kernelFamily } from "../family.ts";
 import type { DType } from "../tensor.ts";
-import type { ConvDims } from "./conv2d.ts";
+import { type ConvDims, pointwise } from "./conv2d.ts";
 import { convGemmShape } from "./conv2d_tiled.ts";
 import { DEFAULT_TILE } from "./matmul.ts";
 import { planThreads, planTiled } from "./tiled_launch.ts";
@@ -38,15 +38,26 @@ export function gemmThreads(s: GemmShape, family: KernelFamily = kernelFamily())
   return groups * t.wx * t.wy;
 }
 
-/** Threads of one convolution pass in `family` (default: the family in force). */
+/**
+ * Threads of one convolution pass in `family` (default: the family in force); `bias` matters
+ * to the software forward, which runs a bias-free pointwise convolution as a plain GEMM.
+ */
 export function conv2dThreads(
   d: ConvDims,
   pass: ConvPass = "forward",
   family: KernelFamily = kernelFamily(),
+  bias = false,
 ): number {
   if (family === "hardware") {
     const g = convGemmShape(d, pass);
     return planThreads(planTiled(g.M, g.N, g.K, g.batch));
+  }
+  if (pointwise(d) && (pass !== "forward" || !bias)) {
+    // conv2d.ts: per-image GEMMs (forward, input gradient), the images summed inside (weight).
+    const hw = d.h * d.w;
+    if (pass === "weight") return gemmThreads({ M: d.cout, N: d.cin, K: hw }, family);
+    const [M, K] = pass === "forward" ? [d.cout, d.cin] : [d.cin, d.cout];
+    return gemmThreads({ M, N: hw, K, batch: d.n }, family);
   }
   if (pass === "weight") {
     // conv2d.ts: 8 x 8 (cout x cin) per lane, up to 64 lanes along cin, one tap per grid z.
