@@ -13,9 +13,11 @@ import fwdSrc from "../../shaders/attention_fwd.wgsl" with { type: "text" };
 import dkdvSrc from "../../shaders/attention_bwd_dkdv.wgsl" with { type: "text" };
 import dqSrc from "../../shaders/attention_bwd_dq.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
+import { kernelFamily } from "../family.ts";
 import { type Kernel, rt, uniforms } from "../runtime.ts";
 import { dtypeBytes, Tensor } from "../tensor.ts";
 import { specialize } from "../wgsl.ts";
+import { tiledAttention } from "./attention_tiled.ts";
 import { check, fmt, sameDtype } from "./check.ts";
 
 /** Options of `attention`. */
@@ -47,7 +49,8 @@ const WGB = 64;
 const R = 4;
 const RB = 4;
 
-interface Geometry {
+/** Sizes of one attention launch. */
+export interface AttentionGeometry {
   bh: number;
   tq: number;
   tk: number;
@@ -60,7 +63,7 @@ interface Geometry {
  * Check shapes: q [..., Tq, D], k and v [..., Tk, D] with equal leading (batch, head) dims, or in
  * the token layout (`heads`) q [B, Tq, heads * D], k and v [B, Tk, heads * D].
  */
-function geometry(q: Tensor, k: Tensor, v: Tensor, heads?: number): Geometry {
+function geometry(q: Tensor, k: Tensor, v: Tensor, heads?: number): AttentionGeometry {
   const op = "attention";
   sameDtype(op, q, k, v);
   if (heads !== undefined) return tokenGeometry(q, k, v, heads);
@@ -86,7 +89,7 @@ function geometry(q: Tensor, k: Tensor, v: Tensor, heads?: number): Geometry {
   return { bh, tq, tk, d, dv: Math.ceil(d / 4), heads: 1 };
 }
 
-function tokenGeometry(q: Tensor, k: Tensor, v: Tensor, heads: number): Geometry {
+function tokenGeometry(q: Tensor, k: Tensor, v: Tensor, heads: number): AttentionGeometry {
   const op = "attention";
   check(
     q.rank === 3 && k.rank === 3 && k.shape.join() === v.shape.join(),
@@ -158,7 +161,7 @@ export function expandTemplate(src: string, rows: number, slices: number): strin
  * load per slice); otherwise scalar arrays, stores masked to the row's D elements. Streamed
  * operands may read past a row's end: the slices they meet are zeroed by `keep` on the row side.
  */
-function prelude(d: number, loads: string[], stores: string[]): string {
+export function prelude(d: number, loads: string[], stores: string[]): string {
   const vec = d % 4 === 0;
   const lines = [
     `alias S = ${vec ? "vec4<T>" : "T"};`,
@@ -188,7 +191,7 @@ function prelude(d: number, loads: string[], stores: string[]): string {
 }
 
 /** FLOPs of a kernel that does `products` Tq x Tk x D products per head (for the profiler). */
-function flops(g: Geometry, products: number): number {
+function flops(g: AttentionGeometry, products: number): number {
   return 2 * products * g.bh * g.tq * g.tk * g.d;
 }
 
@@ -196,7 +199,7 @@ function flops(g: Geometry, products: number): number {
 function kernel(
   name: string,
   template: string,
-  g: Geometry,
+  g: AttentionGeometry,
   dtype: Tensor["dtype"],
   causal: boolean,
   loads: string[],
@@ -228,11 +231,12 @@ export function attentionForwardRaw(
   const out = Tensor.empty(q.shape.slice(), q.dtype);
   const lse = Tensor.empty([g.bh * g.tq], "f32");
   const u = uniforms().u(g.tq, g.tk).f(scale * LOG2E).u(g.heads);
+  const hw = kernelFamily() === "hardware" ? tiledAttention("fwd", g, q.dtype, causal) : null;
   rt().dispatch(
-    kernel("fwd", fwdSrc, g, q.dtype, causal, ["q", "k", "v"], ["o"], [WG, R]),
+    hw?.kernel ?? kernel("fwd", fwdSrc, g, q.dtype, causal, ["q", "k", "v"], ["o"], [WG, R]),
     [q.buffer, k.buffer, v.buffer, out.buffer, lse.buffer],
     u,
-    [Math.ceil(g.tq / (WG * R)), g.bh],
+    hw?.grid ?? [Math.ceil(g.tq / (WG * R)), g.bh],
     flops(g, 2),
   );
   return { out, lse };
@@ -264,26 +268,31 @@ export function attentionBackwardRaw(
   const delta = Tensor.empty([g.bh * g.tq], "f32");
   const u = () => uniforms().u(g.tq, g.tk).f(scale * LOG2E, scale).u(g.heads, 0, 0, 0);
   let dq: Tensor | null = null, dk: Tensor | null = null, dv: Tensor | null = null;
+  const hw = kernelFamily() === "hardware";
   // The dQ kernel computes delta and corrects it to match the recomputed probabilities (see
   // attention_bwd_dq.wgsl), so it runs first, and also when only dK/dV are wanted.
   if (need.q || need.kv) {
     dq = Tensor.empty(q.shape.slice(), q.dtype);
+    const t = hw ? tiledAttention("dq", g, q.dtype, causal) : null;
     rt().dispatch(
-      kernel("dq", dqSrc, g, q.dtype, causal, ["q", "k", "v", "g", "o"], ["dq"], [WGB, RB]),
+      t?.kernel ??
+        kernel("dq", dqSrc, g, q.dtype, causal, ["q", "k", "v", "g", "o"], ["dq"], [WGB, RB]),
       [q.buffer, k.buffer, v.buffer, gOut.buffer, out.buffer, lse.buffer, delta.buffer, dq.buffer],
       u(),
-      [Math.ceil(g.tq / (WGB * RB)), g.bh],
+      t?.grid ?? [Math.ceil(g.tq / (WGB * RB)), g.bh],
       flops(g, 3),
     );
   }
   if (need.kv) {
     dk = Tensor.empty(k.shape.slice(), k.dtype);
     dv = Tensor.empty(v.shape.slice(), v.dtype);
+    const t = hw ? tiledAttention("dkdv", g, q.dtype, causal) : null;
     rt().dispatch(
-      kernel("dkdv", dkdvSrc, g, q.dtype, causal, ["q", "k", "v", "g"], ["dk", "dv"], [WGB, RB]),
+      t?.kernel ??
+        kernel("dkdv", dkdvSrc, g, q.dtype, causal, ["q", "k", "v", "g"], ["dk", "dv"], [WGB, RB]),
       [q.buffer, k.buffer, v.buffer, gOut.buffer, lse.buffer, delta.buffer, dk.buffer, dv.buffer],
       u(),
-      [Math.ceil(g.tk / (WGB * RB)), g.bh],
+      t?.grid ?? [Math.ceil(g.tk / (WGB * RB)), g.bh],
       flops(g, 4),
     );
   }

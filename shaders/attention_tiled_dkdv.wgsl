@@ -1,0 +1,86 @@
+// Attention backward dK and dV, hardware family: the pass of attention_bwd_dkdv.wgsl (same
+// bindings and formulas) with FlashAttention-2 tiling: workgroup (x, bh) owns ROWS key rows of
+// head bh, with k, v and the dK, dV accumulators in registers, and SPLIT invocations per key row,
+// each taking a part of every BQ-row tile of Q and dO (with the rows' LSE2 and delta) staged in
+// workgroup memory; the parts' sums are merged at the end. P and dP are computed exactly as
+// attention_tiled_dq.wgsl computes them (q . k and dO . v, products in the same order, scaled
+// after the dot product): the delta that kernel corrected holds only for those very bits.
+// Template rules as attention_tiled_fwd.wgsl.
+struct Params {
+  tq: u32,
+  tk: u32,
+  scale2: f32,
+  scale: f32,
+  heads: u32,
+  pad0: u32,
+  pad1: u32,
+  pad2: u32,
+}
+@group(0) @binding(0) var<storage, read> q: array<S>;
+@group(0) @binding(1) var<storage, read> k: array<S>;
+@group(0) @binding(2) var<storage, read> v: array<S>;
+@group(0) @binding(3) var<storage, read> g: array<S>;
+@group(0) @binding(4) var<storage, read> lse: array<f32>;
+@group(0) @binding(5) var<storage, read> delta: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dk: array<S>;
+@group(0) @binding(7) var<storage, read_write> dv: array<S>;
+@group(0) @binding(8) var<uniform> p: Params;
+
+const PART: u32 = BQ / SPLIT;
+
+// Query and upstream-gradient rows of one tile, f32, zero past D; (LSE2, delta) per row.
+var<workgroup> qt: array<vec4f, BQ * DV>;
+var<workgroup> gt: array<vec4f, BQ * DV>;
+var<workgroup> ld: array<vec2f, BQ>;
+var<workgroup> xch: array<vec4f, WG>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let bh = wid.y;
+  let first = wid.x * ROWS;
+  let lr = lid % ROWS;
+  let part = lid / ROWS;
+  let rs = p.heads * D;
+  let qbase = (bh / p.heads) * p.tq * rs + (bh % p.heads) * D;
+  let kbase = (bh / p.heads) * p.tk * rs + (bh % p.heads) * D;
+  let row = first + lr;
+  let ko = kbase + min(row, p.tk - 1u) * rs;
+  let k_$j = ld_k(ko + $ju * 4u) * keep($ju);
+  let v_$j = ld_v(ko + $ju * 4u) * keep($ju);
+  var dk_$j = vec4f(0.0);
+  var dv_$j = vec4f(0.0);
+
+  // Causal: a query before this workgroup's first key sees none of its keys.
+  var t0 = 0u;
+  if (CAUSAL) { t0 = first; }
+  for (; t0 < p.tq; t0 += BQ) {
+    for (var e = lid; e < BQ * DV; e += WG) {
+      let j = e % DV;
+      let qo = qbase + min(t0 + e / DV, p.tq - 1u) * rs + j * 4u;
+      qt[e] = ld_q(qo) * keep(j);
+      gt[e] = ld_g(qo) * keep(j);
+    }
+    for (var c = lid; c < BQ; c += WG) {
+      let r = bh * p.tq + min(t0 + c, p.tq - 1u);
+      ld[c] = vec2f(lse[r], delta[r]);
+    }
+    workgroupBarrier();
+    let c1 = min(PART * (part + 1u), p.tq - t0);
+    for (var c = PART * part; c < c1; c++) {
+      let qb = c * DV;
+      let x = ld[c];
+      var e = exp2(hsum(<<qt[qb + $ju] * k_$j>>) * p.scale2 - x.x);
+      if (CAUSAL) { e = select(0.0, e, t0 + c >= row); }
+      let ds = e * (hsum(<<gt[qb + $ju] * v_$j>>) - x.y);
+      dv_$j += e * gt[qb + $ju];
+      dk_$j += ds * qt[qb + $ju];
+    }
+    workgroupBarrier();
+  }
+
+  // Sum the parts of each key row into part 0, slice by slice through `xch`.
+  xch[lid] = dk_$j; workgroupBarrier(); if (part == 0u) { dk_$j = vec4f(0.0); for (var s = 0u; s < SPLIT; s++) { dk_$j += xch[s * ROWS + lr]; } } workgroupBarrier();
+  xch[lid] = dv_$j; workgroupBarrier(); if (part == 0u) { dv_$j = vec4f(0.0); for (var s = 0u; s < SPLIT; s++) { dv_$j += xch[s * ROWS + lr]; } } workgroupBarrier();
+
+  if (part == 0u && row < p.tk) { [[st_dk(ko, $ju, dk_$j * p.scale); st_dv(ko, $ju, dv_$j);]] }
+}
