@@ -1,0 +1,72 @@
+/**
+ * The host path of a training step, counted (exact on any adapter): after the first steps have
+ * compiled their pipelines and filled the pool, a step creates no bind group, writes its uniforms
+ * once per submit, never waits for the GPU, and stays within its dispatch budget. A change that
+ * adds per-dispatch host work or a read-back inside the step fails here, not only on a real GPU.
+ */
+import assert from "node:assert/strict";
+import { initGpu, rt } from "../gpu/mod.ts";
+import type { HostCounters } from "../gpu/runtime.ts";
+import { kernelFamily } from "../gpu/family.ts";
+import { encodePng } from "../core/image/encode.ts";
+import { parseTrainArgs } from "../core/train/train_args.ts";
+import { trainNetwork } from "../core/train/loop.ts";
+import { fixture } from "./fixtures.ts";
+
+const MODEL = fixture("sd1-tiny/model.safetensors");
+/** Dispatches of one LoRA step on sd1-tiny at 64x64 px (dim 8, AdamW, clipping). */
+const DISPATCH_BUDGET = 2500;
+
+Deno.test("a steady training step: no bind groups, one uniform write per submit, no waits", async () => {
+  if (MODEL === null) return;
+  await initGpu();
+  const dir = await Deno.makeTempDir({ prefix: "lorakit-host-" });
+  try {
+    await Deno.mkdir(`${dir}/img/2_sks`, { recursive: true });
+    for (let k = 0; k < 2; k++) {
+      const data = new Uint8Array(64 * 64 * 3).map((_, i) => (i * (k + 7) * 31) & 255);
+      const png = await encodePng({ width: 64, height: 64, channels: 3, data });
+      await Deno.writeFile(`${dir}/img/2_sks/${k}.png`, png);
+      await Deno.writeTextFile(`${dir}/img/2_sks/${k}.txt`, `sks thing ${k}`);
+    }
+    const args = await parseTrainArgs([
+      "--pretrained_model_name_or_path",
+      MODEL,
+      "--train_data_dir",
+      `${dir}/img`,
+      "--resolution",
+      "64",
+      "--output_dir",
+      `${dir}/out`,
+      "--network_module",
+      "networks.lora",
+      "--network_dim",
+      "8",
+      "--network_alpha",
+      "8",
+      "--cache_latents",
+      "--max_train_steps",
+      "6",
+      "--seed",
+      "3",
+    ], { onNote: () => {} });
+    const at: HostCounters[] = [];
+    await trainNetwork(args, {
+      message: () => {},
+      remove: (p) => Deno.remove(p, { recursive: true }).catch(() => {}),
+      stepEncoded: () => at.push(rt().counters()),
+    });
+    assert.equal(at.length, 6);
+    const a = at[2], b = at[5], steps = 3;
+    const per = (k: keyof HostCounters) => (b[k] - a[k]) / steps;
+    assert.equal(per("bindGroupsCreated"), 0, "new bind groups per step");
+    assert.equal(per("awaitedReads"), 0, "awaited read-backs per step");
+    assert.equal(per("uniformWrites"), per("submits"), "uniform writes per step = submits");
+    // The budget is the software family's (the hardware one adds split-K reduces on small grids).
+    if (kernelFamily() === "software") {
+      assert.ok(per("dispatches") <= DISPATCH_BUDGET, `${per("dispatches")} dispatches per step`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
