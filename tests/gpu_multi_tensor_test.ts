@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { adamKernel, initGpu, rt, Tensor } from "../gpu/mod.ts";
-import { adamMulti, sumsqMulti } from "../gpu/optim/multi_tensor.ts";
+import { adamMulti, nonfiniteMulti, sumsqMulti } from "../gpu/optim/multi_tensor.ts";
 import { encodeSumsq, partsFor } from "../gpu/optim/reduce.ts";
 import { randn } from "./op_check.ts";
 
@@ -64,4 +64,26 @@ Deno.test("sumsqMulti writes the partial sums encodeSumsq writes, in the same la
   assert(written === off, `wrote ${written} partials, want ${off}`);
   equalBits(await one.toArray(), await multi.toArray(), "partials");
   for (const t of [...xs, one, multi]) t.dispose();
+});
+
+Deno.test("nonfiniteMulti flags an inf or NaN in any tensor of any batch, and nothing else", async () => {
+  await initGpu();
+  const clean = SIZES.map((n, k) => Tensor.fromArray(randn(n, 300 + k), [n]));
+  const flagOf = async (xs: Tensor[]) => {
+    const flag = Tensor.zeros([1]);
+    nonfiniteMulti(xs, flag);
+    const v = new Uint32Array((await flag.toArray()).buffer)[0];
+    flag.dispose();
+    return v;
+  };
+  assert(await flagOf(clean) === 0, "finite tensors raise no flag");
+  for (const [k, bad] of [[0, Infinity], [9, NaN], [17, -Infinity], [10, NaN]] as const) {
+    const data = randn(SIZES[k], 300 + k);
+    data[data.length - 1] = bad;
+    const dirty = clean.slice();
+    dirty[k] = Tensor.fromArray(data, [SIZES[k]]);
+    assert(await flagOf(dirty) === 1, `${bad} in tensor ${k}`);
+    dirty[k].dispose();
+  }
+  for (const t of clean) t.dispose();
 });

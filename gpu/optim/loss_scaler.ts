@@ -13,7 +13,7 @@ import { rt } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { clipGradNorm, type GradNorm } from "./clip.ts";
 import type { Optimizer, UpdateOptions } from "./common.ts";
-import { encodeNonfinite } from "./reduce.ts";
+import { nonfiniteMulti } from "./multi_tensor.ts";
 
 /** GradScaler's options (same defaults). */
 export interface LossScalerOptions {
@@ -55,7 +55,7 @@ export class LossScaler {
    */
   overflowFlag(params: Tensor[]): Tensor {
     const flag = Tensor.zeros([1]);
-    for (const p of params) if (p.grad) encodeNonfinite(p.grad, flag);
+    nonfiniteMulti(params.flatMap((p) => (p.grad ? [p.grad] : [])), flag);
     return flag;
   }
 

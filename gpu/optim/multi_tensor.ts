@@ -220,3 +220,60 @@ export function sumsqMulti(xs: Tensor[], out: Tensor, off: number, scale = 1): n
   }
   return written;
 }
+
+function nonfiniteSource(dtype: DType, slots: number): string {
+  const binds: string[] = [];
+  const cases: string[] = [];
+  for (let s = 0; s < slots; s++) {
+    binds.push(`@group(0) @binding(${s}) var<storage, read> x${s}: array<T>;`);
+    cases.push(`  if (slot == ${s}u) {
+    for (var i = local * WG + lid; i < n; i += parts * WG) {
+      bad = bad || (bitcast<u32>(f32(x${s}[i])) & 0x7f800000u) == 0x7f800000u;
+    }
+  }`);
+  }
+  return `${dtype === "f16" ? "enable f16;\n" : ""}alias T = ${dtype};
+const S: u32 = ${slots}u;
+const WG: u32 = ${RED_WG}u;
+// flag[0] |= 1 when any element of any slot is inf or NaN (shaders/optim_reduce.wgsl's nonfinite,
+// tested on the exponent bits since compilers may fold x != x away), parts[s] workgroups a slot.
+struct Params {
+  n: ${TABLE},
+  start: ${TABLE},
+  parts: ${TABLE},
+}
+${binds.join("\n")}
+@group(0) @binding(${slots}) var<storage, read_write> flag: array<atomic<u32>>;
+@group(0) @binding(${slots + 1}) var<uniform> p: Params;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let wgid = wid.x;
+${FIND_SLOT}
+  let parts = p.parts[slot / 4u][slot % 4u];
+  var bad = false;
+${cases.join("\n")}
+  if (bad) { atomicOr(&flag[0], 1u); }
+}
+`;
+}
+
+/** Set `flag` (a u32 word) to 1 when any of `xs` has an inf or NaN; never clears it. */
+export function nonfiniteMulti(xs: Tensor[], flag: Tensor): void {
+  for (const batch of batches(xs, slotsFor(1, 1))) {
+    const n = batch.map((x) => x.size), parts = n.map(partsFor);
+    const start: number[] = [];
+    let groups = 0;
+    for (const k of parts) {
+      start.push(groups);
+      groups += k;
+    }
+    const dtype = batch[0].dtype, slots = batch.length;
+    const kernel = rt().kernel(
+      `nonfinite_multi|${dtype}|${slots}`,
+      () => nonfiniteSource(dtype, slots),
+    );
+    const u = uniforms().u(...table(n), ...table(start), ...table(parts));
+    rt().dispatch(kernel, [...batch.map((x) => x.buffer), flag.buffer], u, [groups]);
+  }
+}
