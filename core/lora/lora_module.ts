@@ -6,18 +6,7 @@
  *
  * @module
  */
-import {
-  addScaled,
-  cast,
-  concat,
-  conv2d,
-  linear,
-  matmul,
-  mul,
-  reshape,
-  scale as scaleOp,
-  Tensor,
-} from "../../gpu/mod.ts";
+import { cast, concat, conv2d, linear, matmul, mul, reshape, Tensor } from "../../gpu/mod.ts";
 import type { LoraModuleSpec } from "./modules.ts";
 
 /** A seeded uniform [0, 1) generator (mulberry32). */
@@ -108,52 +97,49 @@ export class LoraModule {
 
   /**
    * The target layer's output `y` (for input `x`) plus this module's branch
-   * `up(down(x)) * multiplier * scale`. A Linear branch in the layer's dtype is one GEMM for `up`
-   * with the scale and the add in its epilogue; otherwise the branch is scaled in its add (or
-   * before its cast back to an f16 layer).
+   * `up(down(x)) * multiplier * scale`: `up` is one GEMM (or pointwise conv) with the scale and
+   * the add in its epilogue. The branch runs in the layer's dtype: under mixed precision the f32
+   * factors are cast to f16 (small tensors, differentiable, as autocast casts them) rather than
+   * every activation to f32 and back.
    */
   addTo(y: Tensor, x: Tensor): Tensor {
     const d = this.dropout;
     if (this.training && d.moduleDropout && this.rng() < d.moduleDropout) return y;
     let extra = 1;
     if (this.unit > 0 && this.training) extra = this.#dyloraStep();
-    const { down, up } = this.factors();
+    const factors = this.factors();
     const inDtype = x.dtype;
-    const xin = inDtype === down.dtype ? x : cast(x, down.dtype);
+    const down = factors.down.dtype === inDtype ? factors.down : cast(factors.down, inDtype);
+    const up = factors.up.dtype === inDtype ? factors.up : cast(factors.up, inDtype);
     const s = this.spec;
     const conv = s.kind !== "linear";
     let lx = conv
-      ? conv2d(xin, down, null, { stride: s.stride[0], padding: s.padding[0] })
-      : linear(xin, down);
+      ? conv2d(x, down, null, { stride: s.stride[0], padding: s.padding[0] })
+      : linear(x, down);
     let sc = this.scale * extra;
-    if (this.training && d.dropout) lx = mul(lx, this.#mask(lx.shape, d.dropout, true));
+    if (this.training && d.dropout) lx = mul(lx, this.#mask(lx.shape, d.dropout, true, lx.dtype));
     if (this.training && d.rankDropout) {
       // One keep/drop draw per (sample, rank), broadcast over tokens or pixels.
       const r = s.rank;
       const shape = conv
         ? [lx.shape[0], r, 1, 1]
         : [lx.shape[0], ...lx.shape.slice(1, -1).map(() => 1), r];
-      lx = mul(lx, this.#mask(shape, d.rankDropout, false));
+      lx = mul(lx, this.#mask(shape, d.rankDropout, false, lx.dtype));
       sc *= 1 / (1 - d.rankDropout);
     }
     const factor = sc * (this.unit > 0 ? 1 : this.multiplier);
-    if (up.dtype === inDtype) {
-      return conv
-        ? conv2d(lx, up, null, { alpha: factor, residual: y })
-        : linear(lx, up, null, { alpha: factor, residual: y });
-    }
-    const out = conv ? conv2d(lx, up) : linear(lx, up);
-    if (out.dtype === inDtype) return addScaled(y, out, factor);
-    return addScaled(y, cast(scaleOp(out, factor), inDtype), 1);
+    return conv
+      ? conv2d(lx, up, null, { alpha: factor, residual: y })
+      : linear(lx, up, null, { alpha: factor, residual: y });
   }
 
   /** A 0/1 keep mask (scaled by 1/(1-p) when `rescale`, as F.dropout does). */
-  #mask(shape: number[], p: number, rescale: boolean): Tensor {
+  #mask(shape: number[], p: number, rescale: boolean, dtype: Tensor["dtype"]): Tensor {
     const n = shape.reduce((a, b) => a * b, 1);
     const keep = rescale ? 1 / (1 - p) : 1;
     const data = new Float32Array(n);
     for (let i = 0; i < n; i++) data[i] = this.rng() >= p ? keep : 0;
-    return Tensor.fromArray(data, shape, this.downs[0].dtype);
+    return Tensor.fromArray(data, shape, dtype);
   }
 
   /** `up @ down * scale` as a weight-shaped delta (for merging), flattening conv kernels. */
