@@ -134,6 +134,14 @@ export class Tensor {
     return this.#decode(raw);
   }
 
+  /** Download several tensors as f32 with one wait for all of them. */
+  static async readAll(ts: readonly Tensor[]): Promise<Float32Array[]> {
+    const raws = await rt().readBuffers(
+      ts.map((t) => ({ buffer: t.buffer, offset: 0, bytes: t.size * dtypeBytes(t.dtype) })),
+    );
+    return raws.map((raw, i) => ts[i].#decode(raw));
+  }
+
   /**
    * Start a download as f32 and return at once; nothing waits for the GPU unless the caller
    * awaits the promise. The tensor may be disposed right after the call (the copy is queued).

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import type { Optimizer, OptimizerState, Tensor } from "../../gpu/mod.ts";
+import { type Optimizer, type OptimizerState, Tensor } from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
 import { exists, isDirectory, joinPath, makeDir } from "../io/fs.ts";
 import { openSafetensors, type TensorToWrite, writeSafetensors } from "../io/safetensors.ts";
@@ -53,8 +53,9 @@ export async function saveTrainState(
 ): Promise<string> {
   await makeDir(folder);
   const tensors: TensorToWrite[] = [];
+  const values = await Tensor.readAll(params);
   for (const [i, p] of params.entries()) {
-    tensors.push({ name: `param.${i}`, dtype: "F32", shape: p.shape, data: await p.toArray() });
+    tensors.push({ name: `param.${i}`, dtype: "F32", shape: p.shape, data: values[i] });
   }
   const opt = await optimizer.exportState();
   const packed: string[] = [];
@@ -81,6 +82,35 @@ export async function saveTrainState(
     }),
   });
   return path;
+}
+
+/**
+ * The seed a state was saved with, read before anything is built: `--resume` without `--seed`
+ * continues with it, so the same command line resumes exactly.
+ */
+export async function readStateSeed(path: string): Promise<number> {
+  const file = await stateFilePath(path);
+  if (!(await exists(file))) {
+    throw new LorakitError(
+      `--resume ${path}: no ${STATE_FILE} found (lorakit resumes only states it saved with ` +
+        `--save_state; kohya's accelerate state folders cannot be read)`,
+    );
+  }
+  const f = await openSafetensors(file);
+  try {
+    const raw = f.metadata.lorakit_state;
+    if (raw === undefined) throw new LorakitError(`--resume ${file}: not a lorakit state file`);
+    const seed = (JSON.parse(raw) as { seed?: unknown }).seed;
+    if (typeof seed !== "number" || !Number.isInteger(seed)) {
+      throw new LorakitError(`--resume ${file}: the state records no seed`);
+    }
+    return seed;
+  } catch (e) {
+    if (e instanceof LorakitError) throw e;
+    throw new LorakitError(`--resume ${file}: ${(e as Error).message}`);
+  } finally {
+    f.close();
+  }
 }
 
 /**

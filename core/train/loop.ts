@@ -36,7 +36,7 @@ import {
 } from "./train_session.ts";
 import { checkTrainSupport, dropImages, prepareData } from "./train_setup.ts";
 import { STREAM, streamGaussian, streamRandom } from "./train_rng.ts";
-import { loadTrainState } from "./checkpoint_state.ts";
+import { loadTrainState, readStateSeed } from "./checkpoint_state.ts";
 import { formatBytes } from "./progress.ts";
 
 /** What the loop needs from its host (the CLI). */
@@ -86,7 +86,9 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
   const t0 = performance.now();
   checkTrainSupport(args);
   const note = (m: string) => io.message(m);
-  const seed = args.seed ?? Math.floor(Math.random() * 2 ** 32);
+  // Without --seed, a resumed run continues with the seed its state was saved with.
+  const seed = args.seed ??
+    (args.resume !== null ? await readStateSeed(args.resume) : Math.floor(Math.random() * 2 ** 32));
   const data = await prepareData(args);
   for (const m of data.messages) note(m);
   for (const s of data.skipped) note(`skipped ${s.path}: ${s.reason}`);

@@ -102,7 +102,7 @@ export class Saver {
     this.#o.io.message(`saved ${path}`);
   }
 
-  async #saveState(folder: string, c: SaveContext): Promise<void> {
+  async #saveState(folder: string, c: SaveContext): Promise<string> {
     const { session, seed, fingerprint } = this.#o;
     const path = joinPath(this.#dir, folder);
     await saveTrainState(path, session.params, session.created.optimizer, {
@@ -115,6 +115,7 @@ export class Saver {
     });
     this.files.push(path);
     this.#o.io.message(`saved state ${path}`);
+    return path;
   }
 
   async #remove(name: string): Promise<void> {
@@ -186,8 +187,10 @@ export class Saver {
       this.#o.io.message("interrupted: no state saved (pass --save_state to save one)");
       return;
     }
-    await this.#saveState(`${a.output_name ?? "at"}-step${pad(c.step, 8)}-state`, c);
-    this.#o.io.message(`interrupted at step ${c.step}; resume with --resume <that state>`);
+    const path = await this.#saveState(`${a.output_name ?? "at"}-step${pad(c.step, 8)}-state`, c);
+    this.#o.io.message(
+      `interrupted at step ${c.step}; to continue, run the same command with --resume ${path}`,
+    );
   }
 
   /** Sample images now (when `--sample_prompts` is set). */

@@ -90,22 +90,24 @@ export async function exportStates(
   stateOf: (p: Tensor) => Record<string, Tensor> | undefined,
   packed: ReadonlySet<string> = new Set(),
 ): Promise<OptimizerState> {
-  const params: (Record<string, HostArray> | null)[] = [];
-  for (const p of allParams(groups)) {
-    const s = stateOf(p);
-    if (!s) {
-      params.push(null);
-      continue;
-    }
+  const states = allParams(groups).map((p) => stateOf(p));
+  const all = states.flatMap((s) => (s ? Object.values(s) : []));
+  // Every state tensor in one read-back (one wait, not one per tensor).
+  const raws = await rt().readBuffers(
+    all.map((t) => ({ buffer: t.buffer, offset: 0, bytes: t.size * 4 })),
+  );
+  let k = 0;
+  const params = states.map((s) => {
+    if (!s) return null;
     const out: Record<string, HostArray> = {};
     for (const [name, t] of Object.entries(s)) {
-      const raw = await rt().readBuffer(t.buffer, 0, t.size * 4);
+      const raw = raws[k++];
       out[name] = packed.has(name)
         ? { shape: t.shape.slice(), dtype: "u32", data: new Uint32Array(raw) }
         : { shape: t.shape.slice(), dtype: "f32", data: new Float32Array(raw) };
     }
-    params.push(out);
-  }
+    return out;
+  });
   return { type, step, params };
 }
 
