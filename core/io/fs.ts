@@ -149,7 +149,8 @@ export async function makeDir(path: string): Promise<void> {
 
 /**
  * Write a file atomically: chunks go to `<path>.<random>.tmp` beside the target, which is then
- * renamed over it. An interrupted write never destroys an existing file at `path`.
+ * renamed over it. An interrupted write never destroys an existing file at `path`; the temporary
+ * files a killed write left beside it are removed by the next write that succeeds.
  */
 export async function writeAtomic(
   path: string,
@@ -176,6 +177,22 @@ export async function writeAtomic(
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
     throw new LorakitError(`${path}: cannot write (${(e as Error).message})`);
+  }
+  await removeStaleTemps(path);
+}
+
+/** Remove `<path>.<8 hex digits>.tmp` files: what `writeAtomic` leaves when it is killed. */
+async function removeStaleTemps(path: string): Promise<void> {
+  const base = baseName(path).replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const pattern = new RegExp(`^${base}\\.[0-9a-f]{8}\\.tmp$`);
+  try {
+    for await (const e of Deno.readDir(dirName(path))) {
+      if (e.isFile && pattern.test(e.name)) {
+        await Deno.remove(joinPath(dirName(path), e.name)).catch(() => {});
+      }
+    }
+  } catch {
+    // An unreadable folder keeps its leftovers; the write itself succeeded.
   }
 }
 
