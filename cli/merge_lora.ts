@@ -103,8 +103,8 @@ async function run(a: Args): Promise<number> {
     });
     console.log(
       `merged ${r.modulesApplied} LoRA modules from ${models.length} file(s) into ` +
-        `${r.weightsChanged} weights; wrote ${r.tensorsWritten} tensors to ${saveTo} ` +
-        `(${seconds(t0)} s)`,
+        `${r.weightsChanged} weights; wrote ${r.tensorsWritten} tensors to ${saveTo}` +
+        `${r.yamlWritten ? ` and the base's config to ${r.yamlWritten}` : ""} (${seconds(t0)} s)`,
     );
     return 0;
   }

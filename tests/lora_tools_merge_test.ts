@@ -52,7 +52,8 @@ Deno.test("merge_lora --sd_model matches kohya (changed tensors rel 1e-5, rest u
   } finally {
     for (const f of [src, got, want]) f.close();
   }
-  assert.deepEqual(listNames(dir), ["merged.safetensors"]);
+  // The base has a model.yaml beside it: the merged checkpoint gets its own copy.
+  assert.deepEqual(listNames(dir), ["merged.safetensors", "merged.yaml"]);
   Deno.removeSync(dir, { recursive: true });
 });
 
@@ -196,4 +197,49 @@ Deno.test("merge_lora: an SD2 LoRA into SD1 and a corrupt LoRA fail, leaving no 
   );
   assert.deepEqual(listNames(dir), ["corrupt.safetensors", "sd2_lora.safetensors"]);
   Deno.removeSync(dir, { recursive: true });
+});
+
+Deno.test("merge_lora into a checkpoint with a <stem>.yaml writes the merged one's yaml", async () => {
+  const sd2 = fixture("sd2-tiny/model.safetensors");
+  if (sd2 === null) return;
+  const dir = tempDir();
+  try {
+    const base = `${dir}/base.safetensors`;
+    Deno.copyFileSync(sd2, base);
+    Deno.copyFileSync(sd2.replace(/\.safetensors$/, ".yaml"), `${dir}/base.yaml`);
+    // A rank-1 LoRA on every transformer linear of sd2-tiny.
+    const ck2 = await loadCheckpoint(base);
+    const targets = loraTargets(ck2.names().map((n) => ({ name: n, shape: ck2.info(n).shape })))
+      .filter((t) => t.kind === "linear");
+    ck2.close();
+    const lora = `${dir}/lora.safetensors`;
+    await saveLoraFile(
+      lora,
+      targets.map((t) => ({
+        prefix: t.prefix,
+        down: { shape: [1, t.inFeatures], data: new Float32Array(t.inFeatures).fill(0.01) },
+        up: { shape: [t.outFeatures, 1], data: new Float32Array(t.outFeatures).fill(0.01) },
+        alpha: 1,
+      })),
+      { precision: "float", metadata: { ss_v2: "True", ss_base_model_version: "sd_v2" } },
+    );
+    const out = `${dir}/merged.safetensors`;
+    const r = await mergeIntoCheckpoint({
+      sdModel: base,
+      models: [lora],
+      ratios: [1],
+      saveTo: out,
+    });
+    assert.equal(r.yamlWritten, `${dir}/merged.yaml`);
+    assert.equal(
+      Deno.readTextFileSync(`${dir}/merged.yaml`),
+      Deno.readTextFileSync(`${dir}/base.yaml`),
+    );
+    // The merged model now loads with the base's head widths (the yaml's, not SD2's default 64).
+    const ck = await loadCheckpoint(out);
+    assert.deepEqual(ck.config.unet.numHeads, [2, 4, 4, 4]);
+    ck.close();
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });

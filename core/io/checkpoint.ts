@@ -182,11 +182,16 @@ export function loadLdmSource(
   );
 }
 
-/** `<dir>/<stem>.yaml` beside a checkpoint file (A1111's convention), if it exists. */
-async function yamlBeside(path: string): Promise<string | undefined> {
+/** `<dir>/<stem>.yaml` for a checkpoint file: where A1111 looks for its config. */
+export function yamlPathFor(path: string): string {
   const base = baseName(path);
   const dot = base.lastIndexOf(".");
-  const candidate = joinPath(dirName(path), `${dot > 0 ? base.slice(0, dot) : base}.yaml`);
+  return joinPath(dirName(path), `${dot > 0 ? base.slice(0, dot) : base}.yaml`);
+}
+
+/** `<dir>/<stem>.yaml` beside a checkpoint file (A1111's convention), if it exists. */
+export async function yamlBeside(path: string): Promise<string | undefined> {
+  const candidate = yamlPathFor(path);
   return (await exists(candidate)) ? candidate : undefined;
 }
 

@@ -12,7 +12,14 @@
  * @module
  */
 import { initGpu } from "../../gpu/mod.ts";
-import { type InternalTensors, loadCheckpoint, saveLdmCheckpoint } from "../io/checkpoint.ts";
+import {
+  type InternalTensors,
+  loadCheckpoint,
+  saveLdmCheckpoint,
+  yamlBeside,
+  yamlPathFor,
+} from "../io/checkpoint.ts";
+import { readText, writeFileAtomic } from "../io/fs.ts";
 import type { HostTensor } from "../io/tensor_source.ts";
 import { bindLoraFile, type LoraFile } from "./lora_file.ts";
 import { checkRatios, openAll } from "./merge.ts";
@@ -45,6 +52,8 @@ export interface MergeIntoCheckpointResult {
   /** LoRA modules applied, over all files. */
   modulesApplied: number;
   tensorsWritten: number;
+  /** The `<output>.yaml` copied from the base's, when the base had one. */
+  yamlWritten: string | null;
 }
 
 interface Application {
@@ -120,10 +129,19 @@ export async function mergeIntoCheckpoint(
       template,
       metadata,
     });
+    // What the weights cannot say (head widths, v-prediction) lives in the base's <stem>.yaml
+    // (A1111's convention): the merged checkpoint gets a copy, so every tool reads it the same.
+    const yaml = await yamlBeside(opts.sdModel);
+    let yamlWritten: string | null = null;
+    if (yaml) {
+      yamlWritten = yamlPathFor(opts.saveTo);
+      await writeFileAtomic(yamlWritten, await readText(yaml));
+    }
     return {
       weightsChanged: plan.size,
       modulesApplied,
       tensorsWritten: template?.keys.length ?? ckpt.names().length,
+      yamlWritten,
     };
   } finally {
     for (const f of files) f.close();
