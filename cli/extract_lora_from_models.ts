@@ -98,9 +98,10 @@ async function run(a: Args): Promise<number> {
   const saveTo = requireSafetensors("--save_to", a.save_to);
   const t0 = performance.now();
   const v2 = a.v2 ? true : undefined;
-  const org = await loadCheckpoint(a.model_org, { v2 });
+  // Extraction reads weights by name only: it never needs the models' head counts.
+  const org = await loadCheckpoint(a.model_org, { v2, headsOptional: true });
   try {
-    const tuned = await loadCheckpoint(a.model_tuned, { v2 });
+    const tuned = await loadCheckpoint(a.model_tuned, { v2, headsOptional: true });
     try {
       if (org.config.v2 !== tuned.config.v2) {
         throw new LorakitError(

@@ -36,6 +36,8 @@ export interface LoadCheckpointOptions {
   vPrediction?: boolean;
   /** A1111-style yaml; default `<checkpoint stem>.yaml` beside an LDM file, when present. */
   yamlPath?: string;
+  /** The caller never runs the model (see `ConfigHints.headsOptional`). */
+  headsOptional?: boolean;
 }
 
 /** A checkpoint opened in the internal naming. */
@@ -204,7 +206,11 @@ export async function loadCheckpoint(
   path: string,
   opts: LoadCheckpointOptions = {},
 ): Promise<LoadedCheckpoint> {
-  const hints: ConfigHints = { v2: opts.v2, vPrediction: opts.vPrediction };
+  const hints: ConfigHints = {
+    v2: opts.v2,
+    vPrediction: opts.vPrediction,
+    headsOptional: opts.headsOptional,
+  };
   if (opts.yamlPath !== undefined && !(await exists(opts.yamlPath))) {
     throw new LorakitError(`${opts.yamlPath}: yaml config not found`);
   }

@@ -68,7 +68,10 @@ export async function mergeIntoCheckpoint(
 ): Promise<MergeIntoCheckpointResult> {
   checkRatios(opts.models, opts.ratios);
   const precision = opts.precision ?? "float";
-  const ckpt = await loadCheckpoint(opts.sdModel, { v2: opts.v2 ? true : undefined });
+  const ckpt = await loadCheckpoint(opts.sdModel, {
+    v2: opts.v2 ? true : undefined,
+    headsOptional: true,
+  });
   let files: LoraFile[] = [];
   try {
     files = await openAll(opts.models);

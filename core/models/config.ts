@@ -103,6 +103,11 @@ export interface ConfigHints {
   layoutV2?: boolean;
   yaml?: LdmYamlHints;
   diffusers?: DiffusersHints;
+  /**
+   * For tools that only read weights by name (extraction, merging): a head count no source can
+   * give (a width no default head width divides) becomes one head instead of an error.
+   */
+  headsOptional?: boolean;
 }
 
 const SD_DEFAULT_HEADS = 8;
@@ -138,8 +143,9 @@ class Shapes {
   }
 }
 
-function exactDiv(a: number, b: number, what: string, where: string): number {
+function exactDiv(a: number, b: number, what: string, where: string, lenient = false): number {
   if (!(b > 0) || a % b !== 0) {
+    if (lenient) return 1;
     throw new LorakitError(`${where}: ${what}: ${a} channels do not split into heads of ${b}`);
   }
   return a / b;
@@ -150,7 +156,9 @@ function unetHeads(channels: number[], v2: boolean, hints: ConfigHints, where: s
   const y = hints.yaml;
   if (y?.numHeadChannels !== undefined && y.numHeadChannels > 0) {
     const nhc = y.numHeadChannels;
-    return channels.map((c) => exactDiv(c, nhc, `${y.path} num_head_channels`, where));
+    return channels.map((c) =>
+      exactDiv(c, nhc, `${y.path} num_head_channels`, where, hints.headsOptional)
+    );
   }
   if (y?.numHeads !== undefined && y.numHeads > 0) return channels.map(() => y.numHeads!);
   const cfg = hints.diffusers?.unet;
@@ -166,7 +174,11 @@ function unetHeads(channels: number[], v2: boolean, hints: ConfigHints, where: s
     }
     return channels.map((_, i) => (Array.isArray(given) ? given[i] : given));
   }
-  if (v2) return channels.map((c) => exactDiv(c, SD2_DEFAULT_HEAD_DIM, "SD2 head width 64", where));
+  if (v2) {
+    return channels.map((c) =>
+      exactDiv(c, SD2_DEFAULT_HEAD_DIM, "SD2 head width 64", where, hints.headsOptional)
+    );
+  }
   return channels.map(() => SD_DEFAULT_HEADS);
 }
 
@@ -248,7 +260,13 @@ function inferText(s: Shapes, v2: boolean, hints: ConfigHints): TextEncoderConfi
   const cfg = hints.diffusers?.textEncoder;
   const heads = hints.yaml?.textEncoderHeads ??
     jsonField<number>(cfg, "num_attention_heads", "number") ??
-    exactDiv(hiddenSize, TEXT_DEFAULT_HEAD_DIM, "text encoder default head width 64", s.where);
+    exactDiv(
+      hiddenSize,
+      TEXT_DEFAULT_HEAD_DIM,
+      "text encoder default head width 64",
+      s.where,
+      hints.headsOptional,
+    );
   exactDiv(hiddenSize, heads, "text encoder heads", s.where);
   const act = jsonField<string>(cfg, "hidden_act", "string") ?? (v2 ? "gelu" : "quick_gelu");
   if (act !== "gelu" && act !== "quick_gelu") {
