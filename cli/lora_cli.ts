@@ -66,13 +66,25 @@ export function requireSafetensors(flag: string, path: string | null | undefined
   return path;
 }
 
-/** Progress on stderr: one rewritten line on a terminal, else one line per step. */
+/** Seconds between progress lines when stderr is not a terminal (a log file, a CI job). */
+const LOG_EVERY_S = 5;
+let lastLogged = -Infinity;
+
+/**
+ * Progress on stderr: one rewritten line on a terminal; otherwise the first and last steps and at
+ * most one line every few seconds between them, so a log does not get a line per layer.
+ */
 export function progress(done: number, total: number, what: string): void {
   const text = `[${done}/${total}] ${what}`;
   const enc = new TextEncoder();
   if (Deno.stderr.isTerminal()) {
     Deno.stderr.writeSync(enc.encode(`\r\x1b[K${text}${done === total ? "\n" : ""}`));
-  } else Deno.stderr.writeSync(enc.encode(`${text}\n`));
+    return;
+  }
+  const now = performance.now() / 1000;
+  if (done > 1 && done < total && now - lastLogged < LOG_EVERY_S) return;
+  lastLogged = now;
+  Deno.stderr.writeSync(enc.encode(`${text}\n`));
 }
 
 /** Parse, run, and map errors to exit codes (2: bad flags; 1: a LorakitError). */
