@@ -142,9 +142,35 @@ export async function listDir(path: string): Promise<{ name: string; isDirectory
   return out;
 }
 
-/** Create a directory and its parents. */
+/** Create a directory and its parents; an OS refusal is a LorakitError naming the path. */
 export async function makeDir(path: string): Promise<void> {
-  await Deno.mkdir(path, { recursive: true });
+  try {
+    await Deno.mkdir(path, { recursive: true });
+  } catch (e) {
+    throw new LorakitError(`${path}: cannot create the folder (${osReason(e)})`);
+  }
+}
+
+/** The OS's one-line reason ("Read-only file system (os error 30)"), without the call. */
+function osReason(e: unknown): string {
+  return ((e as Error).message ?? String(e)).replace(/: (mkdir|open|rename|remove) '.*'$/, "");
+}
+
+/**
+ * Check before long work that files can be written in folder `path` (created if missing): a
+ * read-only disk, a missing permission or a file in the way fails in milliseconds, not after
+ * the work. `what` names the flag for the message, e.g. "--output_dir".
+ */
+export async function checkWritableDir(path: string, what: string): Promise<void> {
+  try {
+    await makeDir(path);
+    const probe = joinPath(path, `.lorakit-write-check-${crypto.randomUUID().slice(0, 8)}`);
+    await Deno.writeFile(probe, new Uint8Array(1));
+    await Deno.remove(probe);
+  } catch (e) {
+    const reason = e instanceof LorakitError ? e.message : `${path}: ${osReason(e)}`;
+    throw new LorakitError(`${what}: cannot write there: ${reason}`);
+  }
 }
 
 /**
@@ -157,7 +183,12 @@ export async function writeAtomic(
   chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
 ): Promise<void> {
   const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  } catch (e) {
+    throw new LorakitError(`${path}: cannot write (${osReason(e)})`);
+  }
   try {
     for await (const chunk of chunks) {
       let off = 0;
@@ -170,7 +201,9 @@ export async function writeAtomic(
       file.close();
     } catch { /* already closed */ }
     await Deno.remove(tmp).catch(() => {});
-    throw e;
+    // A full disk or a vanished folder mid-write: the old file is intact, the temporary one gone.
+    if (e instanceof LorakitError) throw e;
+    throw new LorakitError(`${path}: cannot write (${osReason(e)}); the previous file is intact`);
   }
   try {
     await Deno.rename(tmp, path);

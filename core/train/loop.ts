@@ -18,6 +18,7 @@
  */
 import { backward, clipGradNorm, LossScaler, rt, scale, Tensor } from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
+import { checkWritableDir } from "../io/fs.ts";
 import { BatchLoader, type CachedLatents, type HostBatch, planEpoch } from "./data_loader.ts";
 import { cacheLatents, encodeImagesToLatents } from "./latent_cache.ts";
 import { DdpmSchedule } from "./noise_schedule.ts";
@@ -85,6 +86,9 @@ function snrClamped(schedule: DdpmSchedule, t: number): number {
 export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainResult> {
   const t0 = performance.now();
   checkTrainSupport(args);
+  // Outputs must be writable before any model is loaded or step trained.
+  await checkWritableDir(args.output_dir ?? ".", "--output_dir");
+  if (args.logging_dir !== null) await checkWritableDir(args.logging_dir, "--logging_dir");
   const note = (m: string) => io.message(m);
   // Without --seed, a resumed run continues with the seed its state was saved with.
   const seed = args.seed ??
