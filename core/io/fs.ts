@@ -153,24 +153,41 @@ export async function makeDir(path: string): Promise<void> {
 
 /** The OS's one-line reason ("Read-only file system (os error 30)"), without the call. */
 function osReason(e: unknown): string {
-  return ((e as Error).message ?? String(e)).replace(/: (mkdir|open|rename|remove) '.*'$/, "");
+  return ((e as Error).message ?? String(e)).replace(/: [a-z]+ '.*'$/, "");
 }
 
 /**
- * Check before long work that files can be written in folder `path` (created if missing): a
- * read-only disk, a missing permission or a file in the way fails in milliseconds, not after
- * the work. `what` names the flag for the message, e.g. "--output_dir".
+ * Check before long work that files can be written in folder `path`: a read-only disk, a missing
+ * permission or a file in the way fails in milliseconds, not after the work. Nothing is left
+ * behind: a missing folder is not created, its nearest existing ancestor is probed instead.
+ * `what` names the flag for the message, e.g. "--output_dir".
  */
 export async function checkWritableDir(path: string, what: string): Promise<void> {
-  try {
-    await makeDir(path);
-    const probe = joinPath(path, `.lorakit-write-check-${crypto.randomUUID().slice(0, 8)}`);
-    await Deno.writeFile(probe, new Uint8Array(1));
-    await Deno.remove(probe);
-  } catch (e) {
-    const reason = e instanceof LorakitError ? e.message : `${path}: ${osReason(e)}`;
+  const fail = (reason: string): never => {
     throw new LorakitError(`${what}: cannot write there: ${reason}`);
+  };
+  let dir = path;
+  for (;;) {
+    const info = await Deno.stat(dir).catch((e) => e as Error);
+    if (!(info instanceof Error)) {
+      if (!info.isDirectory) fail(`${dir} is a file, not a folder`);
+      break;
+    }
+    if (!(info instanceof Deno.errors.NotFound)) fail(`${dir}: ${osReason(info)}`);
+    const parent = dirName(dir);
+    if (parent === dir || parent === ".") {
+      dir = ".";
+      break;
+    }
+    dir = parent;
   }
+  const probe = joinPath(dir, `.lorakit-write-check-${crypto.randomUUID().slice(0, 8)}`);
+  try {
+    await Deno.writeFile(probe, new Uint8Array(1));
+  } catch (e) {
+    fail(`${dir}: ${osReason(e)}`);
+  }
+  await Deno.remove(probe).catch(() => {});
 }
 
 /**
