@@ -40,9 +40,10 @@ function diff(a: HostCounters, b: HostCounters, n: number): HostCounters {
   return out;
 }
 
-async function makeDataset(dir: string): Promise<void> {
+/** A DreamBooth folder `<dir>/img/2_sks` of `images` captioned 64x64 PNGs. */
+export async function makeDataset(dir: string, images = 4): Promise<void> {
   await Deno.mkdir(`${dir}/img/2_sks`, { recursive: true });
-  for (let k = 0; k < 4; k++) {
+  for (let k = 0; k < images; k++) {
     const data = new Uint8Array(64 * 64 * 3);
     for (let i = 0; i < data.length; i++) data[i] = (i * (k + 7) * 31) & 255;
     const png = await encodePng({ width: 64, height: 64, channels: 3, data });
@@ -51,14 +52,12 @@ async function makeDataset(dir: string): Promise<void> {
   }
 }
 
-/** Counters and wall time at each step of a train_network run, as the step is encoded. */
-async function trainRun(
-  model: string,
-  dir: string,
-  steps: number,
-  onStep?: (step: number) => void,
-) {
-  const argv = [
+/**
+ * The measured command: train_network on `model` with the dataset of `makeDataset(dir)`,
+ * 64x64 px, LoRA dim 8, AdamW, cached latents, `steps` steps.
+ */
+export function trainArgv(model: string, dir: string, steps: number): string[] {
+  return [
     "--pretrained_model_name_or_path",
     model,
     "--train_data_dir",
@@ -85,7 +84,16 @@ async function trainRun(
     "--seed",
     "1",
   ];
-  const args = await parseTrainArgs(argv, { onNote: () => {} });
+}
+
+/** Counters and wall time at each step of a train_network run, as the step is encoded. */
+async function trainRun(
+  model: string,
+  dir: string,
+  steps: number,
+  onStep?: (step: number) => void,
+) {
+  const args = await parseTrainArgs(trainArgv(model, dir, steps), { onNote: () => {} });
   const snaps: { c: HostCounters; t: number }[] = [];
   await trainNetwork(args, {
     message: () => {},

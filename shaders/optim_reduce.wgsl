@@ -4,8 +4,6 @@
 //   sum_final:  out[slot] = sum of `count` partials (one workgroup).
 //   clip_final: the global norm sqrt(sum) and torch's clip factor
 //               inScale * min(1, maxNorm / (norm + 1e-6)), both left on the GPU.
-//   nonfinite:  flag[0] |= 1 when any element is inf or NaN (tested on the exponent bits, since
-//               compilers may fold x != x away).
 struct SqParams {
   n: u32,
   off: u32,
@@ -79,23 +77,4 @@ fn clip_final(@builtin(local_invocation_index) lid: u32) {
     clipNorm[0] = norm;
     clipScale[0] = cp.inScale * min(1.0, cp.maxNorm / (norm + 1e-6));
   }
-}
-
-struct FlagParams {
-  n: u32,
-  pad0: u32,
-  pad1: u32,
-  pad2: u32,
-}
-@group(0) @binding(0) var<storage, read> nfX: array<T>;
-@group(0) @binding(1) var<storage, read_write> flag: array<atomic<u32>>;
-@group(0) @binding(2) var<uniform> nf: FlagParams;
-
-@compute @workgroup_size(WG)
-fn nonfinite(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  var bad = false;
-  for (var i = gid.x; i < nf.n; i += nwg.x * WG) {
-    bad = bad || (bitcast<u32>(f32(nfX[i])) & 0x7f800000u) == 0x7f800000u;
-  }
-  if (bad) { atomicOr(&flag[0], 1u); }
 }

@@ -8,10 +8,10 @@ import assert from "node:assert/strict";
 import { initGpu, rt } from "../gpu/mod.ts";
 import type { HostCounters } from "../gpu/runtime.ts";
 import { kernelFamily } from "../gpu/family.ts";
-import { encodePng } from "../core/image/encode.ts";
 import { parseTrainArgs } from "../core/train/train_args.ts";
 import { trainNetwork } from "../core/train/loop.ts";
 import { fixture } from "./fixtures.ts";
+import { makeDataset, trainArgv } from "../bench/host_path.ts";
 
 const MODEL = fixture("sd1-tiny/model.safetensors");
 /** Dispatches of one LoRA step on sd1-tiny at 64x64 px (dim 8, AdamW, clipping). */
@@ -22,34 +22,8 @@ Deno.test("a steady training step: no bind groups, one uniform write per submit,
   await initGpu();
   const dir = await Deno.makeTempDir({ prefix: "lorakit-host-" });
   try {
-    await Deno.mkdir(`${dir}/img/2_sks`, { recursive: true });
-    for (let k = 0; k < 2; k++) {
-      const data = new Uint8Array(64 * 64 * 3).map((_, i) => (i * (k + 7) * 31) & 255);
-      const png = await encodePng({ width: 64, height: 64, channels: 3, data });
-      await Deno.writeFile(`${dir}/img/2_sks/${k}.png`, png);
-      await Deno.writeTextFile(`${dir}/img/2_sks/${k}.txt`, `sks thing ${k}`);
-    }
-    const args = await parseTrainArgs([
-      "--pretrained_model_name_or_path",
-      MODEL,
-      "--train_data_dir",
-      `${dir}/img`,
-      "--resolution",
-      "64",
-      "--output_dir",
-      `${dir}/out`,
-      "--network_module",
-      "networks.lora",
-      "--network_dim",
-      "8",
-      "--network_alpha",
-      "8",
-      "--cache_latents",
-      "--max_train_steps",
-      "6",
-      "--seed",
-      "3",
-    ], { onNote: () => {} });
+    await makeDataset(dir, 2);
+    const args = await parseTrainArgs(trainArgv(MODEL, dir, 6), { onNote: () => {} });
     const at: HostCounters[] = [];
     await trainNetwork(args, {
       message: () => {},

@@ -35,6 +35,17 @@ function batches<T extends { dtype: DType }>(items: T[], size: number): T[][] {
   return out;
 }
 
+/** Each slot's first workgroup when slot s has `counts[s]`, and the total. */
+function firstWorkgroups(counts: number[]): { start: number[]; total: number } {
+  const start: number[] = [];
+  let total = 0;
+  for (const c of counts) {
+    start.push(total);
+    total += c;
+  }
+  return { start, total };
+}
+
 /** `n` values as one per-slot table (MAX_SLOTS words). */
 function table(values: number[]): number[] {
   const w = new Array(MAX_SLOTS).fill(0);
@@ -133,12 +144,7 @@ export function adamMulti(
   const withDtype = items.filter((x) => x.p.grad).map((x) => ({ ...x, dtype: x.p.dtype }));
   for (const batch of batches(withDtype, slotsFor(4, 1))) {
     const n = batch.map((x) => x.p.size);
-    const start: number[] = [];
-    let groups = 0;
-    for (const k of n) {
-      start.push(groups);
-      groups += Math.ceil(k / WG);
-    }
+    const { start, total: groups } = firstWorkgroups(n.map((k) => Math.ceil(k / WG)));
     const dtype = batch[0].dtype, slots = batch.length;
     const kernel = rt().kernel(`adam_multi|${dtype}|${slots}`, () => adamSource(dtype, slots));
     const buffers: GPUBuffer[] = [];
@@ -150,130 +156,123 @@ export function adamMulti(
   }
 }
 
-function sumsqSource(dtype: DType, slots: number): string {
+/**
+ * A reduction over the slots' elements: each slot gets `parts[s]` workgroups striding over its
+ * elements, with `element(s)` the statement for `x{s}[i]`; `header` holds the uniform fields
+ * before the slot tables, `output` the binding after the inputs, `init`/`finish` the code around.
+ */
+interface SlotScan {
+  key: string;
+  comment: string;
+  header: string;
+  output: string;
+  init: string;
+  element: (s: number) => string;
+  finish: string;
+}
+
+function scanSource(dtype: DType, slots: number, scan: SlotScan): string {
   const binds: string[] = [];
   const cases: string[] = [];
   for (let s = 0; s < slots; s++) {
     binds.push(`@group(0) @binding(${s}) var<storage, read> x${s}: array<T>;`);
     cases.push(`  if (slot == ${s}u) {
     for (var i = local * WG + lid; i < n; i += parts * WG) {
-      let v = f32(x${s}[i]) * p.scale;
-      acc += v * v;
+      ${scan.element(s)}
     }
   }`);
   }
   return `${dtype === "f16" ? "enable f16;\n" : ""}alias T = ${dtype};
 const S: u32 = ${slots}u;
 const WG: u32 = ${RED_WG}u;
-// Partial sums of (x*scale)^2 as shaders/optim_reduce.wgsl's sumsq computes them, slot s using
-// parts[s] workgroups and writing out[off + its workgroups].
+${scan.comment}
 struct Params {
-  off: u32, scale: f32, pad0: u32, pad1: u32,
-  n: ${TABLE},
+${scan.header}  n: ${TABLE},
   start: ${TABLE},
   parts: ${TABLE},
 }
 ${binds.join("\n")}
-@group(0) @binding(${slots}) var<storage, read_write> out: array<f32>;
+@group(0) @binding(${slots}) ${scan.output}
 @group(0) @binding(${slots + 1}) var<uniform> p: Params;
-
-var<workgroup> part: array<f32, WG>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let wgid = wid.x;
 ${FIND_SLOT}
   let parts = p.parts[slot / 4u][slot % 4u];
-  var acc = 0.0;
+${scan.init}
 ${cases.join("\n")}
-  part[lid] = acc;
+${scan.finish}
+}
+`;
+}
+
+/**
+ * Launch `scan` over `xs`, `partsFor(size)` workgroups per tensor, several tensors a dispatch;
+ * `head(written)` starts each dispatch's uniforms (the fields of `scan.header`). Returns the
+ * workgroups launched (one partial result each).
+ */
+function launchScan(
+  xs: Tensor[],
+  out: Tensor,
+  scan: SlotScan,
+  head: (written: number) => UniformWriter,
+): number {
+  let written = 0;
+  for (const batch of batches(xs, slotsFor(1, 1))) {
+    const n = batch.map((x) => x.size), parts = n.map(partsFor);
+    const { start, total } = firstWorkgroups(parts);
+    const dtype = batch[0].dtype, slots = batch.length;
+    const kernel = rt().kernel(
+      `${scan.key}|${dtype}|${slots}`,
+      () => scanSource(dtype, slots, scan),
+    );
+    const u = head(written).u(...table(n), ...table(start), ...table(parts));
+    rt().dispatch(kernel, [...batch.map((x) => x.buffer), out.buffer], u, [total]);
+    written += total;
+  }
+  return written;
+}
+
+const SUMSQ: SlotScan = {
+  key: "sumsq_multi",
+  comment:
+    "// Partial sums of (x*scale)^2 as shaders/optim_reduce.wgsl's sumsq computes them, one\n" +
+    "// per workgroup, written to out[off + workgroup].",
+  header: "  off: u32, scale: f32, pad0: u32, pad1: u32,\n",
+  output: "var<storage, read_write> out: array<f32>;\nvar<workgroup> part: array<f32, WG>;",
+  init: "  var acc = 0.0;",
+  element: (s) => `let v = f32(x${s}[i]) * p.scale;\n      acc += v * v;`,
+  finish: `  part[lid] = acc;
   workgroupBarrier();
   for (var s = WG / 2u; s > 0u; s = s / 2u) {
     if (lid < s) { part[lid] += part[lid + s]; }
     workgroupBarrier();
   }
-  if (lid == 0u) { out[p.off + wgid] = part[0]; }
-}
-`;
-}
+  if (lid == 0u) { out[p.off + wgid] = part[0]; }`,
+};
 
 /**
  * Partial sums of squares of every tensor into `out[off..]`, `partsFor(size)` per tensor in
  * order (the layout `encodeSumsq` writes one tensor at a time); returns the count written.
  */
 export function sumsqMulti(xs: Tensor[], out: Tensor, off: number, scale = 1): number {
-  let written = 0;
-  for (const batch of batches(xs, slotsFor(1, 1))) {
-    const n = batch.map((x) => x.size), parts = n.map(partsFor);
-    const start: number[] = [];
-    let groups = 0;
-    for (const k of parts) {
-      start.push(groups);
-      groups += k;
-    }
-    const dtype = batch[0].dtype, slots = batch.length;
-    const kernel = rt().kernel(`sumsq_multi|${dtype}|${slots}`, () => sumsqSource(dtype, slots));
-    const u = uniforms().u(off + written).f(scale).u(0, 0)
-      .u(...table(n), ...table(start), ...table(parts));
-    rt().dispatch(kernel, [...batch.map((x) => x.buffer), out.buffer], u, [groups]);
-    written += groups;
-  }
-  return written;
+  return launchScan(xs, out, SUMSQ, (written) => uniforms().u(off + written).f(scale).u(0, 0));
 }
 
-function nonfiniteSource(dtype: DType, slots: number): string {
-  const binds: string[] = [];
-  const cases: string[] = [];
-  for (let s = 0; s < slots; s++) {
-    binds.push(`@group(0) @binding(${s}) var<storage, read> x${s}: array<T>;`);
-    cases.push(`  if (slot == ${s}u) {
-    for (var i = local * WG + lid; i < n; i += parts * WG) {
-      bad = bad || (bitcast<u32>(f32(x${s}[i])) & 0x7f800000u) == 0x7f800000u;
-    }
-  }`);
-  }
-  return `${dtype === "f16" ? "enable f16;\n" : ""}alias T = ${dtype};
-const S: u32 = ${slots}u;
-const WG: u32 = ${RED_WG}u;
-// flag[0] |= 1 when any element of any slot is inf or NaN (shaders/optim_reduce.wgsl's nonfinite,
-// tested on the exponent bits since compilers may fold x != x away), parts[s] workgroups a slot.
-struct Params {
-  n: ${TABLE},
-  start: ${TABLE},
-  parts: ${TABLE},
-}
-${binds.join("\n")}
-@group(0) @binding(${slots}) var<storage, read_write> flag: array<atomic<u32>>;
-@group(0) @binding(${slots + 1}) var<uniform> p: Params;
-
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let wgid = wid.x;
-${FIND_SLOT}
-  let parts = p.parts[slot / 4u][slot % 4u];
-  var bad = false;
-${cases.join("\n")}
-  if (bad) { atomicOr(&flag[0], 1u); }
-}
-`;
-}
+const NONFINITE: SlotScan = {
+  key: "nonfinite_multi",
+  comment:
+    "// flag[0] |= 1 when any element of any slot is inf or NaN, tested on the exponent bits\n" +
+    "// (compilers may fold x != x away).",
+  header: "",
+  output: "var<storage, read_write> flag: array<atomic<u32>>;",
+  init: "  var bad = false;",
+  element: (s) => `bad = bad || (bitcast<u32>(f32(x${s}[i])) & 0x7f800000u) == 0x7f800000u;`,
+  finish: "  if (bad) { atomicOr(&flag[0], 1u); }",
+};
 
 /** Set `flag` (a u32 word) to 1 when any of `xs` has an inf or NaN; never clears it. */
 export function nonfiniteMulti(xs: Tensor[], flag: Tensor): void {
-  for (const batch of batches(xs, slotsFor(1, 1))) {
-    const n = batch.map((x) => x.size), parts = n.map(partsFor);
-    const start: number[] = [];
-    let groups = 0;
-    for (const k of parts) {
-      start.push(groups);
-      groups += k;
-    }
-    const dtype = batch[0].dtype, slots = batch.length;
-    const kernel = rt().kernel(
-      `nonfinite_multi|${dtype}|${slots}`,
-      () => nonfiniteSource(dtype, slots),
-    );
-    const u = uniforms().u(...table(n), ...table(start), ...table(parts));
-    rt().dispatch(kernel, [...batch.map((x) => x.buffer), flag.buffer], u, [groups]);
-  }
+  launchScan(xs, flag, NONFINITE, () => uniforms());
 }

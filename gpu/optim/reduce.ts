@@ -1,7 +1,7 @@
 /**
  * Launchers for the optimizers' reductions (shaders/optim_reduce.wgsl): partial sums of squares
- * with a bounded workgroup count, their final sum into a slot of a small tensor, and the
- * non-finite flag. Nothing here reads back.
+ * with a bounded workgroup count and their final sum into a slot of a small tensor. Nothing
+ * here reads back.
  *
  * @module
  */
@@ -45,15 +45,5 @@ export function encodeSumFinal(partials: Tensor, count: number, out: Tensor, slo
     [partials.buffer, out.buffer],
     uniforms().u(count, slot).f(0, 0),
     [1],
-  );
-}
-
-/** Set `flag` (a u32 word) to 1 when `x` has an inf or NaN; never clears it. */
-export function encodeNonfinite(x: Tensor, flag: Tensor): void {
-  rt().dispatch(
-    reduceKernel(x.dtype, "nonfinite"),
-    [x.buffer, flag.buffer],
-    uniforms().u(x.size, 0, 0, 0),
-    [partsFor(x.size)],
   );
 }
