@@ -55,3 +55,25 @@ export function specKernel(
   for (const k in consts) key += "|" + consts[k];
   return rt().kernel(key, () => specialize(source, dtype, consts), entry);
 }
+
+/**
+ * A kernel that also adds a residual in its store: `var<storage, read> res: array<T>` goes where
+ * the uniform block was (binding `at`), the uniform one binding further, and the store
+ * `<dst>[<index>] = T(<value>);` becomes `<dst>[<index>] = T(<value> + f32(res[<index>]));`.
+ * Throws when the source no longer has that uniform or store (a kernel edited out from under it).
+ */
+export function withResidualStore(src: string, at: number, dst: string, index: string): string {
+  const uniform = `@group(0) @binding(${at}) var<uniform> p: Params;`;
+  const esc = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const store = new RegExp(`${esc(dst)}\\[${esc(index)}\\] = T\\((.*)\\);`);
+  if (!src.includes(uniform) || !store.test(src)) {
+    throw new Error(`kernel has no uniform at binding ${at} or no store to ${dst}[${index}]`);
+  }
+  return src
+    .replace(
+      uniform,
+      `@group(0) @binding(${at}) var<storage, read> res: array<T>;\n` +
+        `@group(0) @binding(${at + 1}) var<uniform> p: Params;`,
+    )
+    .replace(store, (_, value: string) => `${dst}[${index}] = T(${value} + f32(res[${index}]));`);
+}

@@ -15,7 +15,7 @@ import { noGrad, record } from "../autograd.ts";
 import { kernelFamily } from "../family.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
-import { grid, specialize, specKernel } from "../wgsl.ts";
+import { grid, specialize, specKernel, withResidualStore } from "../wgsl.ts";
 import { check, fmt } from "./check.ts";
 import { tiledConv, tiledConvGradWeight } from "./conv2d_tiled.ts";
 import { gemm } from "./matmul.ts";
@@ -254,20 +254,6 @@ function pointwiseConv(
   });
 }
 
-/** The conv kernel with a residual binding before the uniform, added in the store. */
-function withResidual(src: string): string {
-  const uniform = "@group(0) @binding(4) var<uniform> p: Params;";
-  const store = "dst[o] = T(p.alpha * acc[r * CN4 + j][e] + bv);";
-  if (!src.includes(uniform) || !src.includes(store)) throw new Error("conv kernel changed");
-  return src
-    .replace(
-      uniform,
-      "@group(0) @binding(4) var<storage, read> res: array<T>;\n" +
-        "@group(0) @binding(5) var<uniform> p: Params;",
-    )
-    .replace(store, "dst[o] = T(p.alpha * acc[r * CN4 + j][e] + bv + f32(res[o]));");
-}
-
 /** One implicit-GEMM pass: forward (mode 0, src = x) or grad input (mode 1, src = dy). */
 function tapConv(
   src: Tensor,
@@ -296,7 +282,7 @@ function tapConv(
   const key = `conv2d|${src.dtype}|${RM}|${cn}|${WG}|${mode}|${res !== null}`;
   const kernel = rt().kernel(key, () => {
     const code = specialize(convKernel(RM, cn / 4), src.dtype, { RM, CN: cn, WG, MODE: mode });
-    return res ? withResidual(code) : code;
+    return res ? withResidualStore(code, 4, "dst", "o") : code;
   });
   // Without a bias the binding still needs a read-only buffer; the kernel never uses its values.
   const b = bias ? bias.buffer : src.buffer;

@@ -15,7 +15,7 @@ import wgSumSrc from "../../shaders/wg_sum.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
-import { grid, specKernel } from "../wgsl.ts";
+import { grid, specKernel, withResidualStore } from "../wgsl.ts";
 import { check, fmt, sameDtype } from "./check.ts";
 
 const WG = 256;
@@ -67,7 +67,8 @@ export function groupNorm(
     (g, [sx, sw, sb, st], acc) => {
       const dx = Tensor.empty(x.shape, x.dtype);
       const res = acc.take(0);
-      const src = withResidual(gnBwdDx, 6, res !== null);
+      // The gradient the input gathered elsewhere (a residual connection) is added in the store.
+      const src = res ? withResidualStore(gnBwdDx, 6, "dx", "base + i") : gnBwdDx;
       r.dispatch(
         specKernel(`norm:gnBwdDx|${res !== null}`, wgSumSrc + src, x.dtype, { WG }),
         [
@@ -98,26 +99,6 @@ export function groupNorm(
   return out;
 }
 
-/**
- * A norm's input-gradient kernel that also adds `res`, the gradient the input has gathered from
- * its other readers (a residual connection): the add costs no dispatch of its own. The residual
- * binding goes where the uniform was (`at`), the uniform one further; the store
- * `dx[i] = T(v);` becomes `dx[i] = T(v + f32(res[i]));`.
- */
-function withResidual(src: string, at: number, residual: boolean): string {
-  if (!residual) return src;
-  const uniform = `@group(0) @binding(${at}) var<uniform> p: Params;`;
-  const store = /dx\[base \+ i\] = T\((.*)\);/;
-  if (!src.includes(uniform) || !store.test(src)) throw new Error("norm kernel layout changed");
-  return src
-    .replace(
-      uniform,
-      `@group(0) @binding(${at}) var<storage, read> res: array<T>;\n` +
-        `@group(0) @binding(${at + 1}) var<uniform> p: Params;`,
-    )
-    .replace(store, "dx[base + i] = T($1 + f32(res[base + i]));");
-}
-
 /** LayerNorm over the last dimension with weight and bias [C]. */
 export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
   const op = "layerNorm";
@@ -143,7 +124,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   const out = record(op, [x, weight, bias], y, [x, weight, stats], (g, [sx, sw, st], acc) => {
     const dx = Tensor.empty(x.shape, x.dtype);
     const res = acc.take(0);
-    const src = withResidual(lnBwdDx, 5, res !== null);
+    const src = res ? withResidualStore(lnBwdDx, 5, "dx", "base + i") : lnBwdDx;
     r.dispatch(
       specKernel(`norm:lnBwdDx|${res !== null}`, wgSumSrc + src, x.dtype, { WG: wg }),
       [sx.buffer, sw.buffer, g.buffer, st.buffer, dx.buffer, ...(res ? [res.buffer] : [])],
