@@ -52,12 +52,6 @@ export class UniformWriter {
       else u[at + k] = w >>> 0;
     }
   }
-  /** The block as bytes. */
-  bytes(): Uint8Array<ArrayBuffer> {
-    const buf = new ArrayBuffer(this.byteLength);
-    this.writeTo(new Uint32Array(buf), new Int32Array(buf), new Float32Array(buf), 0);
-    return new Uint8Array(buf);
-  }
 }
 
 /** Shorthand for a new uniform block. */
@@ -151,11 +145,6 @@ class Runtime {
       throw new Error(`kernel key '${full}' names two different WGSL sources`);
     }
     return k;
-  }
-
-  /** The kernel of a WGSL source (the source itself is the key: for one-off kernels). */
-  pipeline(source: string, entry = "main"): Kernel {
-    return this.kernel("wgsl:" + source, () => source, entry);
   }
 
   private pipelineOf(k: Kernel, sig: string): GPUComputePipeline {
