@@ -126,7 +126,7 @@ Deno.test("train_network bad input: one clear message each, nothing written", as
   await Deno.remove(d.root, { recursive: true });
 });
 
-Deno.test("an image that fails to decode is reported and skipped", async () => {
+Deno.test("images that fail to decode are found before training, listed once, not counted", async () => {
   await initGpu();
   const d = await makeTrainData();
   // A PNG whose header is fine but whose pixel data is garbage.
@@ -137,7 +137,20 @@ Deno.test("an image that fails to decode is reported and skipped", async () => {
   await Deno.writeTextFile(`${d.trainDir}/c.png`, "not an image");
   const args = await argsFor(d.toml, `${d.root}/out`);
   const data = await prepareData(args);
-  assert.ok(data.skipped.some((s) => s.path.endsWith("c.png")), JSON.stringify(data.skipped));
+  assert.deepEqual(
+    data.skipped.map((s) => s.path).sort(),
+    [`${d.trainDir}/b.png`, `${d.trainDir}/c.png`],
+  );
+  assert.match(data.skipped.find((s) => s.path.endsWith("b.png"))!.reason, /b\.png: corrupt/);
+  const summary = data.messages.filter((m) => m.startsWith("left out "));
+  assert.equal(summary.length, 1, data.messages.join("\n"));
+  assert.match(summary[0], /^left out 2 of 4 images that cannot be used/);
+  assert.match(summary[0], /\n {2}.*b\.png: /);
+  assert.match(summary[0], /\n {2}.*c\.png: /);
+  // The counts and buckets hold only the two good images.
+  assert.equal(data.datasets[0].scan.images.length, 2);
+  const inBuckets = data.datasets[0].buckets.manager.buckets.flat();
+  assert.ok(inBuckets.every((k) => !k.endsWith("b.png") && !k.endsWith("c.png")));
   const vae = stubVae();
   const r = await cacheLatents(vae, data, {
     seed: 1,
@@ -146,8 +159,7 @@ Deno.test("an image that fails to decode is reported and skipped", async () => {
     skipCheck: false,
     vaeId: "stub",
   });
-  assert.deepEqual(r.failed.map((f) => f.key), [`${d.trainDir}/b.png`]);
-  assert.match(r.failed[0].reason, /b\.png/);
+  assert.deepEqual(r.failed, []);
   assert.equal(r.computed, 2);
   await Deno.remove(d.root, { recursive: true });
 });

@@ -2,8 +2,9 @@
  * Scanning a blueprint's subsets the way kohya's DreamBoothDataset and FineTuningDataset load
  * them: image files, captions (with the class-token fallback), repeats, regularization balancing,
  * tag frequencies for `ss_tag_frequency`; then the buckets (`make_buckets`). Image sizes come from
- * file headers; an image whose header cannot be read is reported in `skipped` and left out, never
- * fatal. A missing image folder or metadata file is an error naming it.
+ * file headers, and with an {@link ImageChecker} every image is also decoded once; an image that
+ * cannot be read is reported in `skipped` and left out of the counts and buckets, never fatal. A
+ * missing image folder or metadata file is an error naming it.
  *
  * @module
  */
@@ -11,6 +12,7 @@ import { LorakitError } from "../errors.ts";
 import { baseName, exists, isDirectory, joinPath, listDir, readText } from "../io/fs.ts";
 import { BucketManager, type Size } from "./buckets.ts";
 import { countTagFrequency } from "./captions.ts";
+import type { ImageChecker } from "./image_check.ts";
 import type { DatasetBlueprint, DatasetParams, SubsetParams } from "./dataset_config.ts";
 import { readImageSize } from "./image_size.ts";
 
@@ -49,6 +51,8 @@ export interface ScannedDataset {
   images: ImageEntry[];
   /** Files left out, with the reason (unreadable header, missing image, ...). */
   skipped: { path: string; reason: string }[];
+  /** Image files found (listed or named by metadata), usable or not. */
+  imagesFound: number;
   warnings: string[];
   /** `ss_tag_frequency`: folder or metadata file name -> tag -> count. */
   tagFrequency: Record<string, Record<string, number>>;
@@ -60,11 +64,18 @@ export interface ScannedDataset {
   metadataBuckets: Size[] | null;
 }
 
-/** Load every subset of one dataset. */
-export async function scanDataset(dataset: DatasetBlueprint): Promise<ScannedDataset> {
+/**
+ * Load every subset of one dataset. With `checker`, every image that has a readable header is
+ * also decoded, and one that does not decode is skipped like one whose header is bad.
+ */
+export async function scanDataset(
+  dataset: DatasetBlueprint,
+  checker?: ImageChecker,
+): Promise<ScannedDataset> {
   const out: ScannedDataset = {
     images: [],
     skipped: [],
+    imagesFound: 0,
     warnings: [],
     tagFrequency: {},
     imageCounts: dataset.subsets.map(() => 0),
@@ -72,9 +83,24 @@ export async function scanDataset(dataset: DatasetBlueprint): Promise<ScannedDat
     numRegImages: 0,
     metadataBuckets: null,
   };
-  if (dataset.isDreambooth) await scanDreambooth(dataset.subsets, out);
-  else await scanFineTuning(dataset.subsets, out);
+  if (dataset.isDreambooth) await scanDreambooth(dataset.subsets, out, checker);
+  else await scanFineTuning(dataset.subsets, out, checker);
   return out;
+}
+
+/** Decode `entries`' images with `checker`; those that fail go to `out.skipped`, the rest back. */
+async function keepDecodable(
+  entries: ImageEntry[],
+  out: ScannedDataset,
+  checker: ImageChecker | undefined,
+): Promise<ImageEntry[]> {
+  if (!checker || entries.length === 0) return entries;
+  const bad = await checker.check(entries.map((e) => e.path));
+  for (const e of entries) {
+    const reason = bad.get(e.path);
+    if (reason !== undefined) out.skipped.push({ path: e.path, reason });
+  }
+  return bad.size === 0 ? entries : entries.filter((e) => !bad.has(e.path));
 }
 
 /** Image files of a folder as kohya's `glob_images(dir, "*")`: no hidden files, sorted. */
@@ -124,7 +150,11 @@ async function sizeOrSkip(path: string, out: ScannedDataset): Promise<Size | nul
   }
 }
 
-async function scanDreambooth(subsets: SubsetParams[], out: ScannedDataset): Promise<void> {
+async function scanDreambooth(
+  subsets: SubsetParams[],
+  out: ScannedDataset,
+  checker: ImageChecker | undefined,
+): Promise<void> {
   const seen = new Set<string>();
   const reg: ImageEntry[] = [];
   let numTrain = 0;
@@ -143,10 +173,11 @@ async function scanDreambooth(subsets: SubsetParams[], out: ScannedDataset): Pro
     if (s.cache_info) {
       out.warnings.push(`${dir}: cache_info ignored; lorakit reads sizes from image headers`);
     }
-    const entries: ImageEntry[] = [];
+    let entries: ImageEntry[] = [];
     const captions: string[] = [];
     const missing: string[] = [];
     for (const path of await listImages(dir)) {
+      out.imagesFound++;
       let caption = await readCaption(path, s.caption_extension, s.enable_wildcard);
       if (caption === null) {
         missing.push(path);
@@ -166,6 +197,7 @@ async function scanDreambooth(subsets: SubsetParams[], out: ScannedDataset): Pro
         size,
       });
     }
+    entries = await keepDecodable(entries, out, checker);
     const tf = (out.tagFrequency[baseName(dir)] ??= Object.create(null));
     countTagFrequency(captions, tf);
     if (missing.length > 0) {
@@ -216,7 +248,11 @@ async function scanDreambooth(subsets: SubsetParams[], out: ScannedDataset): Pro
   }
 }
 
-async function scanFineTuning(subsets: SubsetParams[], out: ScannedDataset): Promise<void> {
+async function scanFineTuning(
+  subsets: SubsetParams[],
+  out: ScannedDataset,
+  checker: ImageChecker | undefined,
+): Promise<void> {
   const seen = new Set<string>();
   const recorded = new Map<string, Size>();
   let allRecorded = true;
@@ -248,8 +284,9 @@ async function scanFineTuning(subsets: SubsetParams[], out: ScannedDataset): Pro
       continue;
     }
     const tags: string[] = [];
-    let count = 0;
+    let entries: ImageEntry[] = [];
     for (const [key, md] of records) {
+      out.imagesFound++;
       const path = await findImage(key, s.image_dir);
       if (path === null) {
         out.skipped.push({
@@ -261,17 +298,12 @@ async function scanFineTuning(subsets: SubsetParams[], out: ScannedDataset): Pro
       const caption = metadataCaption(md ?? {}, s, tags);
       const res = md?.train_resolution;
       let size: Size | null;
-      if (
-        Array.isArray(res) && res.length === 2 && res.every((v) => Number.isInteger(v) && v > 0)
-      ) {
-        size = [res[0], res[1]];
-        recorded.set(`${res[0]}x${res[1]}`, [res[0], res[1]]);
-      } else {
-        allRecorded = false;
+      if (hasTrainResolution(res)) size = [res[0], res[1]];
+      else {
         size = await sizeOrSkip(path, out);
         if (size === null) continue;
       }
-      out.images.push({
+      entries.push({
         key,
         path,
         caption,
@@ -280,14 +312,27 @@ async function scanFineTuning(subsets: SubsetParams[], out: ScannedDataset): Pro
         subset: index,
         size,
       });
-      count++;
     }
-    out.numTrainImages += records.length * s.num_repeats;
+    entries = await keepDecodable(entries, out, checker);
+    for (const e of entries) {
+      const res = (metadata as Record<string, Record<string, unknown>>)[e.key]?.train_resolution;
+      if (hasTrainResolution(res)) recorded.set(`${res[0]}x${res[1]}`, [res[0], res[1]]);
+      else allRecorded = false;
+    }
+    out.images.push(...entries);
+    // kohya counts every metadata record (a missing image stops it); the images left out here
+    // are not counted.
+    out.numTrainImages += entries.length * s.num_repeats;
     countTagFrequency(tags, out.tagFrequency[baseName(file)] ??= Object.create(null));
-    out.imageCounts[index] = count;
+    out.imageCounts[index] = entries.length;
   }
   // kohya uses the metadata's sizes as the bucket list only when every image has one.
   out.metadataBuckets = allRecorded && out.images.length > 0 ? [...recorded.values()] : null;
+}
+
+/** A fine-tuning record's `train_resolution`: two positive integers (the bucket size). */
+function hasTrainResolution(res: unknown): res is [number, number] {
+  return Array.isArray(res) && res.length === 2 && res.every((v) => Number.isInteger(v) && v > 0);
 }
 
 /** kohya: the key itself if it is a file, else `<image_dir>/<key><ext>` for each extension. */

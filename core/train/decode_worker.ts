@@ -1,7 +1,8 @@
 /**
  * A data loader worker (`--max_data_loader_n_workers`): a Web Worker that runs
  * {@link runImageJob} for each {@link ImageJobRequest} it receives and posts back the pixels
- * (transferred, not copied) or the error. A LorakitError (a corrupt or missing image) comes back
+ * (transferred, not copied) or the error; a `check` request only decodes the file (the dataset
+ * scan's verification). A LorakitError (a corrupt or missing image) comes back
  * as a user error, so the loader reports and skips the image as it does in-process; anything else
  * comes back with its stack and stops training.
  *
@@ -10,6 +11,7 @@
  * @module
  */
 import { LorakitError } from "../errors.ts";
+import { readImage } from "../image/decode.ts";
 import { runImageJob } from "./image_job.ts";
 import type { ImageJobReply, ImageJobRequest } from "./worker_pool.ts";
 
@@ -23,6 +25,11 @@ const scope = self as unknown as WorkerScope;
 
 async function handle(request: ImageJobRequest): Promise<void> {
   try {
+    if ("check" in request) {
+      await readImage(request.check, { applyOrientation: false });
+      scope.postMessage({ id: request.id, ok: true, pixels: new Float32Array(0) });
+      return;
+    }
     const pixels = await runImageJob(request.job);
     scope.postMessage({ id: request.id, ok: true, pixels }, [pixels.buffer]);
   } catch (e) {

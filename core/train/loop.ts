@@ -95,7 +95,6 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
     (args.resume !== null ? await readStateSeed(args.resume) : Math.floor(Math.random() * 2 ** 32));
   const data = await prepareData(args);
   for (const m of data.messages) note(m);
-  for (const s of data.skipped) note(`skipped ${s.path}: ${s.reason}`);
   const model = await loadSessionModel(args, note);
   let session: Awaited<ReturnType<typeof setupNetwork>> | null = null;
   let loader: BatchLoader | null = null;

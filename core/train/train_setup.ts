@@ -22,6 +22,7 @@ import {
   scanDataset,
   type ScannedDataset,
 } from "./dataset_scan.ts";
+import { type ImageChecker, imageChecker, skippedSummary } from "./image_check.ts";
 import type { TrainArgs } from "./train_args.ts";
 
 /** One dataset, scanned and bucketed. */
@@ -171,7 +172,37 @@ export async function prepareData(args: TrainArgs): Promise<PreparedData> {
     numTrainImages: 0,
     numRegImages: 0,
   };
-  for (const [i, blueprint] of bp.datasets.entries()) {
+  // Every image is decoded once here, so a bad one is left out before anything is counted.
+  const checker = imageChecker(args.max_data_loader_n_workers);
+  try {
+    await scanAll(args, bp.datasets, fromFile, checker, out);
+  } finally {
+    checker.close();
+  }
+  const found = out.datasets.reduce((a, d) => a + d.scan.imagesFound, 0);
+  if (out.skipped.length > 0) messages.push(skippedSummary(out.skipped, found));
+  const total = out.datasets.reduce((a, d) => a + d.scan.images.length, 0);
+  if (total === 0) {
+    const where = args.dataset_config ?? args.train_data_dir ?? args.in_json ?? "the dataset";
+    throw new LorakitError(
+      `${where}: no trainable images found` +
+        (out.skipped.length > 0
+          ? ` (${out.skipped.length} skipped: ${out.skipped[0].reason})`
+          : ""),
+    );
+  }
+  return out;
+}
+
+async function scanAll(
+  args: TrainArgs,
+  blueprints: DatasetBlueprint[],
+  fromFile: boolean,
+  checker: ImageChecker,
+  out: PreparedData,
+): Promise<void> {
+  const messages = out.messages;
+  for (const [i, blueprint] of blueprints.entries()) {
     const reso = blueprint.params.resolution;
     if (reso !== null && (reso[0] % 64 !== 0 || reso[1] % 64 !== 0)) {
       throw new LorakitError(
@@ -191,7 +222,7 @@ export async function prepareData(args: TrainArgs): Promise<PreparedData> {
         );
       }
     }
-    const scan = await scanDataset(blueprint);
+    const scan = await scanDataset(blueprint, checker);
     messages.push(...scan.warnings);
     out.skipped.push(...scan.skipped);
     const buckets = makeDatasetBuckets(scan, blueprint.params);
@@ -207,17 +238,6 @@ export async function prepareData(args: TrainArgs): Promise<PreparedData> {
       byKey: new Map(scan.images.map((im) => [im.key, im])),
     });
   }
-  const total = out.datasets.reduce((a, d) => a + d.scan.images.length, 0);
-  if (total === 0) {
-    const where = args.dataset_config ?? args.train_data_dir ?? args.in_json ?? "the dataset";
-    throw new LorakitError(
-      `${where}: no trainable images found` +
-        (out.skipped.length > 0
-          ? ` (${out.skipped.length} skipped: ${out.skipped[0].reason})`
-          : ""),
-    );
-  }
-  return out;
 }
 
 /** Batches per epoch over all datasets (kohya's `len(train_dataloader)`). */

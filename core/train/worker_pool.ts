@@ -15,11 +15,8 @@
 import { LorakitError } from "../errors.ts";
 import type { ImageJob } from "./image_job.ts";
 
-/** A message to a worker: run `job`. */
-export interface ImageJobRequest {
-  id: number;
-  job: ImageJob;
-}
+/** A message to a worker: run `job`, or only decode the file at `check` to see that it can be. */
+export type ImageJobRequest = { id: number; job: ImageJob } | { id: number; check: string };
 
 /** A worker's answer to {@link ImageJobRequest} `id`. */
 export type ImageJobReply =
@@ -62,6 +59,10 @@ export class DecodePool {
 
   /** Run `job` on a worker: the image as [3, H, W] floats in [-1, 1]. */
   run(job: ImageJob): Promise<Float32Array> {
+    return this.#send((id) => ({ id, job }));
+  }
+
+  #send(request: (id: number) => ImageJobRequest): Promise<Float32Array> {
     if (this.#terminated) {
       return Promise.reject(new Error("data loader workers were already stopped"));
     }
@@ -74,8 +75,16 @@ export class DecodePool {
     const id = this.#nextId++;
     return new Promise<Float32Array>((resolve, reject) => {
       slot.pending.set(id, { resolve, reject });
-      slot.worker.postMessage({ id, job } satisfies ImageJobRequest);
+      slot.worker.postMessage(request(id));
     });
+  }
+
+  /**
+   * Decode the image at `path` on a worker and drop the pixels: resolves when it decodes, rejects
+   * with a LorakitError naming it when it does not.
+   */
+  async check(path: string): Promise<void> {
+    await this.#send((id) => ({ id, check: path }));
   }
 
   /** Stop every worker; jobs still in flight reject. Safe to call more than once. */
