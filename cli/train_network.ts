@@ -12,6 +12,7 @@ import { trainNetwork } from "../core/train/loop.ts";
 import { outputConfigTarget, writeOutputConfig } from "../core/train/output_config.ts";
 import { summaryText } from "../core/train/progress.ts";
 import { HelpRequested, parseTrainArgs, type TrainArgs } from "../core/train/train_args.ts";
+import { resumeCommand } from "./resume_command.ts";
 
 const enc = new TextEncoder();
 
@@ -98,6 +99,7 @@ export async function main(argv: string[]): Promise<number> {
         }
       },
       interrupted: () => stop,
+      resumeCommand: (state) => resumeCommand("train_network", argv, state),
     });
     if (lastWasProgress && tty) Deno.stderr.writeSync(enc.encode("\n"));
     const files = log ? [...result.summary.files, log.path] : result.summary.files;

@@ -1,7 +1,7 @@
 /**
  * Ctrl-C with --save_state, then the same command plus --resume: the message names the state to
  * pass, the run continues with the seed the state was saved with (none was given), and the steps
- * after the interruption have exactly the uninterrupted run's losses.
+ * after the interruption have exactly the uninterrupted run's losses (bit for bit).
  */
 import assert from "node:assert/strict";
 import { initGpu } from "../gpu/mod.ts";
@@ -73,7 +73,7 @@ Deno.test({
       const whole = await train([...argv(`${d.root}/whole`), "--seed", String(seed)]);
       for (const l of resumed.result.losses) {
         const want = whole.result.losses[l.step - 1].loss;
-        assert.ok(Math.abs(l.loss - want) <= 1e-6, `step ${l.step}: ${l.loss} vs ${want}`);
+        assert.equal(l.loss, want, `step ${l.step}`);
       }
     } finally {
       await Deno.remove(d.root, { recursive: true });

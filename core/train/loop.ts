@@ -57,6 +57,8 @@ export interface TrainIo {
    * steps done: the moment to sample host-side counters per step.
    */
   stepEncoded?(step: number): void;
+  /** The full command line that resumes from the state at `statePath` (for the Ctrl-C message). */
+  resumeCommand?(statePath: string): string;
 }
 
 /** What a run returns. */

@@ -188,8 +188,11 @@ export class Saver {
       return;
     }
     const path = await this.#saveState(`${a.output_name ?? "at"}-step${pad(c.step, 8)}-state`, c);
+    const command = this.#o.io.resumeCommand?.(path);
     this.#o.io.message(
-      `interrupted at step ${c.step}; to continue, run the same command with --resume ${path}`,
+      command
+        ? `interrupted at step ${c.step}; to continue, run:\n  ${command}`
+        : `interrupted at step ${c.step}; to continue, run the same command with --resume ${path}`,
     );
   }
 
