@@ -181,6 +181,46 @@ export async function checkWritableDir(path: string, what: string): Promise<void
     }
     dir = parent;
   }
+  await probeWrite(dir, fail);
+}
+
+/**
+ * Check before long work that file `path` can be written (created or replaced): a folder at the
+ * path, a file where a folder of the path should be, a missing folder or an unwritable one fails
+ * in milliseconds with `<what>: cannot write there: <path>: <reason>`. Unlike
+ * {@link checkWritableDir}, the folder the file goes in must exist, because the tools write into
+ * it without creating it. Nothing is created: the folder is probed with a file that is removed
+ * at once.
+ */
+export async function checkWritableFile(path: string, what: string): Promise<void> {
+  const fail = (reason: string): never => {
+    throw new LorakitError(`${what}: cannot write there: ${path}: ${reason}`);
+  };
+  const info = await Deno.stat(path).catch((e) => e as Error);
+  if (!(info instanceof Error) && info.isDirectory) fail("a folder of that name is in the way");
+  const folder = dirName(path);
+  // Walk up to the nearest existing ancestor, so that a file in the way is named as such rather
+  // than reported as a missing folder below it.
+  let dir = folder;
+  for (;;) {
+    const up = await Deno.stat(dir).catch((e) => e as Error);
+    if (!(up instanceof Error)) {
+      if (!up.isDirectory) fail(`${dir} is a file, not a folder`);
+      break;
+    }
+    if (!(up instanceof Deno.errors.NotFound) && !(up instanceof Deno.errors.NotADirectory)) {
+      fail(`${dir}: ${osReason(up)}`);
+    }
+    const parent = dirName(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  if (dir !== folder) fail(`the folder ${folder} does not exist`);
+  await probeWrite(folder, fail);
+}
+
+/** Create and remove a small file in `dir`; `fail` reports the OS's refusal. */
+async function probeWrite(dir: string, fail: (reason: string) => never): Promise<void> {
   const probe = joinPath(dir, `.lorakit-write-check-${crypto.randomUUID().slice(0, 8)}`);
   try {
     await Deno.writeFile(probe, new Uint8Array(1));
