@@ -3,12 +3,25 @@
  *
  * @module
  */
-import { LorakitError } from "../core/errors.ts";
+import {
+  DEBUG_ENV,
+  DEBUG_FLAG,
+  EXIT_INTERNAL_ERROR,
+  reportFailure,
+  setDebug,
+  takeDebugFlag,
+} from "./report.ts";
 
 type ToolMain = (args: string[]) => Promise<number>;
 
+/** A tool of the command line: a line for the usage and its module's `main`, loaded on use. */
+export interface ToolEntry {
+  about: string;
+  load: () => Promise<ToolMain>;
+}
+
 /** Tools by name; each module exports `main(args): Promise<number>` (the exit code). */
-const TOOLS: Record<string, { about: string; load: () => Promise<ToolMain> }> = {
+const TOOLS: Record<string, ToolEntry> = {
   train_network: {
     about: "train a LoRA with kohya's train_network.py flags and --config_file TOML",
     load: async () => (await import("./train_network.ts")).main,
@@ -60,10 +73,27 @@ export function toolNames(): string[] {
   return Object.keys(TOOLS);
 }
 
-function usage(): string {
-  const rows = Object.entries(TOOLS).map(([k, v]) => `  ${k.padEnd(34)} ${v.about}`);
-  return `usage: lorakit <tool> [options]\n\ntools:\n${rows.join("\n")}\n\n` +
-    `Run 'lorakit <tool> --help' for a tool's options.`;
+function usage(tools: Record<string, ToolEntry>): string {
+  const rows = Object.entries(tools).map(([k, v]) => `  ${k.padEnd(34)} ${v.about}`);
+  return [
+    `usage: lorakit [${DEBUG_FLAG}] <tool> [options]`,
+    "",
+    "tools:",
+    ...rows,
+    "",
+    "Run 'lorakit <tool> --help' for a tool's options.",
+    "",
+    `  ${DEBUG_FLAG.padEnd(34)} print the stack trace of an error (anywhere on the command line;`,
+    `  ${"".padEnd(34)} or set ${DEBUG_ENV}=1)`,
+    "",
+    "exit codes:",
+    "  0    done",
+    "  1    an error of the input (flags, files, the disk), in one line on stderr",
+    "       (resize_images_to_resolution: some images were skipped)",
+    "  2    bad flags (resize_images_to_resolution: any error of the input)",
+    `  ${EXIT_INTERNAL_ERROR}   an internal error, a bug in lorakit`,
+    "  130  interrupted",
+  ].join("\n");
 }
 
 /**
@@ -82,30 +112,50 @@ function quietGlProbe(): void {
   }
 }
 
-/** Entry point; returns the process exit code. */
-export async function run(argv: string[]): Promise<number> {
+/**
+ * Failures that escape the awaited call chain (a promise nobody awaited, an error thrown in a
+ * callback) are reported like the others and end the process, instead of Deno's raw trace.
+ */
+export function reportEscapedErrors(): void {
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    Deno.exit(reportFailure(event.reason));
+  });
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    Deno.exit(reportFailure(event.error ?? event.message));
+  });
+}
+
+/**
+ * Entry point: `lorakit [--debug] <tool> [args]`; returns the process exit code. `tools` is the
+ * tool table (another one only in tests of the error reporting).
+ */
+export async function run(
+  argv: string[],
+  tools: Record<string, ToolEntry> = TOOLS,
+): Promise<number> {
   quietGlProbe();
-  const [tool, ...rest] = argv;
+  const { args, debug } = takeDebugFlag(argv);
+  if (debug) setDebug(true);
+  const [tool, ...rest] = args;
   if (!tool || tool === "-h" || tool === "--help") {
-    console.log(usage());
+    console.log(usage(tools));
     return tool ? 0 : 2;
   }
-  const entry = TOOLS[tool];
+  const entry = Object.hasOwn(tools, tool) ? tools[tool] : undefined;
   if (!entry) {
-    console.error(`lorakit: unknown tool '${tool}'.\n\n${usage()}`);
+    console.error(`lorakit: unknown tool '${tool}'.\n\n${usage(tools)}`);
     return 2;
   }
   try {
     return await (await entry.load())(rest);
   } catch (e) {
-    if (e instanceof LorakitError || (e instanceof Error && e.name === "NoGpuError")) {
-      console.error(`error: ${e.message}`);
-      return 1;
-    }
-    throw e;
+    return reportFailure(e);
   }
 }
 
 if (import.meta.main) {
+  reportEscapedErrors();
   Deno.exit(await run(Deno.args));
 }
