@@ -9,7 +9,7 @@
  */
 import { resolve } from "node:path";
 import { LorakitError } from "../core/errors.ts";
-import { joinPath, listDir, makeDir, writeFileAtomic } from "../core/io/fs.ts";
+import { checkWritableDir, joinPath, listDir, makeDir, writeFileAtomic } from "../core/io/fs.ts";
 import { mergeExtractRoundTrip, sampleAcrossMultipliers } from "../core/demo/evaluate.ts";
 import type { MultiplierResponse } from "../core/demo/lora_effect.ts";
 import { renderReport, type RoundTripResult } from "../core/demo/report.ts";
@@ -84,6 +84,8 @@ const MARKER = ".lorakit-demo";
  * without it is refused, so the demo never deletes files it did not write.
  */
 async function claimOutDir(out: string): Promise<void> {
+  // A read-only disk would otherwise pass makeDir (when the folder exists) and fail later.
+  await checkWritableDir(out, "--out");
   await makeDir(out);
   const entries = await listDir(out);
   if (entries.length > 0 && !entries.some((e) => e.name === MARKER)) {

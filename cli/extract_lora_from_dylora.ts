@@ -5,7 +5,8 @@
  * @module
  */
 import { LorakitError } from "../core/errors.ts";
-import { extractFromDylora } from "../core/lora/dylora_extract.ts";
+import { checkWritableFile } from "../core/io/fs.ts";
+import { dyloraOutputName, extractFromDylora } from "../core/lora/dylora_extract.ts";
 import { openLoraFile } from "../core/lora/lora_file.ts";
 import {
   makeParser,
@@ -54,6 +55,8 @@ async function run(a: Args): Promise<number> {
       );
     }
   }
+  // Every output goes in the folder of --save_to; the first one's name stands for them all.
+  await checkWritableFile(dyloraOutputName(saveTo, unit), "--save_to");
   const t0 = performance.now();
   const files = await extractFromDylora({
     model: a.model,

@@ -14,11 +14,11 @@ import {
   type Parser,
   PRECISIONS,
   progress,
-  requireSafetensors,
   runTool,
   SAFETENSORS_ONLY,
   seconds,
   SIGN_RULE,
+  writableSafetensors,
 } from "./lora_cli.ts";
 
 const DESCRIPTION =
@@ -95,7 +95,7 @@ function buildParser(): Parser {
 }
 
 async function run(a: Args): Promise<number> {
-  const saveTo = requireSafetensors("--save_to", a.save_to);
+  const saveTo = await writableSafetensors("--save_to", a.save_to);
   const t0 = performance.now();
   const v2 = a.v2 ? true : undefined;
   // Extraction reads weights by name only: it never needs the models' head counts.

@@ -1,14 +1,14 @@
 /**
  * `lorakit gen_img ...`: kohya sd-scripts' gen_img.py for SD 1.x/2.x (see `gen_img_args.ts` for
  * the flags and `core/sample/gen_plan.ts`, `gen_loop.ts` for what runs). Everything that can be
- * checked is checked before the output folder is touched: files, flags, prompt options, sizes,
- * seeds, the model and the LoRA files against it.
+ * checked is checked before the output folder is touched: that it can be written, files, flags,
+ * prompt options, sizes, seeds, the model and the LoRA files against it.
  *
  * @module
  */
 import { LorakitError } from "../core/errors.ts";
 import { encodePng } from "../core/image/encode.ts";
-import { exists, joinPath, makeDir, writeFileAtomic } from "../core/io/fs.ts";
+import { checkWritableDir, exists, joinPath, makeDir, writeFileAtomic } from "../core/io/fs.ts";
 import { openSafetensors } from "../core/io/safetensors.ts";
 import { createNetworkFromWeights, type LoraNetwork } from "../core/lora/network.ts";
 import { loadStableDiffusion, type StableDiffusion } from "../core/models/mod.ts";
@@ -166,6 +166,8 @@ function pngText(
 async function run(a: GenImgArgs): Promise<number> {
   rejectUnsupported(a);
   const t0 = performance.now();
+  // Images are written only after the model is loaded and the first batch generated.
+  await checkWritableDir(a.outdir, "--outdir");
   await mustExist(a.ckpt!, "--ckpt");
   if (a.vae !== null) await mustExist(a.vae, "--vae");
   const specs = networkSpecs(a);

@@ -7,6 +7,8 @@
  */
 import { ArgumentParser } from "argparse";
 import { LorakitError } from "../core/errors.ts";
+import { checkWritableFile } from "../core/io/fs.ts";
+import { reportFailure } from "./report.ts";
 
 /** Thrown instead of calling process.exit, so a tool's `main` can return the code. */
 export class ParserExit {
@@ -66,6 +68,20 @@ export function requireSafetensors(flag: string, path: string | null | undefined
   return path;
 }
 
+/**
+ * A `.safetensors` output path that can be written: {@link requireSafetensors}, then a check in
+ * milliseconds, before any input is read, that the file's folder exists and takes files and
+ * that no folder is in the way.
+ */
+export async function writableSafetensors(
+  flag: string,
+  path: string | null | undefined,
+): Promise<string> {
+  const out = requireSafetensors(flag, path);
+  await checkWritableFile(out, flag);
+  return out;
+}
+
 /** Seconds between progress lines when stderr is not a terminal (a log file, a CI job). */
 const LOG_EVERY_S = 5;
 let lastLogged = -Infinity;
@@ -87,7 +103,10 @@ export function progress(done: number, total: number, what: string): void {
   Deno.stderr.writeSync(enc.encode(`${text}\n`));
 }
 
-/** Parse, run, and map errors to exit codes (2: bad flags; 1: a LorakitError). */
+/**
+ * Parse, run, and map errors to exit codes (2: bad flags; 1: a LorakitError or an OS refusal;
+ * 70: an internal error), printed as one line unless debug mode asks for the stack.
+ */
 export async function runTool<A>(
   parser: Parser,
   args: string[],
@@ -103,11 +122,7 @@ export async function runTool<A>(
   try {
     return await run(a);
   } catch (e) {
-    if (e instanceof LorakitError) {
-      console.error(`error: ${e.message}`);
-      return 1;
-    }
-    throw e;
+    return reportFailure(e);
   }
 }
 

@@ -14,10 +14,10 @@ import {
   type Parser,
   PRECISIONS,
   progress,
-  requireSafetensors,
   runTool,
   SAFETENSORS_ONLY,
   seconds,
+  writableSafetensors,
 } from "./lora_cli.ts";
 
 const DESCRIPTION =
@@ -84,7 +84,7 @@ function buildParser(): Parser {
 }
 
 async function run(a: Args): Promise<number> {
-  const saveTo = requireSafetensors("--save_to", a.save_to);
+  const saveTo = await writableSafetensors("--save_to", a.save_to);
   const models = a.models ?? [];
   const ratios = a.ratios ?? [];
   if (models.length === 0) throw new LorakitError("--models: expected LoRA files, found none");

@@ -20,6 +20,7 @@ import {
 } from "../core/image/max_resolution.ts";
 import { type Interpolation, planResize } from "../core/image/resample_tables.ts";
 import {
+  checkWritableDir,
   isDirectory,
   joinPath,
   listDir,
@@ -30,6 +31,7 @@ import {
 import { NoGpuError } from "../gpu/device.ts";
 import { resampleGpu } from "../gpu/ops/resample.ts";
 import { initGpu } from "../gpu/runtime.ts";
+import { reportFailure } from "./report.ts";
 
 /** Extensions kohya treats as images (matched case-sensitively, as its `str.endswith` does). */
 const IMAGE_EXTS = [".png", ".jpg", ".jpeg", ".webp", ".bmp"];
@@ -181,11 +183,8 @@ export async function main(args: string[]): Promise<number> {
   try {
     return await run(a);
   } catch (e) {
-    if (e instanceof LorakitError) {
-      console.error(`error: ${e.message}`);
-      return 2;
-    }
-    throw e;
+    // 1 already means "some images were skipped", so a failure of the whole run is 2.
+    return reportFailure(e, 2);
   }
 }
 
@@ -197,6 +196,8 @@ async function run(a: Args): Promise<number> {
   if (!(await isDirectory(a.src_img_folder))) {
     throw new LorakitError(`${a.src_img_folder}: source folder not found`);
   }
+  // An existing but read-only destination would otherwise fail only at the first image.
+  await checkWritableDir(a.dst_img_folder, "dst_img_folder");
   await makeDir(a.dst_img_folder);
   const gpu = await useGpu(a.device);
   const entries = (await listDir(a.src_img_folder)).filter((e) => !e.isDirectory);

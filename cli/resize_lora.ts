@@ -13,11 +13,11 @@ import {
   type Parser,
   PRECISIONS,
   progress,
-  requireSafetensors,
   runTool,
   SAFETENSORS_ONLY,
   seconds,
   SIGN_RULE,
+  writableSafetensors,
 } from "./lora_cli.ts";
 
 const DESCRIPTION =
@@ -100,7 +100,7 @@ function verboseLine(prefix: string, c: RankChoice, dynamic: boolean): string {
 }
 
 async function run(a: Args): Promise<number> {
-  const saveTo = requireSafetensors("--save_to", a.save_to);
+  const saveTo = await writableSafetensors("--save_to", a.save_to);
   const model = a.model ?? "";
   const t0 = performance.now();
   const dynamic = a.dynamic_method !== null;

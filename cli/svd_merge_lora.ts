@@ -12,11 +12,11 @@ import {
   type Parser,
   PRECISIONS,
   progress,
-  requireSafetensors,
   runTool,
   SAFETENSORS_ONLY,
   seconds,
   SIGN_RULE,
+  writableSafetensors,
 } from "./lora_cli.ts";
 
 const DESCRIPTION =
@@ -69,7 +69,7 @@ function buildParser(): Parser {
 }
 
 async function run(a: Args): Promise<number> {
-  const saveTo = requireSafetensors("--save_to", a.save_to);
+  const saveTo = await writableSafetensors("--save_to", a.save_to);
   const t0 = performance.now();
   const r = await svdMergeLoraFiles({
     models: a.models ?? [],
