@@ -9,6 +9,7 @@
  */
 import { LorakitError } from "../core/errors.ts";
 import { trainNetwork } from "../core/train/loop.ts";
+import { checkTrainOutputs, logFolder } from "../core/train/output_checks.ts";
 import { outputConfigTarget, writeOutputConfig } from "../core/train/output_config.ts";
 import { summaryText } from "../core/train/progress.ts";
 import { HelpRequested, parseTrainArgs, type TrainArgs } from "../core/train/train_args.ts";
@@ -28,9 +29,14 @@ function openLog(
   args: TrainArgs,
 ): { path: string; write: (line: string) => void; close: () => void } | null {
   if (args.logging_dir === null) return null;
-  Deno.mkdirSync(args.logging_dir, { recursive: true });
   const path = `${args.logging_dir}/${args.log_prefix ?? ""}${stamp()}.jsonl`;
-  const file = Deno.openSync(path, { write: true, create: true, append: true });
+  let file: Deno.FsFile;
+  try {
+    Deno.mkdirSync(logFolder(args.logging_dir, args.log_prefix), { recursive: true });
+    file = Deno.openSync(path, { write: true, create: true, append: true });
+  } catch (e) {
+    throw new LorakitError(`--logging_dir: cannot write ${path} (${(e as Error).message})`);
+  }
   return {
     path,
     write: (line) => {
@@ -74,6 +80,8 @@ export async function main(argv: string[]): Promise<number> {
     stop = true;
     Deno.stderr.writeSync(enc.encode("\nstopping after this step (Ctrl-C again to abort)\n"));
   };
+  // Checked here too (the loop checks again), so that no log is created before a failing check.
+  await checkTrainOutputs(args);
   Deno.addSignalListener("SIGINT", onSigint);
   const log = openLog(args);
   let lastWasProgress = false;

@@ -18,7 +18,7 @@
  */
 import { backward, clipGradNorm, LossScaler, rt, scale, Tensor } from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
-import { checkWritableDir } from "../io/fs.ts";
+import { checkLatentCacheFolders, checkTrainOutputs } from "./output_checks.ts";
 import { BatchLoader, type CachedLatents, type HostBatch, planEpoch } from "./data_loader.ts";
 import { cacheLatents, encodeImagesToLatents } from "./latent_cache.ts";
 import { DdpmSchedule } from "./noise_schedule.ts";
@@ -89,8 +89,7 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
   const t0 = performance.now();
   checkTrainSupport(args);
   // Outputs must be writable before any model is loaded or step trained.
-  await checkWritableDir(args.output_dir ?? ".", "--output_dir");
-  if (args.logging_dir !== null) await checkWritableDir(args.logging_dir, "--logging_dir");
+  await checkTrainOutputs(args);
   const note = (m: string) => io.message(m);
   // Without --seed, a resumed run continues with the seed its state was saved with.
   const seed = args.seed ??
@@ -102,6 +101,7 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
   let loader: BatchLoader | null = null;
   try {
     await mergeBaseWeights(model.sd, args, note);
+  if (args.cache_latents_to_disk) await checkLatentCacheFolders(data);
     session = await setupNetwork(model, args, seed, note);
     const { net, created, params } = session;
     const optimizer = created.optimizer;

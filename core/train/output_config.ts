@@ -14,7 +14,7 @@
 import { ArgumentParser, SUPPRESS } from "argparse";
 import { stringify } from "smol-toml";
 import { LorakitError } from "../errors.ts";
-import { exists, writeFileAtomic } from "../io/fs.ts";
+import { checkWritableFile, exists, writeFileAtomic } from "../io/fs.ts";
 import { type ParseOptions, parseTrainArgs, TRAIN_FLAGS, type TrainArgs } from "./train_args.ts";
 
 /** Flags kohya never writes to the output config. */
@@ -84,6 +84,7 @@ export async function writeOutputConfig(
       `--output_config: ${path} already exists; choose a new --config_file (it is not overwritten)`,
     );
   }
+  await checkWritableFile(path, "--config_file");
   await writeFileAtomic(path, outputConfigToml(args));
   return path;
 }
