@@ -95,13 +95,13 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
   const seed = args.seed ??
     (args.resume !== null ? await readStateSeed(args.resume) : Math.floor(Math.random() * 2 ** 32));
   const data = await prepareData(args);
+  if (args.cache_latents_to_disk) await checkLatentCacheFolders(data);
   for (const m of data.messages) note(m);
   const model = await loadSessionModel(args, note);
   let session: Awaited<ReturnType<typeof setupNetwork>> | null = null;
   let loader: BatchLoader | null = null;
   try {
     await mergeBaseWeights(model.sd, args, note);
-  if (args.cache_latents_to_disk) await checkLatentCacheFolders(data);
     session = await setupNetwork(model, args, seed, note);
     const { net, created, params } = session;
     const optimizer = created.optimizer;
