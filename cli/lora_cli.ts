@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { ArgumentParser } from "argparse";
+import { ArgumentParser } from "../core/deps/argparse.ts";
 import { LorakitError } from "../core/errors.ts";
 import { checkWritableFile } from "../core/io/fs.ts";
 import { reportFailure } from "./report.ts";

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { ArgumentParser } from "argparse";
+import { ArgumentParser } from "../core/deps/argparse.ts";
 import { LorakitError } from "../core/errors.ts";
 import { readImage } from "../core/image/decode.ts";
 import { encodeJpeg, encodePng } from "../core/image/encode.ts";

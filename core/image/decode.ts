@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { Image } from "imagescript";
+import { Image } from "../deps/imagescript.ts";
 import { LorakitError } from "../errors.ts";
 import { readBytes } from "../io/fs.ts";
 import { decodeBmp } from "./bmp.ts";

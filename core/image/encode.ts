@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { Image } from "imagescript";
+import { Image } from "../deps/imagescript.ts";
 import { LorakitError } from "../errors.ts";
 import { type RasterImage, toRGBA } from "./image.ts";
 import { makeChunk, PNG_SIGNATURE, textChunk } from "./png_chunks.ts";

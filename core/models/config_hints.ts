@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { parse as parseYaml } from "yaml";
+import { parse as parseYaml } from "../deps/yaml.ts";
 import { LorakitError } from "../errors.ts";
 
 /** The fields of a CompVis `LatentDiffusion` yaml that lorakit uses. */

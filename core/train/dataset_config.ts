@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { parse as parseToml } from "smol-toml";
+import { parse as parseToml } from "../deps/smol_toml.ts";
 import { LorakitError } from "../errors.ts";
 import { readText } from "../io/fs.ts";
 import type { CaptionSettings } from "./captions.ts";

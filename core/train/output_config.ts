@@ -11,8 +11,8 @@
  *
  * @module
  */
-import { ArgumentParser, SUPPRESS } from "argparse";
-import { stringify } from "smol-toml";
+import { ArgumentParser, SUPPRESS } from "../deps/argparse.ts";
+import { stringify } from "../deps/smol_toml.ts";
 import { LorakitError } from "../errors.ts";
 import { checkWritableFile, exists, writeFileAtomic } from "../io/fs.ts";
 import { type ParseOptions, parseTrainArgs, TRAIN_FLAGS, type TrainArgs } from "./train_args.ts";

@@ -12,8 +12,8 @@
  *
  * @module
  */
-import { ArgumentParser, SUPPRESS } from "argparse";
-import { parse as parseToml } from "smol-toml";
+import { ArgumentParser, SUPPRESS } from "../deps/argparse.ts";
+import { parse as parseToml } from "../deps/smol_toml.ts";
 import { LorakitError } from "../errors.ts";
 import { readText } from "../io/fs.ts";
 import { datasetArgsToConfig } from "./dataset_config.ts";
