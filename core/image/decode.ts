@@ -3,8 +3,8 @@
  * imagescript's WebAssembly codec, after our own header checks (so a truncated or corrupt file,
  * or one whose size would need unbounded memory, becomes a LorakitError naming the file). JPEG
  * is decoded by our own `jpeg_decode.ts`, which gives exactly the pixels of libjpeg-turbo (and
- * so of kohya's Pillow and OpenCV); BMP is decoded here too. 16-bit samples keep their high
- * byte, as Pillow and OpenCV do. WebP cannot be decoded: imagescript 1.3 has no WebP decoder.
+ * so of kohya's Pillow and OpenCV); BMP is decoded here too; WebP by libwebp (`webp.ts`), after
+ * its container is read. 16-bit samples keep their high byte, as Pillow and OpenCV do.
  *
  * @module
  */
@@ -16,6 +16,7 @@ import { applyOrientation, jpegOrientation } from "./exif.ts";
 import { type RasterImage, toRGB } from "./image.ts";
 import { decodeJpeg } from "./jpeg_decode.ts";
 import { readChunks } from "./png_chunks.ts";
+import { decodeWebp, webpInfo } from "./webp.ts";
 
 /** Container formats recognised by their leading bytes. */
 export type ImageFormat = "png" | "jpeg" | "webp" | "bmp" | "gif" | "tiff";
@@ -161,8 +162,16 @@ export async function decodeImage(
     const raster = decodeBmp(bytes, name, maxPixels);
     return { ...raster, format, hasAlpha: raster.channels === 4, orientation: 1 };
   }
+  if (format === "webp") {
+    const info = webpInfo(bytes, name);
+    checkSize(name, info.width, info.height, maxPixels);
+    const raster = await decodeWebp(bytes, name, info);
+    return { ...raster, format, hasAlpha: info.hasAlpha, orientation: 1 };
+  }
   if (format === null) {
-    throw new LorakitError(`${name}: not a recognised image (expected PNG, JPEG or BMP data)`);
+    throw new LorakitError(
+      `${name}: not a recognised image (expected PNG, JPEG, WEBP or BMP data)`,
+    );
   }
   throw new LorakitError(
     `${name}: ${format.toUpperCase()} images cannot be decoded (imagescript 1.3 has no ${format.toUpperCase()} decoder); convert it to PNG or JPEG`,
