@@ -235,7 +235,12 @@ async function libwebpRGBA(file: Uint8Array, w: number, h: number, name: string)
     const why = [...messages, e instanceof Error ? e.message : String(e)].join("; ");
     throw corrupt(name, `libwebp stopped: ${why.replace(/\s+/g, " ").slice(0, 300)}`);
   }
-  if (out === null) throw corrupt(name, `libwebp could not decode the ${w}x${h} image`);
+  if (out === null) {
+    // The WebAssembly build has at most 2 GiB of memory; a lossless decode needs about 8 bytes a
+    // pixel, so a very large file may fail for room rather than damage.
+    const room = w * h > 1 << 26 ? ", or it needs more than the decoder's 2 GiB of memory" : "";
+    throw corrupt(name, `libwebp could not decode the ${w}x${h} image${room}`);
+  }
   if (out.width !== w || out.height !== h) {
     throw corrupt(name, `libwebp decoded ${out.width}x${out.height}, the header says ${w}x${h}`);
   }
