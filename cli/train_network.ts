@@ -1,7 +1,8 @@
 /**
  * `lorakit train_network ...`: kohya's `train_network.py` command line (and `--config_file`
  * TOML) for SD 1.x/2.x LoRA training. Progress goes to stderr (one rewritten line on a terminal),
- * `--logging_dir` gets a JSONL log of every step, Ctrl-C stops after the current step (saving a
+ * `--logging_dir` gets TensorBoard event files (kohya's tags and folders) and a JSONL log of every
+ * step, Ctrl-C stops after the current step (saving a
  * state with `--save_state`), and a summary ends the run. `--output_config` writes the arguments
  * to `--config_file` and exits without training.
  *
@@ -12,6 +13,7 @@ import { trainNetwork } from "../core/train/loop.ts";
 import { checkTrainOutputs, logFolder } from "../core/train/output_checks.ts";
 import { outputConfigTarget, writeOutputConfig } from "../core/train/output_config.ts";
 import { summaryText } from "../core/train/progress.ts";
+import { EventFileWriter, tensorboardFolder } from "../core/train/tensorboard.ts";
 import { HelpRequested, parseTrainArgs, type TrainArgs } from "../core/train/train_args.ts";
 import { resumeCommand } from "./resume_command.ts";
 
@@ -27,9 +29,10 @@ function stamp(): string {
 /** Open the JSONL log of `--logging_dir` (`<dir>/<log_prefix><timestamp>.jsonl`). */
 function openLog(
   args: TrainArgs,
+  at: string,
 ): { path: string; write: (line: string) => void; close: () => void } | null {
   if (args.logging_dir === null) return null;
-  const path = `${args.logging_dir}/${args.log_prefix ?? ""}${stamp()}.jsonl`;
+  const path = `${args.logging_dir}/${args.log_prefix ?? ""}${at}.jsonl`;
   let file: Deno.FsFile;
   try {
     Deno.mkdirSync(logFolder(args.logging_dir, args.log_prefix), { recursive: true });
@@ -44,6 +47,20 @@ function openLog(
     },
     close: () => file.close(),
   };
+}
+
+/**
+ * Open the TensorBoard event file of `--logging_dir` in the folder kohya's tracker uses; none
+ * with `--log_with wandb`, which asks for W&B alone.
+ */
+function openEvents(args: TrainArgs, at: string): EventFileWriter | null {
+  if (args.log_with === "wandb" || args.log_with === "all") {
+    onNote(`--log_with ${args.log_with}: lorakit writes no W&B logs`);
+  }
+  if (args.logging_dir === null || args.log_with === "wandb") return null;
+  return EventFileWriter.open(
+    tensorboardFolder(args.logging_dir, args.log_prefix, at, args.log_tracker_name),
+  );
 }
 
 const noted = new Set<string>();
@@ -83,7 +100,9 @@ export async function main(argv: string[]): Promise<number> {
   // Checked here too (the loop checks again), so that no log is created before a failing check.
   await checkTrainOutputs(args);
   Deno.addSignalListener("SIGINT", onSigint);
-  const log = openLog(args);
+  const startedAt = stamp();
+  const log = openLog(args, startedAt);
+  const events = openEvents(args, startedAt);
   let lastWasProgress = false;
   try {
     const result = await trainNetwork(args, {
@@ -108,13 +127,15 @@ export async function main(argv: string[]): Promise<number> {
       },
       interrupted: () => stop,
       resumeCommand: (state) => resumeCommand("train_network", argv, state),
+      scalars: events ? (step, values) => events.addScalars(step, values) : undefined,
     });
     if (lastWasProgress && tty) Deno.stderr.writeSync(enc.encode("\n"));
-    const files = log ? [...result.summary.files, log.path] : result.summary.files;
+    const files = [...result.summary.files, ...[log?.path ?? [], events?.path ?? []].flat()];
     console.error(summaryText({ ...result.summary, files }));
     return result.interrupted ? 130 : 0;
   } finally {
     log?.close();
+    events?.close();
     Deno.removeSignalListener("SIGINT", onSigint);
   }
 }

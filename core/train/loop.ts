@@ -24,6 +24,7 @@ import { cacheLatents, encodeImagesToLatents } from "./latent_cache.ts";
 import { DdpmSchedule } from "./noise_schedule.ts";
 import { applyMaxNorm, reseedNetwork } from "./network_training.ts";
 import { logRecord, LossRecorder, progressLine, type TrainSummary } from "./progress.ts";
+import { epochScalars, kohyaLrGroups, stepScalars } from "./step_logs.ts";
 import { PendingLosses } from "./pending_losses.ts";
 import { trainStepForward } from "./step.ts";
 import type { TrainArgs } from "./train_args.ts";
@@ -48,6 +49,8 @@ export interface TrainIo {
   progress?(line: string): void;
   /** One JSONL record per step (`--logging_dir`). */
   log?(record: string): void;
+  /** kohya's tracker scalars (tag -> value) at `step` (the epoch number for epoch logs). */
+  scalars?(step: number, values: Record<string, number>): void;
   /** Remove a file or folder (old saves beyond `--save_last_n_*`). */
   remove(path: string): Promise<void>;
   /** True once the user asked to stop (SIGINT). */
@@ -77,6 +80,8 @@ interface StepReport {
   sync: boolean;
   /** Optimizer steps done, this one included. */
   step: number;
+  /** `--scale_weight_norms` figures of this step. */
+  norms?: { keysScaled: number; meanNorm: number; maxNorm: number };
 }
 
 /** kohya's clamp of the SNR in its per-sample loss scalings. */
@@ -105,6 +110,7 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
     session = await setupNetwork(model, args, seed, note);
     const { net, created, params } = session;
     const optimizer = created.optimizer;
+    const lrGroups = kohyaLrGroups(net.modules.map((m) => m.spec), args);
     const est = await checkMemory(model, session, args, data);
     note(
       `estimated GPU memory: ${formatBytes(est.total)} (weights ${formatBytes(est.weights)}, ` +
@@ -180,6 +186,7 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
     const minT = args.min_timestep ?? 0, maxT = args.max_timestep ?? 1000;
     const reported = new Set<string>();
     let skipped = 0, lastLoss = 0, interrupted = false, timedSteps = 0;
+    let epochNow = 0, epochLogged = 0;
     const tTrain = performance.now();
     rt().storage.resetPeak();
     if (args.sample_at_first) await saver.sample(0, null);
@@ -205,6 +212,16 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
         lossScale: scaler?.scale,
       };
       io.progress?.(progressLine(info));
+      io.scalars?.(
+        r.step,
+        stepScalars(lrGroups, {
+          loss: lossValue,
+          averageLoss: recorder.average,
+          lrScale: sched.lrScale(r.step),
+          unetOnly: args.network_train_unet_only,
+          norms: r.norms,
+        }),
+      );
       io.log?.(logRecord(info, optimizer.groups.map((g) => g.lr * sched.lrScale(r.step - 1))));
     });
     const saveCtx = (epoch: number, batchInEpoch: number): SaveContext => ({
@@ -216,6 +233,7 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
     outer: for (let epoch = 1; epoch <= sched.numEpochs; epoch++) {
       const plan = planEpoch(data, seed, epoch);
       if (epoch < startEpoch) continue;
+      epochNow = epoch;
       let accumulated = 0;
       let pending: Promise<HostBatch> | null = null;
       const first = epoch === startEpoch ? startBatch : 0;
@@ -284,6 +302,7 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
         out.target.dispose();
         accumulated++;
         const sync = accumulated === accum || bi === plan.length - 1;
+        let norms: StepReport["norms"];
         if (sync) {
           const lrScale = sched.lrScale(step);
           const maxNorm = args.max_grad_norm > 0 ? args.max_grad_norm : undefined;
@@ -299,13 +318,13 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
           optimizer.zeroGrad();
           accumulated = 0;
           if (args.scale_weight_norms !== null && args.scale_weight_norms > 0) {
-            await applyMaxNorm(net, args.scale_weight_norms);
+            norms = await applyMaxNorm(net, args.scale_weight_norms);
           }
           step++;
           io.stepEncoded?.(step);
         }
         // The loss arrives later; its report runs then (see PendingLosses).
-        pendingLosses.push(out.loss.readLater(), { epoch, bi, sync, step });
+        pendingLosses.push(out.loss.readLater(), { epoch, bi, sync, step, norms });
         out.loss.dispose();
         await pendingLosses.settle();
         if (!sync) continue;
@@ -319,9 +338,19 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
       }
       await pending?.catch(() => {});
       batches.endEpoch();
+      if (io.scalars) {
+        // kohya logs the epoch's average once every step of it has been logged.
+        await pendingLosses.drain();
+        io.scalars(epoch, epochScalars(recorder.average));
+        epochLogged = epoch;
+      }
       await saver.afterEpoch(saveCtx(epoch + 1, 0), epoch);
     }
     await pendingLosses.drain();
+    // kohya also logs the last epoch when the step limit ends it early.
+    if (io.scalars && !interrupted && epochNow > epochLogged) {
+      io.scalars(epochNow, epochScalars(recorder.average));
+    }
     if (!interrupted) await saver.atEnd(saveCtx(sched.numEpochs + 1, 0));
     const summary: TrainSummary = {
       seconds: (performance.now() - t0) / 1000,

@@ -100,6 +100,9 @@ export function checkTrainSupport(args: TrainArgs): void {
   if (args.validation_split !== 0) {
     fail("validation_split", "validation is not implemented in lorakit");
   }
+  if ((args.log_with === "tensorboard" || args.log_with === "all") && args.logging_dir === null) {
+    fail("log_with", `${args.log_with} needs --logging_dir (as in kohya)`);
+  }
   if (args.pretrained_model_name_or_path === null) {
     fail("pretrained_model_name_or_path", "required: the base model (.safetensors/.ckpt/folder)");
   }
