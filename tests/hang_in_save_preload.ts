@@ -12,7 +12,8 @@ if (at > 0 && mark) {
   Deno.FsFile.prototype.syncData = async function (this: Deno.FsFile): Promise<void> {
     if (++syncs === at) {
       await Deno.writeTextFile(mark, String(syncs));
-      await new Promise(() => {});
+      // A timer keeps the event loop alive; a bare pending promise would let the process end.
+      await new Promise(() => setInterval(() => {}, 1000));
     }
     return await original.call(this);
   };
