@@ -16,6 +16,7 @@ import { summaryText } from "../core/train/progress.ts";
 import { EventFileWriter, tensorboardFolder } from "../core/train/tensorboard.ts";
 import { HelpRequested, parseTrainArgs, type TrainArgs } from "../core/train/train_args.ts";
 import { resumeCommand } from "./resume_command.ts";
+import { startDashboard } from "./train_dashboard.ts";
 
 const enc = new TextEncoder();
 
@@ -103,6 +104,7 @@ export async function main(argv: string[]): Promise<number> {
   const startedAt = stamp();
   const log = openLog(args, startedAt);
   const events = openEvents(args, startedAt);
+  const dash = await startDashboard(args, log?.path ?? null);
   let lastWasProgress = false;
   try {
     const result = await trainNetwork(args, {
@@ -115,7 +117,11 @@ export async function main(argv: string[]): Promise<number> {
         Deno.stderr.writeSync(enc.encode(tty ? `\r\x1b[K${line}` : `${line}\n`));
         lastWasProgress = true;
       },
-      log: log?.write,
+      log: (line) => {
+        log?.write(line);
+        dash?.record(line);
+      },
+      sampleWritten: dash?.sample,
       remove: async (path) => {
         try {
           await Deno.remove(path, { recursive: true });
@@ -132,8 +138,16 @@ export async function main(argv: string[]): Promise<number> {
     if (lastWasProgress && tty) Deno.stderr.writeSync(enc.encode("\n"));
     const files = [...result.summary.files, ...[log?.path ?? [], events?.path ?? []].flat()];
     console.error(summaryText({ ...result.summary, files }));
+    dash?.finish(
+      result.interrupted ? "interrupted" : "finished",
+      result.interrupted ? "resume it with --resume and the state it saved" : "",
+    );
     return result.interrupted ? 130 : 0;
+  } catch (e) {
+    dash?.finish("failed", (e as Error).message ?? String(e));
+    throw e;
   } finally {
+    await dash?.close();
     log?.close();
     events?.close();
     Deno.removeSignalListener("SIGINT", onSigint);

@@ -13,7 +13,7 @@ import { parseTrainArgs } from "../core/train/train_args.ts";
 import { tinySd1Config, writeTinyModel, yamlPathFor } from "../core/demo/tiny_model.ts";
 import { drawDemoImage, writeSyntheticDataset } from "../core/demo/synthetic_dataset.ts";
 import { drawLossPlot, movingAverage, niceStep, tickLabel } from "../core/demo/loss_plot.ts";
-import { parseLossLog } from "../core/demo/train_log.ts";
+import { lossChartSvg, parseLossLog } from "../core/demo/train_log.ts";
 import { demoTrainArgs } from "../core/demo/train_command.ts";
 import { base64 } from "../core/demo/report.ts";
 import { runDemo } from "../cli/demo.ts";
@@ -118,6 +118,10 @@ Deno.test("demo loss log and plot helpers", () => {
   });
   assert.equal(plot.data.length, 200 * 100 * 4);
   assert.ok(plot.data.some((v, i) => i % 4 === 0 && v < 100)); // axes and text drawn
+  const svg = lossChartSvg([{ step: 1, loss: 1 }, { step: 2, loss: 0.5 }, { step: 3, loss: NaN }]);
+  assert.match(svg, /^<svg [^>]*>.*<\/svg>$/s);
+  assert.match(svg, /data-label="loss" data-points="2"/);
+  assert.match(svg, /data-label="moving average \(1\)" data-points="2"/);
   assert.equal(base64(new TextEncoder().encode("lorakit!")), btoa("lorakit!"));
   assert.equal(base64(new Uint8Array([1, 2])), btoa("\x01\x02"));
 });

@@ -6,7 +6,10 @@
  * @module
  */
 import { makeImage, type RasterImage } from "../image/image.ts";
+import { movingAverage, niceStep, tickLabel } from "../plot/line_chart.js";
 import { drawText, textHeight, textWidth } from "./pixel_font.ts";
+
+export { movingAverage, niceStep, tickLabel };
 
 /** One point of the curve. */
 export interface LossPoint {
@@ -63,36 +66,6 @@ class Canvas {
   text(s: string, x: number, y: number, c: Rgb, scale = 2): void {
     drawText(s, Math.round(x), Math.round(y), scale, (px, py) => this.put(px, py, c));
   }
-}
-
-/** A tick step of 1, 2 or 5 times a power of ten giving about `count` ticks over `range`. */
-export function niceStep(range: number, count: number): number {
-  if (!(range > 0)) return 1;
-  const raw = range / Math.max(1, count);
-  const p = 10 ** Math.floor(Math.log10(raw));
-  const m = raw / p;
-  return (m <= 1.5 ? 1 : m <= 3 ? 2 : m <= 7 ? 5 : 10) * p;
-}
-
-/** A tick label: few digits, no float noise (`0.30000000000000004` -> `0.3`). */
-export function tickLabel(v: number, step: number): string {
-  if (v === 0) return "0";
-  const abs = Math.abs(v);
-  if (abs >= 1e5 || abs < 1e-3) return v.toExponential(1).replace("e+", "e");
-  const decimals = Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
-  return v.toFixed(decimals);
-}
-
-/** The trailing moving average of `values` over `window` entries (shorter at the start). */
-export function movingAverage(values: readonly number[], window: number): number[] {
-  const out: number[] = [];
-  let sum = 0;
-  for (let i = 0; i < values.length; i++) {
-    sum += values[i];
-    if (i >= window) sum -= values[i - window];
-    out.push(sum / Math.min(i + 1, window));
-  }
-  return out;
 }
 
 /** Draw the loss curve; an empty or all-non-finite list gives the axes alone. */

@@ -56,7 +56,10 @@ export interface RoundTripResult {
 
 /** The loss summary. */
 export interface LossSummary {
+  /** The loss plot as a PNG (written beside the report). */
   png: Uint8Array;
+  /** The same plot as SVG (what the report shows). */
+  svg: string;
   points: number;
   /** Mean loss of the first and last tenth of the run. */
   firstMean: number;
@@ -127,7 +130,7 @@ vertical-align:top}th{background:#f4f4f4;text-align:left}code,pre{background:#f6
 pre{padding:.6em;white-space:pre-wrap;word-break:break-all}.px{image-rendering:pixelated;
 height:128px}.thumbs figure{display:inline-block;margin:4px;text-align:center;font-size:12px;
 max-width:260px}.note{background:#fff8e0;border-left:4px solid #e0b000;padding:.5em 1em}
-.ok{color:#176b2c}.bad{color:#a01010}`;
+.ok{color:#176b2c}.bad{color:#a01010}.chart svg{max-width:100%;height:auto}`;
 
 function sectionHonesty(): string {
   return `<h2>What this demo shows</h2>
@@ -172,7 +175,7 @@ function sectionLoss(d: DemoReportData): string {
   if (d.loss === null) return `<h2>Training loss</h2><p class="bad">No loss log was found.</p>`;
   const l = d.loss;
   const fell = l.lastMean < l.firstMean;
-  return `<h2>Training loss</h2>${img(l.png, "training loss per step")}
+  return `<h2>Training loss</h2><div class="chart">${l.svg}</div>
 <p>${l.points} logged steps (<code>${escapeHtml(l.logPath)}</code>). Mean loss over the first
 tenth of the run ${num(l.firstMean, 4)}, over the last tenth ${num(l.lastMean, 4)}:
 <b class="${fell ? "ok" : "bad"}">${fell ? "the loss fell" : "the loss did not fall"}</b>

@@ -10,6 +10,7 @@
 import { LorakitError } from "../errors.ts";
 import { encodePng } from "../image/encode.ts";
 import { joinPath, listDir, readBytes, readText } from "../io/fs.ts";
+import { lineChartSvg, movingAverage } from "../plot/line_chart.js";
 import { drawLossPlot, type LossPoint } from "./loss_plot.ts";
 import type { CaptionedPng, LossSummary } from "./report.ts";
 
@@ -82,12 +83,31 @@ function meanOf(xs: number[]): number {
   return xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 }
 
+/**
+ * The loss per step and its moving average (a twentieth of the run) as SVG, drawn by the same
+ * code as the training dashboard's chart.
+ */
+export function lossChartSvg(points: readonly LossPoint[]): string {
+  const window = Math.max(1, Math.round(points.length / 20));
+  const avg = movingAverage(points.map((p) => p.loss), window);
+  return lineChartSvg([
+    { label: "loss", color: "#93b4e6", points: points.map((p) => [p.step, p.loss]), width: 1 },
+    {
+      label: `moving average (${window})`,
+      color: "#c82828",
+      points: points.map((p, i) => [p.step, avg[i]]),
+      width: 2,
+    },
+  ], { title: "training loss", xLabel: "step", empty: "no logged steps" });
+}
+
 /** The loss plot and the mean loss of the first and last tenth of the run. */
 export async function summarizeLoss(points: LossPoint[], logPath: string): Promise<LossSummary> {
   const tenth = Math.max(1, Math.floor(points.length / 10));
   const losses = points.map((p) => p.loss);
   return {
     png: await encodePng(drawLossPlot(points)),
+    svg: lossChartSvg(points),
     points: points.length,
     firstMean: meanOf(losses.slice(0, tenth)),
     lastMean: meanOf(losses.slice(-tenth)),

@@ -62,6 +62,10 @@ export interface TrainIo {
   stepEncoded?(step: number): void;
   /** The full command line that resumes from the state at `statePath` (for the Ctrl-C message). */
   resumeCommand?(statePath: string): string;
+  /** A sample image was written (`--sample_prompts`). */
+  sampleWritten?(
+    sample: { path: string; prompt: string; step: number; epoch: number | null },
+  ): void;
 }
 
 /** What a run returns. */
@@ -82,6 +86,8 @@ interface StepReport {
   step: number;
   /** `--scale_weight_norms` figures of this step. */
   norms?: { keysScaled: number; meanNorm: number; maxNorm: number };
+  /** The batch's bucket (width, height). */
+  bucket: readonly [number, number];
 }
 
 /** kohya's clamp of the SNR in its per-sample loss scalings. */
@@ -222,7 +228,15 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
           norms: r.norms,
         }),
       );
-      io.log?.(logRecord(info, optimizer.groups.map((g) => g.lr * sched.lrScale(r.step - 1))));
+      const lrs = optimizer.groups.map((g) => g.lr * sched.lrScale(r.step - 1));
+      io.log?.(logRecord(info, lrs, {
+        total_steps: sched.maxTrainSteps,
+        total_epochs: sched.numEpochs,
+        batch: r.bi + 1,
+        batches_per_epoch: sched.batchesPerEpoch,
+        bucket_width: r.bucket[0],
+        bucket_height: r.bucket[1],
+      }));
     });
     const saveCtx = (epoch: number, batchInEpoch: number): SaveContext => ({
       step,
@@ -324,7 +338,14 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
           io.stepEncoded?.(step);
         }
         // The loss arrives later; its report runs then (see PendingLosses).
-        pendingLosses.push(out.loss.readLater(), { epoch, bi, sync, step, norms });
+        pendingLosses.push(out.loss.readLater(), {
+          epoch,
+          bi,
+          sync,
+          step,
+          norms,
+          bucket: hb.bucket,
+        });
         out.loss.dispose();
         await pendingLosses.settle();
         if (!sync) continue;

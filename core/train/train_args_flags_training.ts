@@ -159,4 +159,6 @@ export const TRAINING_FLAGS = [
   { name: "validate_every_n_steps", type: "int", default: null, help: "validate every N steps" },
   { name: "validate_every_n_epochs", type: "int", default: null, help: "validate every N epochs" },
   { name: "max_validation_steps", type: "int", default: null, help: "cap on validation batches" },
+  // lorakit's own: not in kohya.
+  { name: "dashboard", type: "str", nargs: "*", default: null, help: "serve a live training page at [host][:port] (default 127.0.0.1 and a free port, printed at start)", support: "yes" },
 ] as const satisfies readonly FlagSpec[];

@@ -54,7 +54,7 @@ export async function sampleImages(
   sd: StableDiffusion,
   net: LoraNetwork,
   s: SampleSettings,
-  at: { step: number; epoch: number | null },
+  at: { step: number; epoch: number | null; onWritten?: (path: string, prompt: string) => void },
 ): Promise<string[]> {
   const prompts = await readSamplePrompts(s.sample_prompts);
   const dir = joinPath(s.output_dir, "sample");
@@ -123,6 +123,7 @@ export async function sampleImages(
       const path = joinPath(dir, name);
       await writeFileAtomic(path, await encodePng(makeImage(width, height, 3, rgb)));
       files.push(path);
+      at.onWritten?.(path, p.prompt);
     }
   } finally {
     params.forEach((t, k) => (t.requiresGrad = flags[k]));

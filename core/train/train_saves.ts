@@ -208,7 +208,11 @@ export class Saver {
       clip_skip: a.clip_skip,
       v_parameterization: a.v_parameterization,
       seed: this.#o.seed,
-    }, { step, epoch });
+    }, {
+      step,
+      epoch,
+      onWritten: (path, prompt) => this.#o.io.sampleWritten?.({ path, prompt, step, epoch }),
+    });
     await rt().sync();
     this.files.push(...files);
   }
