@@ -59,11 +59,15 @@ Deno.test("dashboard: status, history, a resumed run's history and the routes", 
     assert.equal(s.loss, 0.6);
     assert.equal(s.avg_loss, 1.1);
     assert.equal(s.lr, 1e-3);
-    assert.equal(s.it_per_s, 2); // one step per 0.5 s of this run
-    assert.equal(s.eta_s, 3);
+    // Under a second of points: this run's 2 steps over its 2 s since training began.
+    assert.equal(s.it_per_s, 1);
+    assert.equal(s.eta_s, 6);
+    dash.record(rec(5, 0.55));
+    dash.record(rec(6, 0.5));
+    assert.equal(dash.status().it_per_s, 2); // a step per 0.5 s over the last 1.5 s
     assert.equal(s.gpu_pool_bytes, 1000);
     const history = await (await fetch(`${dash.url}history.json?from=0`)).json();
-    assert.deepEqual(history.points.map((p: { step: number }) => p.step), [1, 2, 3, 4]);
+    assert.deepEqual(history.points.map((p: { step: number }) => p.step), [1, 2, 3, 4, 5, 6]);
     assert.equal(history.points[2].loss, 0.65);
     const status = await (await fetch(`${dash.url}status.json`)).json();
     for (

@@ -221,13 +221,17 @@ export class Dashboard {
     };
   }
 
-  /** Steps per second over this run's last (up to) 20 points. */
+  /**
+   * Steps per second over this run's last (up to) 20 points; losses arrive in bursts (they are
+   * read without waiting), so a window shorter than a second falls back to the run's mean rate.
+   */
   #rate(): number | null {
-    const own = this.#points.slice(this.#points.length - this.#ownPoints).slice(-20);
-    if (own.length < 2) return null;
-    const a = own[0], b = own[own.length - 1];
-    const dt = b.time - a.time;
-    return dt > 0 ? (b.step - a.step) / dt : null;
+    const own = this.#points.slice(this.#points.length - this.#ownPoints);
+    if (own.length === 0) return null;
+    const recent = own.slice(-20);
+    const a = recent[0], b = recent[recent.length - 1];
+    if (b.time - a.time >= 1) return (b.step - a.step) / (b.time - a.time);
+    return b.time > 0 ? own.length / b.time : null;
   }
 
   #touch(): void {
