@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { loadCheckpoint } from "../core/io/checkpoint.ts";
 import { fixture } from "./fixtures.ts";
-import { makeTrainData } from "./train_fixture_data.ts";
+import { makeTrainData, tinyLoraArgv } from "./train_fixture_data.ts";
 
 const SD1 = fixture("sd1-tiny/model.safetensors");
 const SD2 = fixture("sd2-tiny/model.safetensors");
@@ -111,24 +111,8 @@ Deno.test({
       await Deno.writeFile(`${d.trainDir}/bad.png`, good.subarray(0, 60));
       const child = new Deno.Command(DENO, {
         args: [
-          "run",
-          "-A",
-          "cli/main.ts",
-          "train_network",
-          "--pretrained_model_name_or_path",
-          SD1,
-          "--dataset_config",
-          d.toml,
-          "--output_dir",
-          `${d.root}/out`,
-          "--network_module",
-          "networks.lora",
-          "--network_dim",
-          "4",
-          "--max_train_steps",
-          "10",
-          "--cache_latents",
-          "--save_state",
+          ...["run", "-A", "cli/main.ts", "train_network"],
+          ...tinyLoraArgv(SD1, d.toml, `${d.root}/out`, "--max_train_steps", "10", "--save_state"),
         ],
         cwd: REPO,
         env: bareEnv(),

@@ -11,7 +11,7 @@ import { trainNetwork } from "../core/train/loop.ts";
 import { parseTrainArgs } from "../core/train/train_args.ts";
 import { initGpu } from "../gpu/mod.ts";
 import { fixture } from "./fixtures.ts";
-import { makeTrainData } from "./train_fixture_data.ts";
+import { makeTrainData, tinyLoraArgv } from "./train_fixture_data.ts";
 
 const MODEL = fixture("sd1-tiny/model.safetensors");
 const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
@@ -153,27 +153,9 @@ Deno.test({
     await Deno.writeTextFile(prompts, "sks toy, red --w 64 --h 64 --s 2 --d 5\n");
     const dash = Dashboard.start(null);
     try {
-      const args = await parseTrainArgs([
-        "--pretrained_model_name_or_path",
-        MODEL,
-        "--dataset_config",
-        d.toml,
-        "--output_dir",
-        `${d.root}/out`,
-        "--network_module",
-        "networks.lora",
-        "--network_dim",
-        "4",
-        "--max_train_steps",
-        "6",
-        "--cache_latents",
-        "--max_data_loader_n_workers",
-        "0",
-        "--sample_prompts",
-        prompts,
-        "--sample_every_n_steps",
-        "4",
-      ], { onNote: () => {} });
+      const sampling = ["--sample_prompts", prompts, "--sample_every_n_steps", "4"];
+      const argv = tinyLoraArgv(MODEL, d.toml, `${d.root}/out`, "--max_train_steps", "6");
+      const args = await parseTrainArgs([...argv, ...sampling], { onNote: () => {} });
       let logged = 0;
       let midRun: Promise<string> | null = null;
       const result = await trainNetwork(args, {

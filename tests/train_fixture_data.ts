@@ -71,3 +71,31 @@ batch_size = 2
   );
   return { root, toml, trainDir, regDir };
 }
+
+/**
+ * The train_network flags most tests share: a LoRA of dim 4 on `model`, trained on `toml`'s data
+ * into `out`, latents cached, images decoded in-process; `extra` flags follow.
+ */
+export function tinyLoraArgv(
+  model: string,
+  toml: string,
+  out: string,
+  ...extra: string[]
+): string[] {
+  return [
+    "--pretrained_model_name_or_path",
+    model,
+    "--dataset_config",
+    toml,
+    "--output_dir",
+    out,
+    "--network_module",
+    "networks.lora",
+    "--network_dim",
+    "4",
+    "--cache_latents",
+    "--max_data_loader_n_workers",
+    "0",
+    ...extra,
+  ];
+}

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { openSafetensors } from "../core/io/safetensors.ts";
 import { STATE_FILE } from "../core/train/checkpoint_state.ts";
 import { fixture } from "./fixtures.ts";
-import { makeTrainData } from "./train_fixture_data.ts";
+import { makeTrainData, tinyLoraArgv } from "./train_fixture_data.ts";
 
 const MODEL = fixture("sd1-tiny/model.safetensors");
 const DENO = Deno.execPath();
@@ -69,32 +69,9 @@ class Run {
 }
 
 function trainArgs(dataToml: string, out: string): string[] {
-  return [
-    "--pretrained_model_name_or_path",
-    MODEL!,
-    "--dataset_config",
-    dataToml,
-    "--output_dir",
-    out,
-    "--output_name",
-    "t",
-    "--network_module",
-    "networks.lora",
-    "--network_dim",
-    "4",
-    "--learning_rate",
-    "1e-2",
-    "--max_train_steps",
-    String(STEPS),
-    "--seed",
-    "7",
-    "--cache_latents",
-    "--save_state",
-    "--save_every_n_steps",
-    "1",
-    "--max_data_loader_n_workers",
-    "0",
-  ];
+  const steps = ["--max_train_steps", String(STEPS), "--learning_rate", "1e-2", "--seed", "7"];
+  const saves = ["--output_name", "t", "--save_state", "--save_every_n_steps", "1"];
+  return tinyLoraArgv(MODEL!, dataToml, out, ...steps, ...saves);
 }
 
 /** The newest `t-stepNNNNNNNN-state` folder that holds a state file, or null. */
