@@ -119,11 +119,16 @@ export function evaluateCall(
   }
 }
 
+const HEX_BYTES = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
 /** Two's-complement little-endian integer (LONG1/LONG4), as a number when it is exact. */
 export function longLE(b: Uint8Array): number | bigint {
   if (b.length === 0) return 0;
-  let n = 0n;
-  for (let i = b.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(b[i]);
+  // One parse of the hex digits takes time linear in the length; shifting the value in a byte at
+  // a time is quadratic, and a LONG4 argument may be as long as the stream.
+  const hex: string[] = [];
+  for (let i = b.length - 1; i >= 0; i--) hex.push(HEX_BYTES[b[i]]);
+  let n = BigInt("0x" + hex.join(""));
   if (b[b.length - 1] & 0x80) n -= 1n << BigInt(8 * b.length);
   return Number.isSafeInteger(Number(n)) && BigInt(Number(n)) === n ? Number(n) : n;
 }

@@ -48,6 +48,8 @@ const SIG_LOCAL = 0x04034b50;
 const EOCD_MIN = 22;
 const MAX_COMMENT = 0xffff;
 const CENTRAL_MIN = 46;
+/** DEFLATE's largest expansion: a 258-byte match coded in two bits. */
+const MAX_DEFLATE_RATIO = 1032;
 /** A central directory larger than this is not a checkpoint's (a million entries is ~100 MB). */
 const MAX_CENTRAL_DIR = 512 * 1024 * 1024;
 
@@ -163,6 +165,13 @@ export async function openZip(file: RandomAccessFile): Promise<ZipArchive> {
     }
     if (localHeaderOffset + 30 + compressedSize > cdOffset) {
       throw bad(`data of entry '${name}' lies outside the file`);
+    }
+    // Inflating allocates the declared size up front, so it must be one DEFLATE can produce.
+    if (method === 8 && size > compressedSize * MAX_DEFLATE_RATIO + 1024) {
+      throw bad(
+        `entry '${name}' declares ${size} bytes from ${compressedSize} compressed; ` +
+          `DEFLATE expands at most ${MAX_DEFLATE_RATIO}:1`,
+      );
     }
     const entry: ZipEntry = { name, method, compressedSize, size, crc32, localHeaderOffset };
     entries.push(entry);

@@ -1,0 +1,63 @@
+/**
+ * One test per fault the fuzzing campaign (tests/fuzz/) found in a parser, each with the input
+ * that showed it, reduced by hand. Each must end in a result or a one-line LorakitError, fast and
+ * without an allocation the input does not justify.
+ */
+import assert from "node:assert/strict";
+import { LorakitError } from "../core/errors.ts";
+import { unpickle } from "../core/io/pickle.ts";
+import { openZip } from "../core/io/zip.ts";
+import { memFile, zipBytes } from "./ckpt_build.ts";
+
+/** Assert `f` rejects with a one-line LorakitError matching `pattern`. */
+async function rejects(f: () => Promise<unknown>, pattern: RegExp): Promise<void> {
+  await assert.rejects(f, (e) => {
+    assert.ok(e instanceof LorakitError, `expected a LorakitError, got ${e}`);
+    assert.match(e.message, pattern);
+    assert.ok(!e.message.includes("\n"), `one line: ${e.message}`);
+    return true;
+  });
+}
+
+Deno.test("zip: a DEFLATE member declaring 4 GiB uncompressed is refused before inflating", async () => {
+  // Found as ckpt_zip seed 1 case 13: inflate allocated the declared size (new Uint8Array(2^32-1)).
+  const zip = await zipBytes([{
+    name: "archive/data.pkl",
+    data: new Uint8Array(100),
+    deflate: true,
+  }]);
+  const v = new DataView(zip.buffer);
+  const cd = v.getUint32(zip.length - 22 + 16, true);
+  v.setUint32(cd + 24, 0xffffffff, true);
+  await rejects(
+    () => openZip(memFile(zip, "bomb.ckpt")),
+    /^bomb\.ckpt: .*entry 'archive\/data\.pkl' declares 4294967295 bytes from \d+ compressed; DEFLATE expands at most 1032:1/,
+  );
+  // A member that really expands that much is still read.
+  const zeros = await zipBytes([{ name: "z", data: new Uint8Array(1 << 20), deflate: true }]);
+  const a = await openZip(memFile(zeros));
+  assert.equal((await a.readEntry(a.entries[0])).length, 1 << 20);
+});
+
+Deno.test("pickle: LONG4 of hundreds of kilobytes decodes in linear time", () => {
+  // Found as pickle seed 1 case 182: the value was built a byte at a time (quadratic), so a
+  // 150 KB LONG4 ran for seconds and a 1 MB one for minutes.
+  const n = 1 << 20;
+  const b = new Uint8Array(5 + n + 1);
+  b[0] = 0x8b;
+  new DataView(b.buffer).setUint32(1, n, true);
+  b.fill(0x61, 5, 5 + n);
+  b[5 + n] = 0x2e;
+  const t0 = performance.now();
+  const { value } = unpickle(b, { source: "long.pkl" });
+  assert.ok(performance.now() - t0 < 2000, `${performance.now() - t0} ms`);
+  assert.equal(typeof value, "bigint");
+  assert.equal((value as bigint) % 256n, 0x61n);
+  // Sign and small values are unchanged.
+  const long4 = (bytes: number[]) =>
+    unpickle(new Uint8Array([0x8b, bytes.length, 0, 0, 0, ...bytes, 0x2e]), { source: "x" }).value;
+  assert.equal(long4([]), 0);
+  assert.equal(long4([0xff]), -1);
+  assert.equal(long4([0x00, 0x80]), -32768);
+  assert.equal(long4([1, 0, 0, 0, 0, 0, 0, 0, 0x80]), -(2n ** 71n) + 1n);
+});
