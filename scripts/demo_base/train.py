@@ -1,0 +1,201 @@
+"""Train the demo base model's VAE and U-Net on the synthetic world (CPU, PyTorch).
+
+Usage: python3 scripts/demo_base/train.py <work_dir> [--vae-minutes M] [--unet-minutes M]
+Reads <work_dir>/world.safetensors (export_world.ts); writes <work_dir>/vae.safetensors,
+<work_dir>/weights.safetensors (U-Net and VAE in lorakit's internal names, f32) and logs.
+
+The VAE learns reconstruction (L1 + MSE + a small KL); its latents are then standardised per
+channel, with the shift and scale folded into quant_conv/post_quant_conv, so that latents times
+0.18215 (SD1's scale factor, which lorakit applies) have zero mean and unit variance. The U-Net
+learns epsilon prediction under SD1's scaled-linear DDPM schedule on those latents, conditioned
+on the fixed text-encoder outputs, with the empty caption 10% of the time for guidance.
+Training runs for a wall-clock budget per stage, with fixed seeds.
+"""
+import argparse
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import st_io  # noqa: E402
+from sd_models import AutoencoderKL, UNet2DConditionModel  # noqa: E402
+
+SCALE = 0.18215
+
+
+def log(*a):
+    print(time.strftime("%H:%M:%S"), *a, flush=True)
+
+
+def to_float(images):
+    """u8 NHWC -> float NCHW in [-1, 1]."""
+    return torch.from_numpy(images.astype(np.float32) / 127.5 - 1).permute(0, 3, 1, 2)
+
+
+def psnr(vae, images, batch=32):
+    err, n = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x = images[i:i + batch]
+            mean, _ = vae.encode(x)
+            y = vae.decode(mean).clamp(-1, 1)
+            # Pixels in [0, 1] as the PSNR is usually stated, after 8-bit rounding.
+            a = torch.round((x + 1) * 127.5) / 255
+            b = torch.round((y + 1) * 127.5) / 255
+            err += float(((a - b) ** 2).sum())
+            n += a.numel()
+    return 10 * math.log10(1 / (err / n))
+
+
+def train_vae(train, val, minutes, seed):
+    torch.manual_seed(seed)
+    vae = AutoencoderKL()
+    opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
+    end = time.time() + minutes * 60
+    step, n = 0, len(train)
+    g = torch.Generator().manual_seed(seed)
+    while time.time() < end:
+        frac = 1 - (end - time.time()) / (minutes * 60)
+        idx = torch.randint(0, n, (16,), generator=g)
+        x = train[idx]
+        if frac < 0.7:
+            # Aligned 32x32 crops: a quarter of the cost per image; the networks are
+            # convolutional, and the last 30% of the budget is on whole images.
+            oy, ox = [8 * int(v) for v in torch.randint(0, 5, (2,), generator=g)]
+            x = x[:, :, oy:oy + 32, ox:ox + 32]
+        if torch.rand(1, generator=g).item() < 0.5:
+            x = x.flip(3)
+        mean, logvar = vae.encode(x)
+        logvar = logvar.clamp(-30, 20)
+        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        y = vae.decode(z)
+        kl = 0.5 * (mean ** 2 + logvar.exp() - 1 - logvar).mean()
+        loss = F.l1_loss(y, x) + F.mse_loss(y, x) + 1e-4 * kl
+        for group in opt.param_groups:
+            group["lr"] = 1e-3 * min(1, (step + 1) / 50) * (0.3 if frac > 0.85 else 1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 50 == 0:
+            log(f"vae step {step} loss {loss.item():.4f} kl {kl.item():.3f}")
+    vae.eval()
+    log(f"vae: {step} steps, held-out PSNR {psnr(vae, val):.2f} dB")
+    return vae
+
+
+def standardise(vae, train):
+    """Fold a per-channel shift and scale into the VAE so latents * SCALE are ~N(0, 1)."""
+    with torch.no_grad():
+        means = torch.cat([vae.encode(train[i:i + 64])[0] for i in range(0, 1024, 64)])
+        mu = means.mean(dim=(0, 2, 3))
+        sd = means.std(dim=(0, 2, 3))
+        k = (1 / SCALE) / sd  # per channel
+        q = vae.quant_conv
+        z = mu.numel()
+        q.weight[:z] *= k[:, None, None, None]
+        q.bias[:z] = (q.bias[:z] - mu) * k
+        q.bias[z:] += 2 * torch.log(k)
+        p = vae.post_quant_conv
+        # post_quant_conv(z' / k + mu): scale the input columns, fold mu into the bias.
+        p.bias += (p.weight[:, :, 0, 0] @ mu)
+        p.weight *= (1 / k)[None, :, None, None]
+    log(f"latent shift {mu.tolist()} scale {k.tolist()}")
+
+
+def ddpm_alphas_cumprod():
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    return torch.cumprod(1 - betas, 0).float()
+
+
+def train_unet(latents, cap_ids, emb, minutes, seed):
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel()
+    ema = UNet2DConditionModel()
+    ema.load_state_dict(unet.state_dict())
+    opt = torch.optim.AdamW(unet.parameters(), lr=1e-3, weight_decay=0.0)
+    ac = ddpm_alphas_cumprod()
+    g = torch.Generator().manual_seed(seed)
+    end = time.time() + minutes * 60
+    step, n, bs = 0, len(latents), 64
+    avg = None
+    while time.time() < end:
+        frac = 1 - (end - time.time()) / (minutes * 60)
+        idx = torch.randint(0, n, (bs,), generator=g)
+        x0 = latents[idx]
+        ids = cap_ids[idx].clone()
+        ids[torch.rand(bs, generator=g) < 0.1] = 0  # the empty caption
+        ctx = emb[ids]
+        t = torch.randint(0, 1000, (bs,), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        a = ac[t][:, None, None, None]
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        loss = F.mse_loss(unet(xt, t, ctx), noise)
+        lr = 1e-3 * min(1, (step + 1) / 30) * (0.5 + 0.5 * math.cos(math.pi * min(frac, 1)))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        decay = min(0.995, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), unet.parameters()):
+                pe.mul_(decay).add_(p, alpha=1 - decay)
+        avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
+        step += 1
+        if step % 20 == 0:
+            log(f"unet step {step} loss {avg:.4f} lr {lr:.2e}")
+    log(f"unet: {step} steps, final smoothed loss {avg:.4f}")
+    return ema
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("work")
+    ap.add_argument("--vae-minutes", type=float, default=10)
+    ap.add_argument("--unet-minutes", type=float, default=22)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--skip-vae", action="store_true", help="reuse <work>/vae.safetensors")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    t0 = time.time()
+    world, meta = st_io.read(os.path.join(a.work, "world.safetensors"))
+    train = to_float(world["train_images"])
+    val = to_float(world["val_images"])
+    vae_path = os.path.join(a.work, "vae.safetensors")
+    if a.skip_vae:
+        vae = AutoencoderKL()
+        w, _ = st_io.read(vae_path)
+        vae.load_state_dict({k[4:]: torch.from_numpy(v.copy()) for k, v in w.items()})
+        vae.eval()
+    else:
+        vae = train_vae(train, val, a.vae_minutes, seed=1)
+        standardise(vae, train)
+        st_io.write(vae_path, {"vae." + k: v.numpy() for k, v in vae.state_dict().items()})
+    vae_psnr = psnr(vae, val)
+    log(f"held-out PSNR after standardising: {vae_psnr:.2f} dB")
+    with torch.no_grad():
+        latents = torch.cat(
+            [vae.encode(train[i:i + 64])[0] for i in range(0, len(train), 64)]) * SCALE
+    log(f"latents: std {latents.std().item():.3f} mean {latents.mean().item():.3f}")
+    cap_ids = torch.from_numpy(world["train_caption_ids"].astype(np.int64))
+    emb = torch.from_numpy(world["embeddings"].copy())
+    unet = train_unet(latents, cap_ids, emb, a.unet_minutes, seed=2)
+    w = {"unet." + k: v.numpy() for k, v in unet.state_dict().items()}
+    w.update({"vae." + k: v.numpy() for k, v in vae.state_dict().items()})
+    minutes = (time.time() - t0) / 60
+    st_io.write(os.path.join(a.work, "weights.safetensors"), w, {
+        "lorakit.demo.training": f"PyTorch {torch.__version__}, {minutes:.1f} min on CPU",
+        "lorakit.demo.vae_psnr": f"{vae_psnr:.2f}",
+    })
+    log(f"done in {minutes:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
