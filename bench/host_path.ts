@@ -56,7 +56,7 @@ export async function makeDataset(dir: string, images = 4): Promise<void> {
  * The measured command: train_network on `model` with the dataset of `makeDataset(dir)`,
  * 64x64 px, LoRA dim 8, AdamW, cached latents, `steps` steps.
  */
-export function trainArgv(model: string, dir: string, steps: number): string[] {
+export function trainArgv(model: string, dir: string, steps: number, ...extra: string[]): string[] {
   return [
     "--pretrained_model_name_or_path",
     model,
@@ -83,6 +83,7 @@ export function trainArgv(model: string, dir: string, steps: number): string[] {
     String(steps),
     "--seed",
     "1",
+    ...extra,
   ];
 }
 

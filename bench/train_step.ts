@@ -31,8 +31,8 @@ import {
   initGpu,
   LossScaler,
   mseLoss,
+  mul,
   rt,
-  scale,
   scope,
   Tensor,
 } from "../gpu/mod.ts";
@@ -166,7 +166,7 @@ function loraNetwork(unet: UNet2DConditionModel): LoraNetwork {
   return net;
 }
 
-/** One training step as core/train/loop.ts runs it; returns whether the loss scaler skipped. */
+/** One training step as core/train/loop.ts runs it. */
 async function trainStep(
   unet: UNet2DConditionModel,
   latents: Tensor,
@@ -174,24 +174,21 @@ async function trainStep(
   target: Tensor,
   opt: AdamW,
   scaler: LossScaler | null,
-): Promise<boolean> {
+): Promise<void> {
   const loss = scope(() => mseLoss(unet.forward(latents, [TIMESTEP], ctx), target));
-  const root = scaler ? scale(loss, scaler.scale) : loss;
+  const root = scaler ? mul(loss, scaler.scaleTensor) : loss;
   backward(root);
   if (root !== loss) root.dispose();
   loss.dispose();
-  let skipped = false;
   if (scaler) {
     const r = await scaler.step(opt, { maxNorm: MAX_NORM });
     r.clip?.dispose();
-    skipped = r.skipped;
   } else {
     const clip = clipGradNorm(opt.groups.flatMap((g) => g.params), MAX_NORM);
     opt.update({ gradScaleTensor: clip.scale });
     clip.dispose();
   }
   opt.zeroGrad();
-  return skipped;
 }
 
 /** Time and measure one case on a built model. `before`: live pool bytes before the weights. */
@@ -209,10 +206,10 @@ async function runCase(
   const opt = new AdamW([{ params: net.parameters(), lr: LR }], { lr: LR, weightDecay: 0.01 });
   const scaler = c.dtype === "f16" ? new LossScaler() : null;
   const undo = c.gc ? enableGradientCheckpointing(unet) : null;
-  let steps = 0, skipped = 0;
+  let steps = 0;
   const step = async () => {
     steps++;
-    if (await trainStep(unet, latents, ctx, target, opt, scaler)) skipped++;
+    await trainStep(unet, latents, ctx, target, opt, scaler);
   };
   try {
     await rt().sync();
@@ -228,12 +225,16 @@ async function runCase(
       `peak pool ${mib(peak)} (weights ${mib(weightBytes)})`,
       slow ? "one run, incl. compiles" : `first run ${first.toFixed(2)} s with compiles`,
     ];
-    if (scaler) notes.push(`loss scale ${scaler.scale}, ${skipped}/${steps} steps skipped`);
+    if (scaler) {
+      await scaler.settle();
+      notes.push(`loss scale ${scaler.scale}, ${scaler.skippedSteps}/${steps} steps skipped`);
+    }
     return { case: c, seconds, note: notes.join("; ") };
   } catch (e) {
     return { case: c, seconds: NaN, note: `did not run: ${firstLine(e)}` };
   } finally {
     undo?.();
+    scaler?.dispose();
     opt.dispose();
     latents.dispose();
     target.dispose();

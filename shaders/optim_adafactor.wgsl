@@ -10,7 +10,9 @@
 //            max(eps2, rms(p)) with scale_parameter, both from sc[] on the GPU); optional first
 //            moment m = b1*m + (1-b1)*u; p -= wd*lr*p; p -= u.
 // sc[0] holds sum(p^2) from before the update, sc[1] sum(u^2). Gradients are multiplied by
-// `gscale` and gs[0] first. Entry points bind disjoint variables.
+// `gscale` and gs[0] first. Entry points bind disjoint variables. A negative gs[0] marks a step the
+// fp16 loss scaler skips: no state or parameter is written (writes are guarded, not returned
+// from, where a barrier follows).
 struct Params {
   n: u32,
   B: u32,
@@ -60,7 +62,7 @@ fn rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
   part[lid] = acc;
   treeSum(lid);
-  if (live && lid == 0u) {
+  if (live && lid == 0u && rGs[0] >= 0.0) {
     rRow[row] = rp.beta2t * rRow[row] + (1.0 - rp.beta2t) * (part[0] / f32(rp.C));
   }
 }
@@ -73,7 +75,7 @@ fn rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
 @compute @workgroup_size(WG)
 fn cols(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let k = gid.x + gid.y * nwg.x * WG;
-  if (k >= cp.B * cp.C) { return; }
+  if (k >= cp.B * cp.C || cGs[0] < 0.0) { return; }
   let b = k / cp.C;
   let c = k % cp.C;
   let sc = cp.gscale * cGs[0];
@@ -141,7 +143,7 @@ fn vsumsq(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
   for (var i = wid.x * WG + lid; i < vp.n; i += nwg.x * WG) {
     let g = f32(vGrad[i]) * sc;
     let v = vp.beta2t * vV[i] + (1.0 - vp.beta2t) * (g * g + vp.eps1);
-    vV[i] = v;
+    if (vGs[0] >= 0.0) { vV[i] = v; }
     let u = inverseSqrt(v) * g;
     acc += u * u;
   }
@@ -179,7 +181,7 @@ fn finish(w0: f32, u0: f32, mi: ptr<function, f32>, sumP: f32, sumU: f32, q: Par
 @compute @workgroup_size(WG)
 fn apply_f(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * nwg.x * WG;
-  if (i >= ap.n) { return; }
+  if (i >= ap.n || aGs[0] < 0.0) { return; }
   let g = f32(aGrad[i]) * ap.gscale * aGs[0];
   let c = i % ap.C;
   let br = i / ap.C;
@@ -203,7 +205,7 @@ fn apply_f(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) n
 @compute @workgroup_size(WG)
 fn apply_v(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * nwg.x * WG;
-  if (i >= bp.n) { return; }
+  if (i >= bp.n || bGs[0] < 0.0) { return; }
   let g = f32(bGrad[i]) * bp.gscale * bGs[0];
   let u = inverseSqrt(bV[i]) * g;
   var mi = 0.0;

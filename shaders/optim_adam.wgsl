@@ -4,6 +4,8 @@
 //     * m / (sqrt(v) + sqrt(bc2)*eps) with step_size = -lr*sqrt(bc2)/bc1, then p *= 1 - lr*wd
 // The gradient is multiplied by the uniform `gscale` and by gs[0], a GPU scalar (clipping factor),
 // so a factor computed on the GPU needs no read-back.
+// A negative gs[0] marks a step the fp16 loss scaler skips (a gradient overflowed): nothing is
+// written, so parameters and state stay as they were.
 struct Params {
   n: u32,
   lr: f32,
@@ -28,7 +30,7 @@ struct Params {
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * nwg.x * WG;
-  if (i >= p.n) { return; }
+  if (i >= p.n || gs[0] < 0.0) { return; }
   let g = f32(grad[i]) * p.gscale * gs[0];
   var w = f32(param[i]);
   let mi = p.b1 * m[i] + (1.0 - p.b1) * g;

@@ -5,7 +5,8 @@
 // weight decay after the update), and requantize to the nearest map entry by the same binary
 // search bitsandbytes uses. Codes are packed 4 per u32; each thread owns whole words, so no two
 // threads write one word. A non-finite gradient leaves its parameter alone and zeroes its
-// moments, as bitsandbytes does.
+// moments, as bitsandbytes does. A negative gs[0] marks a step the fp16 loss scaler skips: after
+// the last barrier the workgroup returns without writing anything.
 struct Params {
   n: u32,
   lr: f32,
@@ -166,7 +167,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
   let nm1 = red1[0];
   let nm2 = red2[0];
-  if (!live) { return; }
+  if (!live || gs[0] < 0.0) { return; }
   if (lid == 0u) {
     absmax1[b] = nm1;
     absmax2[b] = nm2;

@@ -2,6 +2,8 @@
 //   d = g + wd*p;  buf = first ? d : momentum*buf + (1-dampening)*d
 //   d = nesterov ? d + momentum*buf : buf;  p -= lr*d
 // torch makes the buffer a copy of d on a parameter's first step (no dampening), hence `first`.
+// A negative gs[0] marks a step the fp16 loss scaler skips (a gradient overflowed): nothing is
+// written, so parameters and state stay as they were.
 struct Params {
   n: u32,
   lr: f32,
@@ -21,7 +23,7 @@ struct Params {
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * nwg.x * WG;
-  if (i >= p.n) { return; }
+  if (i >= p.n || gs[0] < 0.0) { return; }
   let w = f32(param[i]);
   var d = f32(grad[i]) * p.gscale * gs[0] + p.wd * w;
   if (p.momentum != 0.0) {

@@ -5,7 +5,7 @@
  * adds per-dispatch host work or a read-back inside the step fails here, not only on a real GPU.
  */
 import assert from "node:assert/strict";
-import { initGpu, rt } from "../gpu/mod.ts";
+import { getGpu, initGpu, rt } from "../gpu/mod.ts";
 import type { HostCounters } from "../gpu/runtime.ts";
 import { kernelFamily } from "../gpu/family.ts";
 import { parseTrainArgs } from "../core/train/train_args.ts";
@@ -17,13 +17,12 @@ const MODEL = fixture("sd1-tiny/model.safetensors");
 /** Dispatches of one LoRA step on sd1-tiny at 64x64 px (dim 8, AdamW, clipping). */
 const DISPATCH_BUDGET = 2500;
 
-Deno.test("a steady training step: no bind groups, one uniform write per submit, no waits", async () => {
-  if (MODEL === null) return;
-  await initGpu();
+/** Counters as each of 6 steps is encoded. */
+async function countSteps(model: string, ...extra: string[]): Promise<HostCounters[]> {
   const dir = await Deno.makeTempDir({ prefix: "lorakit-host-" });
   try {
     await makeDataset(dir, 2);
-    const args = await parseTrainArgs(trainArgv(MODEL, dir, 6), { onNote: () => {} });
+    const args = await parseTrainArgs(trainArgv(model, dir, 6, ...extra), { onNote: () => {} });
     const at: HostCounters[] = [];
     await trainNetwork(args, {
       message: () => {},
@@ -31,16 +30,33 @@ Deno.test("a steady training step: no bind groups, one uniform write per submit,
       stepEncoded: () => at.push(rt().counters()),
     });
     assert.equal(at.length, 6);
-    const a = at[2], b = at[5], steps = 3;
-    const per = (k: keyof HostCounters) => (b[k] - a[k]) / steps;
-    assert.equal(per("bindGroupsCreated"), 0, "new bind groups per step");
-    assert.equal(per("awaitedReads"), 0, "awaited read-backs per step");
-    assert.equal(per("uniformWrites"), per("submits"), "uniform writes per step = submits");
-    // The budget is the software family's (the hardware one adds split-K reduces on small grids).
-    if (kernelFamily() === "software") {
-      assert.ok(per("dispatches") <= DISPATCH_BUDGET, `${per("dispatches")} dispatches per step`);
-    }
+    return at;
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+Deno.test("fp16 with the loss scaler and clipping: a steady step never waits either", async () => {
+  if (MODEL === null) return;
+  await initGpu();
+  if (!(await getGpu()).hasF16) return;
+  const at = await countSteps(MODEL, "--mixed_precision", "fp16", "--max_grad_norm", "1");
+  const a = at[2], b = at[5];
+  assert.equal((b.awaitedReads - a.awaitedReads) / 3, 0, "awaited read-backs per step");
+  assert.equal((b.bindGroupsCreated - a.bindGroupsCreated) / 3, 0, "new bind groups per step");
+});
+
+Deno.test("a steady training step: no bind groups, one uniform write per submit, no waits", async () => {
+  if (MODEL === null) return;
+  await initGpu();
+  const at = await countSteps(MODEL);
+  const a = at[2], b = at[5], steps = 3;
+  const per = (k: keyof HostCounters) => (b[k] - a[k]) / steps;
+  assert.equal(per("bindGroupsCreated"), 0, "new bind groups per step");
+  assert.equal(per("awaitedReads"), 0, "awaited read-backs per step");
+  assert.equal(per("uniformWrites"), per("submits"), "uniform writes per step = submits");
+  // The budget is the software family's (the hardware one adds split-K reduces on small grids).
+  if (kernelFamily() === "software") {
+    assert.ok(per("dispatches") <= DISPATCH_BUDGET, `${per("dispatches")} dispatches per step`);
   }
 });

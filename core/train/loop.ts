@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { backward, clipGradNorm, LossScaler, rt, scale, Tensor } from "../../gpu/mod.ts";
+import { backward, clipGradNorm, LossScaler, mul, rt, scale, Tensor } from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
 import { checkLatentCacheFolders, checkTrainOutputs } from "./output_checks.ts";
 import { BatchLoader, type CachedLatents, type HostBatch, planEpoch } from "./data_loader.ts";
@@ -111,6 +111,7 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
   const model = await loadSessionModel(args, note);
   let session: Awaited<ReturnType<typeof setupNetwork>> | null = null;
   let loader: BatchLoader | null = null;
+  let scaler: LossScaler | null = null;
   try {
     await mergeBaseWeights(model.sd, args, note);
     session = await setupNetwork(model, args, seed, note);
@@ -154,7 +155,7 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
       startedAt: Date.now() / 1000,
       fingerprint,
     });
-    const scaler = args.mixed_precision === "fp16" ? new LossScaler() : null;
+    scaler = args.mixed_precision === "fp16" ? new LossScaler() : null;
     let step = 0, startEpoch = 1, startBatch = 0;
     if (args.resume !== null) {
       const st = await loadTrainState(args.resume, params, optimizer, fingerprint);
@@ -164,10 +165,7 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
         );
       }
       ({ step, epoch: startEpoch, batchInEpoch: startBatch } = st);
-      if (scaler && st.scaler) {
-        scaler.scale = st.scaler.scale;
-        scaler.growthTracker = st.scaler.growthTracker;
-      }
+      if (scaler && st.scaler) scaler.setState(st.scaler.scale, st.scaler.growthTracker);
       note(`resumed from ${args.resume}: step ${step}, epoch ${startEpoch}`);
     }
     note(
@@ -191,7 +189,7 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
     const accum = args.gradient_accumulation_steps;
     const minT = args.min_timestep ?? 0, maxT = args.max_timestep ?? 1000;
     const reported = new Set<string>();
-    let skipped = 0, lastLoss = 0, interrupted = false, timedSteps = 0;
+    let lastLoss = 0, interrupted = false, timedSteps = 0;
     let epochNow = 0, epochLogged = 0;
     const tTrain = performance.now();
     rt().storage.resetPeak();
@@ -306,10 +304,12 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
           inputIds: hb.ids.ids,
           lossWeights: weights,
         }, session.settings);
-        const lossScale = (scaler?.scale ?? 1) / accum;
-        const root = lossScale === 1 ? out.loss : scale(out.loss, lossScale);
+        // With fp16 the loss scale is a GPU scalar: the scaler decides it without a read-back.
+        const scaled = scaler ? mul(out.loss, scaler.scaleTensor) : out.loss;
+        const root = accum === 1 ? scaled : scale(scaled, 1 / accum);
         backward(root);
         if (root !== out.loss) root.dispose();
+        if (scaled !== out.loss && scaled !== root) scaled.dispose();
         latents.dispose();
         noise.dispose();
         out.modelPred.dispose();
@@ -323,7 +323,6 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
           if (scaler) {
             const r = await scaler.step(optimizer, { lrScale, maxNorm });
             r.clip?.dispose();
-            if (r.skipped) skipped++;
           } else if (maxNorm !== undefined) {
             const clip = clipGradNorm(optimizer.groups.flatMap((g) => g.params), maxNorm);
             optimizer.update({ lrScale, gradScaleTensor: clip.scale });
@@ -373,19 +372,21 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
       io.scalars(epochNow, epochScalars(recorder.average));
     }
     if (!interrupted) await saver.atEnd(saveCtx(sched.numEpochs + 1, 0));
+    await scaler?.settle();
     const summary: TrainSummary = {
       seconds: (performance.now() - t0) / 1000,
       steps: step,
       epochs: Math.min(sched.numEpochs, Math.ceil(step / sched.updatesPerEpoch)),
       finalLoss: lastLoss,
       averageLoss: recorder.average,
-      skippedSteps: skipped,
+      skippedSteps: scaler?.skippedSteps ?? 0,
       peakBytes: rt().storage.stats().peakBytes,
       files: saver.files,
     };
     return { summary, losses, interrupted };
   } finally {
     loader?.close();
+    scaler?.dispose();
     session?.dispose();
     model.dispose();
   }

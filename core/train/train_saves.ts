@@ -104,6 +104,9 @@ export class Saver {
 
   async #saveState(folder: string, c: SaveContext): Promise<string> {
     const { session, seed, fingerprint } = this.#o;
+    // The scaler's outcomes arrive a step late; the state needs them all (its scale, and the
+    // optimizer's step count without the skipped steps).
+    await c.scaler?.settle();
     const path = joinPath(this.#dir, folder);
     await saveTrainState(path, session.params, session.created.optimizer, {
       step: c.step,

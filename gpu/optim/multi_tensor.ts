@@ -110,7 +110,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let wgid = wid.x + wid.y * nwg.x;
 ${FIND_SLOT}
   let i = local * WG + lid;
-  if (i >= n) { return; }
+  // A negative gs[0]: the fp16 loss scaler skips this step (see optim_adam.wgsl).
+  if (i >= n || gs[0] < 0.0) { return; }
 ${cases.join("\n")}
 }
 `;
