@@ -1,13 +1,13 @@
 /**
- * train_network's `--dashboard`: starts the page's server, prints its address, and on `--resume`
- * loads the steps of the earlier runs from the JSONL logs under `--logging_dir` so the charts
- * continue where they left off.
+ * train_network's `--dashboard`: serves the page (core/train/dashboard.ts) over HTTP, prints its
+ * address, and on `--resume` loads the steps of the earlier runs from the JSONL logs under
+ * `--logging_dir` so the charts continue where they left off.
  *
  * @module
  */
 import { LorakitError } from "../core/errors.ts";
 import { joinPath } from "../core/io/fs.ts";
-import { Dashboard } from "../core/train/dashboard.ts";
+import { Dashboard, parseListenAddress } from "../core/train/dashboard.ts";
 import type { TrainArgs } from "../core/train/train_args.ts";
 
 /** How long the server outlives the run, so an open page sees how it ended. */
@@ -21,6 +21,35 @@ export interface RunDashboard {
   sample(s: { path: string; prompt: string; step: number; epoch: number | null }): void;
   finish(state: "finished" | "interrupted" | "failed", message: string): void;
   close(): Promise<void>;
+}
+
+/** A dashboard's page served over HTTP. */
+export interface DashboardServer {
+  readonly url: string;
+  /** Stop serving, after `graceMs` so that an open page can see how the run ended. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Serve `dash` at `address` (`host:port`; null: 127.0.0.1 and a free port). */
+export function serveDashboard(dash: Dashboard, address: string | null): DashboardServer {
+  const { hostname, port } = parseListenAddress(address);
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({ hostname, port, onListen: () => {} }, (req) => dash.handle(req));
+  } catch (e) {
+    throw new LorakitError(
+      `--dashboard: cannot listen on ${hostname}:${port} (${(e as Error).message})`,
+    );
+  }
+  const a = server.addr;
+  const host = a.hostname.includes(":") ? `[${a.hostname}]` : a.hostname;
+  return {
+    url: `http://${host}:${a.port}/`,
+    close: async (graceMs = 0) => {
+      if (graceMs > 0) await new Promise((r) => setTimeout(r, graceMs));
+      await server.shutdown();
+    },
+  };
 }
 
 /** Every `*.jsonl` under `dir` (recursively) except `own`, oldest name first. */
@@ -76,13 +105,14 @@ export async function startDashboard(
       `--dashboard: expected at most one [host][:port], found ${flag.length}: ${flag.join(" ")}`,
     );
   }
-  const dash = Dashboard.start(flag[0] ?? null);
+  const dash = new Dashboard();
   if (args.resume !== null && args.logging_dir !== null) {
     dash.addHistory(await readLogRecords(await logFiles(args.logging_dir, ownLog)));
   }
-  console.error(`dashboard: ${dash.url}`);
+  const server = serveDashboard(dash, flag[0] ?? null);
+  console.error(`dashboard: ${server.url}`);
   return {
-    url: dash.url,
+    url: server.url,
     record: (line) => {
       try {
         dash.record(JSON.parse(line));
@@ -92,6 +122,6 @@ export async function startDashboard(
     },
     sample: (s) => dash.sample(s),
     finish: (state, message) => dash.finish(state, message),
-    close: () => dash.close(GRACE_MS),
+    close: () => server.close(GRACE_MS),
   };
 }

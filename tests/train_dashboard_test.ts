@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { LorakitError } from "../core/errors.ts";
+import { serveDashboard } from "../cli/train_dashboard.ts";
 import { Dashboard, parseListenAddress } from "../core/train/dashboard.ts";
 import { trainNetwork } from "../core/train/loop.ts";
 import { parseTrainArgs } from "../core/train/train_args.ts";
@@ -42,7 +43,8 @@ const rec = (step: number, loss: number, extra: Record<string, number> = {}) => 
 });
 
 Deno.test("dashboard: status, history, a resumed run's history and the routes", async () => {
-  const dash = Dashboard.start("127.0.0.1:0");
+  const dash = new Dashboard();
+  const server = serveDashboard(dash, "127.0.0.1:0");
   try {
     dash.addHistory([rec(1, 0.9), rec(2, 0.8), rec(3, 0.7), { note: "not a step" }]);
     assert.equal(dash.status().points, 3);
@@ -66,10 +68,10 @@ Deno.test("dashboard: status, history, a resumed run's history and the routes", 
     dash.record(rec(6, 0.5));
     assert.equal(dash.status().it_per_s, 2); // a step per 0.5 s over the last 1.5 s
     assert.equal(s.gpu_pool_bytes, 1000);
-    const history = await (await fetch(`${dash.url}history.json?from=0`)).json();
+    const history = await (await fetch(`${server.url}history.json?from=0`)).json();
     assert.deepEqual(history.points.map((p: { step: number }) => p.step), [1, 2, 3, 4, 5, 6]);
     assert.equal(history.points[2].loss, 0.65);
-    const status = await (await fetch(`${dash.url}status.json`)).json();
+    const status = await (await fetch(`${server.url}status.json`)).json();
     for (
       const k of [
         "step",
@@ -85,17 +87,17 @@ Deno.test("dashboard: status, history, a resumed run's history and the routes", 
         "finished",
       ]
     ) assert.ok(k in status, k);
-    const page = await (await fetch(dash.url)).text();
+    const page = await (await fetch(server.url)).text();
     assert.match(page, /<script type="module">/);
     assert.ok(!/https?:\/\/(?!127)/.test(page.replace(/xmlns="[^"]*"/g, "")), "no external URL");
-    const plot = await fetch(`${dash.url}plot.js`);
+    const plot = await fetch(`${server.url}plot.js`);
     assert.match(plot.headers.get("content-type") ?? "", /javascript/);
     assert.match(await plot.text(), /export function lineChartSvg/);
-    assert.equal((await fetch(`${dash.url}sample/0`)).status, 404);
+    assert.equal((await fetch(`${server.url}sample/0`)).status, 404);
     dash.finish("finished", "");
     assert.equal(dash.status().finished, true);
   } finally {
-    await dash.close();
+    await server.close();
   }
 });
 
@@ -151,7 +153,8 @@ Deno.test({
     const d = await makeTrainData();
     const prompts = `${d.root}/prompts.txt`;
     await Deno.writeTextFile(prompts, "sks toy, red --w 64 --h 64 --s 2 --d 5\n");
-    const dash = Dashboard.start(null);
+    const dash = new Dashboard();
+    const server = serveDashboard(dash, null);
     try {
       const sampling = ["--sample_prompts", prompts, "--sample_every_n_steps", "4"];
       const argv = tinyLoraArgv(MODEL, d.toml, `${d.root}/out`, "--max_train_steps", "6");
@@ -164,7 +167,7 @@ Deno.test({
         log: (line) => {
           dash.record(JSON.parse(line));
           // While training goes on, a browser opens the page.
-          if (++logged === 2) midRun = dumpDom(dash.url, 2500);
+          if (++logged === 2) midRun = dumpDom(server.url, 2500);
         },
         sampleWritten: (s) => dash.sample(s),
       });
@@ -176,7 +179,7 @@ Deno.test({
       dash.finish("finished", "");
       const shot = new URL("../out/test-artifacts/dashboard.png", import.meta.url).pathname;
       await Deno.mkdir(shot.replace(/\/[^/]*$/, ""), { recursive: true });
-      const after = await dumpDom(dash.url, 3000, shot);
+      const after = await dumpDom(server.url, 3000, shot);
       assert.equal(result.losses.length, 6);
       assert.match(after, /id="state" data-state="finished"/);
       assert.match(after, /The run finished at step 6\./);
@@ -188,7 +191,7 @@ Deno.test({
       assert.match(imgs[0], /alt="sks toy, red"/);
       assert.ok(Deno.statSync(shot).size > 10_000, "a screenshot was written");
     } finally {
-      await dash.close();
+      await server.close();
       await Deno.remove(d.root, { recursive: true });
     }
   },

@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { initGpu } from "../gpu/mod.ts";
 import { main as trainNetworkCli } from "../cli/train_network.ts";
-import { EventFileWriter, tensorboardFolder } from "../core/train/tensorboard.ts";
+import { EventFileWriter } from "../cli/tensorboard_log.ts";
+import { tensorboardFolder } from "../core/train/tensorboard.ts";
 import { epochScalars, kohyaLrGroups, stepScalars } from "../core/train/step_logs.ts";
 import { parameterLearningRates } from "../core/lora/block_lr.ts";
 import { parseTrainArgs } from "../core/train/train_args.ts";

@@ -1,5 +1,6 @@
 /**
- * `--dashboard [host:port]`: a small HTTP server, started beside training, whose page shows the
+ * `--dashboard [host:port]`: the state behind the live training page and the page's routes, as a
+ * web-standard `Request -> Response` handler (cli/train_dashboard.ts serves it). The page shows the
  * run live (loss and its moving average, learning rate per group, it/s, ETA, GPU pool memory,
  * epoch and bucket progress, sample images with their prompts). It is fed the same per-step
  * records as the JSONL log, so a resumed run can show its earlier steps from the logs of the runs
@@ -12,6 +13,7 @@
  * @module
  */
 import { LorakitError } from "../errors.ts";
+import { readBytes } from "../io/fs.ts";
 import { dashboardPage } from "./dashboard_page.ts";
 
 /** One logged step, as the page plots it. */
@@ -99,10 +101,8 @@ export function pointOfRecord(rec: Record<string, unknown>): DashboardPoint | nu
   };
 }
 
-/** The live state behind the page, and its server. */
+/** The live state behind the page, and its routes. */
 export class Dashboard {
-  readonly url: string;
-  readonly #server: Deno.HttpServer<Deno.NetAddr>;
   #points: DashboardPoint[] = [];
   /** Points of this run (after any history from earlier runs). */
   #ownPoints = 0;
@@ -110,9 +110,7 @@ export class Dashboard {
   #status: DashboardStatus;
   #plotJs: Promise<string> | null = null;
 
-  private constructor(server: Deno.HttpServer<Deno.NetAddr>, url: string) {
-    this.#server = server;
-    this.url = url;
+  constructor() {
     this.#status = {
       state: "starting",
       message: "loading the model and the dataset",
@@ -136,27 +134,6 @@ export class Dashboard {
       finished: false,
       updated_at: Date.now() / 1000,
     };
-  }
-
-  /** Start serving at `address` (`host:port`; null: 127.0.0.1 and a free port). */
-  static start(address: string | null): Dashboard {
-    const { hostname, port } = parseListenAddress(address);
-    let dash: Dashboard | null = null;
-    let server: Deno.HttpServer<Deno.NetAddr>;
-    try {
-      server = Deno.serve(
-        { hostname, port, onListen: () => {} },
-        (req) => dash!.#handle(req),
-      );
-    } catch (e) {
-      throw new LorakitError(
-        `--dashboard: cannot listen on ${hostname}:${port} (${(e as Error).message})`,
-      );
-    }
-    const a = server.addr;
-    const host = a.hostname.includes(":") ? `[${a.hostname}]` : a.hostname;
-    dash = new Dashboard(server, `http://${host}:${a.port}/`);
-    return dash;
   }
 
   /** Earlier runs' records (a resumed run's history), oldest first. */
@@ -238,13 +215,8 @@ export class Dashboard {
     this.#status.updated_at = Date.now() / 1000;
   }
 
-  /** Stop serving, after `graceMs` so that an open page can see how the run ended. */
-  async close(graceMs = 0): Promise<void> {
-    if (graceMs > 0) await new Promise((r) => setTimeout(r, graceMs));
-    await this.#server.shutdown();
-  }
-
-  async #handle(req: Request): Promise<Response> {
+  /** Answer one request of the page (the routes in the module doc). */
+  async handle(req: Request): Promise<Response> {
     const url = new URL(req.url);
     const json = (v: unknown) =>
       new Response(JSON.stringify(v), {
@@ -274,7 +246,7 @@ export class Dashboard {
       const s = this.#samples[Number(sample[1])];
       if (s) {
         try {
-          return new Response(await Deno.readFile(s.path), {
+          return new Response((await readBytes(s.path)).slice(), {
             headers: { "content-type": "image/png", "cache-control": "max-age=3600" },
           });
         } catch {

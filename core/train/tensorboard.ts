@@ -6,14 +6,11 @@
  * default and that TensorBoard reads as a scalar), plus the step and the wall time.
  *
  * TFRecord framing per record: the data length as a little-endian uint64, the masked CRC32C of
- * those 8 bytes, the data, the masked CRC32C of the data. Each call writes its records with one
- * unbuffered write, so a run killed at any moment leaves every complete record readable
- * (TensorBoard stops quietly at a truncated last record).
+ * those 8 bytes, the data, the masked CRC32C of the data. This module only makes the bytes; the
+ * command line's writer (cli/tensorboard_log.ts) appends them to the file.
  *
  * @module
  */
-import { LorakitError } from "../errors.ts";
-
 /** The CRC32C (Castagnoli) table, reflected polynomial 0x82F63B78. */
 const CRC_TABLE = (() => {
   const t = new Uint32Array(256);
@@ -135,52 +132,35 @@ export function tensorboardFolder(
   return `${loggingDir}/${logPrefix ?? ""}${stamp}/${trackerName ?? "network_train"}`;
 }
 
-/** torch numbers the event files a process opens from 0 (the last part of the name). */
-let filesOpened = 0;
-
 /** The event file name torch's writer uses. */
 export function eventFileName(unixSeconds: number, host: string, pid: number, n: number): string {
   return `events.out.tfevents.${String(Math.floor(unixSeconds)).padStart(10, "0")}.${host}.` +
     `${pid}.${n}`;
 }
 
-/** An open event file; scalars are appended as they come. */
-export class EventFileWriter {
-  private constructor(readonly path: string, private file: Deno.FsFile) {}
+/** The bytes that append `values` (one event per value, in the object's order) at `step`. */
+export function scalarRecords(
+  step: number,
+  values: Record<string, number>,
+  wallTime: number,
+): Uint8Array {
+  return joinRecords(
+    Object.entries(values).map(([tag, value]) => ({ wallTime, step, tag, value })),
+  );
+}
 
-  /** Create the folder and a new event file in it, and write the file version event. */
-  static open(dir: string, flag = "--logging_dir"): EventFileWriter {
-    const now = Date.now() / 1000;
-    const path = `${dir}/${eventFileName(now, Deno.hostname(), Deno.pid, filesOpened++)}`;
-    let file: Deno.FsFile;
-    try {
-      Deno.mkdirSync(dir, { recursive: true });
-      file = Deno.openSync(path, { write: true, createNew: true });
-    } catch (e) {
-      throw new LorakitError(`${flag}: cannot write ${path} (${(e as Error).message})`);
-    }
-    const w = new EventFileWriter(path, file);
-    w.write([{ wallTime: now, fileVersion: "brain.Event:2" }]);
-    return w;
-  }
+/** The bytes that start an event file: its file-version event. */
+export function fileVersionRecord(wallTime: number): Uint8Array {
+  return joinRecords([{ wallTime, fileVersion: "brain.Event:2" }]);
+}
 
-  /** Append one event per value (in the object's order), all at `step`. */
-  addScalars(step: number, values: Record<string, number>, wallTime = Date.now() / 1000): void {
-    this.write(Object.entries(values).map(([tag, value]) => ({ wallTime, step, tag, value })));
+function joinRecords(events: TensorBoardEvent[]): Uint8Array {
+  const records = events.map((e) => tfRecord(encodeEvent(e)));
+  const buf = new Uint8Array(records.reduce((n, r) => n + r.length, 0));
+  let at = 0;
+  for (const r of records) {
+    buf.set(r, at);
+    at += r.length;
   }
-
-  private write(events: TensorBoardEvent[]): void {
-    const records = events.map((e) => tfRecord(encodeEvent(e)));
-    const buf = new Uint8Array(records.reduce((n, r) => n + r.length, 0));
-    let at = 0;
-    for (const r of records) {
-      buf.set(r, at);
-      at += r.length;
-    }
-    for (let done = 0; done < buf.length;) done += this.file.writeSync(buf.subarray(done));
-  }
-
-  close(): void {
-    this.file.close();
-  }
+  return buf;
 }
