@@ -140,17 +140,24 @@ Deno.test("a pool of several workers returns each job's own pixels, in order", a
   }
 });
 
-Deno.test("a corrupt image in a worker is reported and skipped as in-process", async () => {
+Deno.test("an image that goes bad after the scan is reported and skipped as in-process", async () => {
   const d = await makeTrainData();
+  const args = await argsFor(d);
+  // The scan decodes every image, so the file is damaged after it (replaced mid-run).
+  const [dataA, dataB, planA, planB] = [
+    await prepareData(args),
+    await prepareData(args),
+    await prepareData(args),
+    await prepareData(args),
+  ];
   const bytes = await Deno.readFile(`${d.trainDir}/b.png`);
   bytes.fill(0x5a, 60, bytes.length - 12);
   await Deno.writeFile(`${d.trainDir}/b.png`, bytes);
-  const args = await argsFor(d);
-  const inProcess = loaderFor(await prepareData(args), 0);
-  const pooled = loaderFor(await prepareData(args), 2);
+  const inProcess = loaderFor(dataA, 0);
+  const pooled = loaderFor(dataB, 2);
   try {
-    const a = await loadAll(await prepareData(args), inProcess, 1);
-    const b = await loadAll(await prepareData(args), pooled, 1);
+    const a = await loadAll(planA, inProcess, 1);
+    const b = await loadAll(planB, pooled, 1);
     const failed = b.flatMap((x) => x.failed);
     assert.deepEqual(failed.map((f) => f.key), [`${d.trainDir}/b.png`]);
     assert.match(failed[0].reason, /b\.png/);
