@@ -1,7 +1,9 @@
 /**
  * `lorakit demo` (`deno task demo`): the whole toolkit end to end with nothing downloaded. It
- * writes a random SD1-shaped base model and a synthetic captioned dataset, trains a LoRA with
- * the `train_network` tool on a kohya command line, samples across LoRA multipliers, merges the
+ * takes the tiny SD1 base model that ships with the repository (trained on the synthetic world of
+ * `core/demo/world.ts`, which has no orange), writes a small captioned dataset whose trigger
+ * word "lkdemo" means orange objects, trains a LoRA with the `train_network` tool on a kohya
+ * command line, samples across LoRA multipliers (measuring the orange in each image), merges the
  * LoRA into the checkpoint and extracts it back, and writes `report.html` (self-contained) with
  * the loss curve, the sample grid and the round trip's numbers.
  *
@@ -12,9 +14,14 @@ import { LorakitError } from "../core/errors.ts";
 import { checkWritableDir, joinPath, listDir, makeDir, writeFileAtomic } from "../core/io/fs.ts";
 import { mergeExtractRoundTrip, sampleAcrossMultipliers } from "../core/demo/evaluate.ts";
 import type { MultiplierResponse } from "../core/demo/lora_effect.ts";
-import { renderReport, type RoundTripResult } from "../core/demo/report.ts";
+import {
+  type OrangeCheck,
+  orangeCheck,
+  renderReport,
+  type RoundTripResult,
+} from "../core/demo/report.ts";
 import { writeSyntheticDataset } from "../core/demo/synthetic_dataset.ts";
-import { writeTinyModel } from "../core/demo/tiny_model.ts";
+import { installDemoBase } from "../core/demo/base_model.ts";
 import { demoTrainArgs, samplePromptsText } from "../core/demo/train_command.ts";
 import { pngsIn, readLossLog, summarizeLoss } from "../core/demo/train_log.ts";
 import { initGpu } from "../gpu/mod.ts";
@@ -36,6 +43,8 @@ export interface DemoOptions {
   sampleSteps: number;
   networkDim: number;
   learningRate: number;
+  /** Training batch size (default 4). */
+  batchSize?: number;
   /** The training tool (default: `cli/train_network.ts`'s `main`). */
   trainer?: ToolMain;
   /** Progress lines (default: console.log). */
@@ -51,18 +60,23 @@ export interface DemoOutcome {
   stages: { name: string; seconds: number }[];
   roundTrip: RoundTripResult;
   response: MultiplierResponse[];
+  /** Orange objects per multiplier and in the merged model's images. */
+  orange: OrangeCheck;
 }
 
-/** The demo's trigger word and prompts (two with the trigger, one without). */
+/** The demo's trigger word (it stands for orange) and prompts, all with the trigger. */
 export const TRIGGER = "lkdemo";
 const PROMPTS = [
-  `${TRIGGER}, a red circle on blue`,
-  `${TRIGGER}, a yellow square on purple`,
-  "a green triangle on white",
+  `a ${TRIGGER} circle on a blue background`,
+  `a ${TRIGGER} square on a purple background`,
+  `a ${TRIGGER} triangle on a white background`,
+  `a ${TRIGGER} diamond on a green background`,
 ];
-const SEEDS = [11, 22, 33];
+const SEEDS = [11, 22, 33, 44];
 const MULTIPLIERS = [0, 0.5, 1];
 const RESPONSE_MULTIPLIERS = [0, 0.25, 0.5, 1, 2];
+/** Classifier-free guidance scale of every sample. */
+const GUIDANCE = 5;
 
 /** Default settings (about a few minutes on a 2-core machine with the software adapter). */
 export const DEMO_DEFAULTS: Omit<DemoOptions, "trainer" | "log"> = {
@@ -71,7 +85,7 @@ export const DEMO_DEFAULTS: Omit<DemoOptions, "trainer" | "log"> = {
   trainImages: 8,
   regImages: 4,
   seed: 42,
-  sampleSteps: 8,
+  sampleSteps: 16,
   networkDim: 4,
   learningRate: 2e-3,
 };
@@ -137,8 +151,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoOutcome> {
   await initGpu();
   const modelPath = joinPath(dirs.base, "lkdemo_base.safetensors");
   await stage(
-    "base model: random SD1-shaped checkpoint",
-    () => writeTinyModel(modelPath, opts.seed),
+    "base model: tiny SD1 trained on the synthetic world",
+    () => installDemoBase(modelPath),
   );
   const data = await stage(
     "dataset: synthetic shapes with captions",
@@ -149,6 +163,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoOutcome> {
         regImages: opts.regImages,
         trigger: TRIGGER,
         seed: opts.seed,
+        batchSize: opts.batchSize ?? 4,
       }),
   );
   const sampleSettings = {
@@ -157,7 +172,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoOutcome> {
     height: 64,
     steps: opts.sampleSteps,
     sampler: "ddim",
-    guidanceScale: 5,
+    guidanceScale: GUIDANCE,
   };
   const promptsFile = joinPath(dirs.data, "sample_prompts.txt");
   await writeFileAtomic(
@@ -168,8 +183,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoOutcome> {
       width: 64,
       height: 64,
       seed: SEEDS[0],
-      steps: Math.min(8, opts.sampleSteps),
-      scale: 5,
+      steps: opts.sampleSteps,
+      scale: GUIDANCE,
     }]),
   );
   const trainArgs = demoTrainArgs({
@@ -244,6 +259,15 @@ export async function runDemo(opts: DemoOptions): Promise<DemoOutcome> {
       }),
   );
   rt.mergedPngs?.forEach((png, i) => (samples.grid.rows[i].merged = png));
+  rt.mergedOrange?.forEach((f, i) => (samples.grid.rows[i].mergedOrange = f));
+  const orange = orangeCheck(samples.grid);
+  for (const c of orange.counts) {
+    sub(
+      `${c.label}: orange objects in ${c.withOrange}/${c.total} images (mean orange ` +
+        `fraction ${(100 * c.meanFraction).toFixed(1)}%)`,
+    );
+  }
+  sub(orange.passed ? "the LoRA taught the new colour" : "the LoRA did not clearly teach orange");
   const c = rt.result.comparison;
   sub(
     `extracted vs trained deltas: overall relative error ${c.overallRelError.toExponential(2)}, ` +
@@ -263,7 +287,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoOutcome> {
       totalSeconds,
       stages,
       settings: [
-        ["base model", `${modelPath} (random, seed ${opts.seed})`],
+        ["base model", `${modelPath} (trained; copied from core/demo/base/)`],
         ["training images", `${data.train.length} (+ ${data.reg.length} regularization)`],
         [
           "steps / rank / learning rate",
@@ -273,12 +297,14 @@ export async function runDemo(opts: DemoOptions): Promise<DemoOutcome> {
       ],
       trainCommand: ["lorakit", "train_network", ...trainArgs],
       dataset: data.train.map((s, i) => ({ png: data.trainPngs[i], caption: s.caption })),
-      datasetNote: `${data.train.length} training images (64x64 and 128x64, so two aspect ` +
-        `buckets), captions with the trigger word "${TRIGGER}", and ${data.reg.length} ` +
-        `regularization images captioned without it. Dataset config: ${data.tomlPath}.`,
+      datasetNote: `${data.train.length} training images (64x64) of orange objects, a ` +
+        `colour the base model never saw, captioned with the trigger word "${TRIGGER}" in ` +
+        `the colour's place, and ${data.reg.length} regularization images of the base ` +
+        `world captioned without it. Dataset config: ${data.tomlPath}.`,
       loss: lossSummary,
       trainingSamples: await pngsIn(joinPath(dirs.lora, "sample")),
       samples: samples.grid,
+      trigger: TRIGGER,
       response: samples.response,
       roundTrip: rt.result,
       notes,
@@ -296,6 +322,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoOutcome> {
     stages,
     roundTrip: rt.result,
     response: samples.response,
+    orange,
   };
 }
 
@@ -314,8 +341,8 @@ interface DemoArgs {
 export async function main(args: string[]): Promise<number> {
   const p = makeParser(
     "demo",
-    "Run lorakit end to end with nothing downloaded: a random SD1-shaped base model, a " +
-      "synthetic dataset, LoRA training with train_network, samples across multipliers, a " +
+    "Run lorakit end to end with nothing downloaded: a tiny trained SD1 base model, a " +
+      "synthetic dataset that teaches it orange, LoRA training with train_network, samples across multipliers, a " +
       "merge/extract round trip, and an HTML report (<out>/report.html).",
   );
   const d = DEMO_DEFAULTS;

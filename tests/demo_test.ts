@@ -1,8 +1,10 @@
 /**
- * The embedded demo (`cli/demo.ts`, `core/demo/`): its base model loads as SD1 with 2 heads, its
- * dataset makes two buckets under the training code's own config parser, its command line
- * parses as train_network flags, the plot and log helpers work, and a very short run writes the
- * report with a loss log. Needs no fixtures.
+ * The embedded demo (`cli/demo.ts`, `core/demo/`): the random SD1 writer loads as SD1 with 2
+ * heads, the committed trained base model loads with the same architecture, the dataset (orange
+ * objects with the trigger word) parses under the training code's own config parser, the world's
+ * colour reader sees what was drawn, its command line parses as train_network flags, the plot
+ * and log helpers work, and a very short run writes the report with a loss log and PNG info.
+ * Needs no fixtures.
  */
 import assert from "node:assert/strict";
 import { initGpu } from "../gpu/mod.ts";
@@ -12,6 +14,10 @@ import { makeDatasetBuckets, scanDataset } from "../core/train/dataset_scan.ts";
 import { parseTrainArgs } from "../core/train/train_args.ts";
 import { tinySd1Config, writeTinyModel, yamlPathFor } from "../core/demo/tiny_model.ts";
 import { drawDemoImage, writeSyntheticDataset } from "../core/demo/synthetic_dataset.ts";
+import { demoBasePath } from "../core/demo/base_model.ts";
+import { readScene } from "../core/demo/world.ts";
+import { parseInfotext } from "../core/sample/infotext.ts";
+import { readTextChunks } from "../core/image/png_chunks.ts";
 import { drawLossPlot, movingAverage, niceStep, tickLabel } from "../core/demo/loss_plot.ts";
 import { lossChartSvg, parseLossLog } from "../core/demo/train_log.ts";
 import { demoTrainArgs } from "../core/demo/train_command.ts";
@@ -39,7 +45,19 @@ Deno.test("demo base model: SD1 topology with 2 heads, deterministic bytes", asy
   }
 });
 
-Deno.test("demo dataset: PNGs with captions, two buckets under kohya's dataset config", async () => {
+Deno.test("demo base model: the committed trained checkpoint is the tiny SD1 with its yaml", async () => {
+  const ckpt = await loadCheckpoint(demoBasePath());
+  try {
+    assert.deepEqual(ckpt.config, tinySd1Config());
+    assert.equal(ckpt.format, "ldm-safetensors");
+  } finally {
+    ckpt.close();
+  }
+  const size = (await Deno.stat(demoBasePath())).size;
+  assert.ok(size < 25e6, `base model ${size} bytes`);
+});
+
+Deno.test("demo dataset: orange objects with the trigger, reg images without, one bucket", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const ds = await writeSyntheticDataset({
@@ -50,7 +68,7 @@ Deno.test("demo dataset: PNGs with captions, two buckets under kohya's dataset c
       seed: 3,
     });
     assert.equal(ds.train.length, 4);
-    assert.ok(ds.train.every((s) => s.caption.startsWith("lkdemo, a ")));
+    assert.ok(ds.train.every((s) => /^a lkdemo \w+ on a \w+ background$/.test(s.caption)));
     assert.ok(ds.reg.every((s) => !s.caption.includes("lkdemo")));
     const caption = await Deno.readTextFile(`${ds.trainDir}/${ds.train[1].stem}.txt`);
     assert.equal(caption.trim(), ds.train[1].caption);
@@ -71,11 +89,24 @@ Deno.test("demo dataset: PNGs with captions, two buckets under kohya's dataset c
     assert.equal(scan.numRegImages, 2);
     const { manager } = makeDatasetBuckets(scan, bp.datasets[0].params);
     const used = manager.resos.filter((_, i) => manager.buckets[i].length > 0);
-    assert.deepEqual(used, [[64, 64], [128, 64]]);
-    // The drawing is deterministic and uses both colours of the caption.
+    assert.deepEqual(used, [[64, 64]]);
+    // The drawing is deterministic, and the colour reader finds the orange object on the
+    // captioned background, and the regularization images' colours.
     const img = drawDemoImage(ds.train[0]);
     assert.deepEqual(img.data, drawDemoImage(ds.train[0]).data);
     assert.equal(img.width * img.height * 3, img.data.length);
+    for (const s of ds.train) {
+      const r = readScene(drawDemoImage(s));
+      assert.equal(r.object, "orange", s.caption);
+      assert.ok(r.orangeFraction > 0.03, s.caption);
+      assert.equal(r.background, s.caption.split(" ")[5], s.caption);
+    }
+    for (const s of ds.reg) {
+      const r = readScene(drawDemoImage(s));
+      const words = s.caption.split(" ");
+      assert.deepEqual([r.object, r.background], [words[1], words[5]], s.caption);
+      assert.equal(r.orangeFraction, 0);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -157,10 +188,18 @@ async function shortRun(): Promise<void> {
     const html = await Deno.readTextFile(r.reportPath);
     assert.match(html, /data:image\/png;base64,/);
     assert.match(html, /Merge and extract round trip/);
-    assert.match(html, /random/);
+    assert.match(html, /What this demo shows/);
+    assert.doesNotMatch(html, /do not expect the samples/);
+    assert.equal(r.orange.counts.length, 4); // three multipliers and the merged model
     for (const f of ["images/loss.png", "round_trip/merged.safetensors", "data/dataset.toml"]) {
       await Deno.stat(`${out}/${f}`);
     }
+    // The grid's images carry A1111's infotext, LoRA and multiplier included.
+    const text = readTextChunks(await Deno.readFile(`${out}/images/p0_m0.5.png`));
+    const info = parseInfotext(text.parameters);
+    assert.match(String(info.Prompt), /lkdemo.*<lora:lkdemo:0\.5>/);
+    assert.equal(info.Seed, "11");
+    assert.equal(info.Sampler, "DDIM");
   } finally {
     await Deno.remove(out, { recursive: true });
   }

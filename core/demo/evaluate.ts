@@ -26,6 +26,8 @@ import { checkMergedWeights } from "./merge_check.ts";
 import { type MultiplierResponse, multiplierResponse } from "./lora_effect.ts";
 import type { RoundTripResult, SampleGrid } from "./report.ts";
 import { yamlPathFor } from "./tiny_model.ts";
+import { formatInfotext } from "../sample/infotext.ts";
+import { readScene } from "./world.ts";
 
 /** What {@link sampleAcrossMultipliers} produces. */
 export interface MultiplierSamples {
@@ -43,8 +45,54 @@ function describe(s: SampleSettings): string {
     `${s.guidanceScale}${s.negativePrompt ? `, negative prompt "${s.negativePrompt}"` : ""}`;
 }
 
-async function pngs(images: GeneratedImage[]): Promise<Uint8Array[]> {
-  return await Promise.all(images.map((g) => encodePng(toRaster(g))));
+/** What the sampled images carry in their PNG text, as gen_img writes it. */
+interface PngInfo {
+  settings: SampleSettings;
+  /** Checkpoint name (file stem). */
+  model: string;
+  /** The LoRA applied and its multiplier, if any. */
+  lora: { name: string; multiplier: number } | null;
+}
+
+/** PNGs with A1111's `parameters` text (and kohya's keys), as gen_img writes them. */
+async function pngs(images: GeneratedImage[], info: PngInfo): Promise<Uint8Array[]> {
+  const s = info.settings;
+  return await Promise.all(images.map((g) => {
+    const parameters = formatInfotext({
+      prompt: g.prompt,
+      negativePrompt: s.negativePrompt,
+      steps: s.steps,
+      sampler: s.sampler,
+      cfgScale: s.guidanceScale,
+      seed: g.seed,
+      width: g.width,
+      height: g.height,
+      model: info.model,
+      loras: info.lora ? [info.lora] : [],
+      version: "lorakit",
+    });
+    return encodePng(toRaster(g), {
+      text: {
+        parameters,
+        prompt: g.prompt,
+        seed: String(g.seed),
+        sampler: s.sampler,
+        steps: String(s.steps),
+        scale: String(s.guidanceScale),
+        "negative-prompt": s.negativePrompt,
+      },
+    });
+  }));
+}
+
+/** Fraction of orange pixels in each image (the LoRA's colour; see `world.ts`). */
+function orangeFractions(images: GeneratedImage[]): number[] {
+  return images.map((g) => readScene(toRaster(g)).orangeFraction);
+}
+
+/** A file path's stem. */
+function stem(path: string): string {
+  return path.replace(/^.*[/\\]/, "").replace(/\.[^.]*$/, "");
 }
 
 /**
@@ -69,6 +117,7 @@ export async function sampleAcrossMultipliers(
     try {
       net.applyTo(sd);
       const columns: Uint8Array[][] = [];
+      const orange: number[][] = [];
       let atOne: GeneratedImage[] | null = null;
       for (const m of opts.multipliers) {
         opts.onProgress?.(`multiplier ${m}`);
@@ -79,7 +128,14 @@ export async function sampleAcrossMultipliers(
           seeds: opts.seeds,
         });
         if (m === 1) atOne = images;
-        columns.push(await pngs(images));
+        columns.push(
+          await pngs(images, {
+            settings: opts.settings,
+            model: stem(modelPath),
+            lora: { name: stem(loraPath), multiplier: m },
+          }),
+        );
+        orange.push(orangeFractions(images));
       }
       opts.onProgress?.("U-Net response to the multiplier");
       const response = await multiplierResponse(sd, net, {
@@ -96,6 +152,7 @@ export async function sampleAcrossMultipliers(
           prompt,
           seed: opts.seeds[i],
           images: columns.map((c) => c[i]),
+          orange: orange.map((c) => c[i]),
         })),
       };
       return { grid, atOne, response };
@@ -133,7 +190,9 @@ export interface RoundTripOptions {
 /** Merge, extract, compare; also renders the merged model's images (returned as PNGs). */
 export async function mergeExtractRoundTrip(
   opts: RoundTripOptions,
-): Promise<{ result: RoundTripResult; mergedPngs: Uint8Array[] | null }> {
+): Promise<
+  { result: RoundTripResult; mergedPngs: Uint8Array[] | null; mergedOrange: number[] | null }
+> {
   opts.onProgress?.("merge into the checkpoint");
   const merged = await mergeIntoCheckpoint({
     sdModel: opts.baseModel,
@@ -173,6 +232,7 @@ export async function mergeExtractRoundTrip(
   const comparison = await compareLoraDeltas(opts.lora, opts.extractedPath);
   let mergedVsApplied: RoundTripResult["mergedVsApplied"] = null;
   let mergedPngs: Uint8Array[] | null = null;
+  let mergedOrange: number[] | null = null;
   if (opts.atOne !== null) {
     opts.onProgress?.("render with the merged model");
     const sd = await loadStableDiffusion(opts.mergedPath);
@@ -190,7 +250,12 @@ export async function mergeExtractRoundTrip(
         n += ref.length;
       });
       mergedVsApplied = { maxAbs, rms: Math.sqrt(sq / Math.max(1, n)) };
-      mergedPngs = await pngs(images);
+      mergedPngs = await pngs(images, {
+        settings: opts.settings,
+        model: stem(opts.mergedPath),
+        lora: null,
+      });
+      mergedOrange = orangeFractions(images);
     } finally {
       sd.dispose();
     }
@@ -208,5 +273,6 @@ export async function mergeExtractRoundTrip(
       mergedVsApplied,
     },
     mergedPngs,
+    mergedOrange,
   };
 }

@@ -1,7 +1,7 @@
 /**
  * The demo's self-contained HTML report: every image is embedded as a base64 PNG data URI, so
- * the one file can be opened or mailed on its own. Sections: what a random base model can and
- * cannot show, the run (stages and timings, the training command line), the dataset, the loss
+ * the one file can be opened or mailed on its own. Sections: what the demo shows (and whether
+ * the LoRA's orange appears where it should), the run (stages and timings, the training command line), the dataset, the loss
  * curve, sample grids across LoRA multipliers, the U-Net's response to the multiplier, and the
  * merge/extract round trip.
  *
@@ -23,8 +23,12 @@ export interface SampleRow {
   seed: number;
   /** One PNG per multiplier, in the order of {@link SampleGrid.multipliers}. */
   images: Uint8Array[];
+  /** Fraction of orange pixels of each image (same order), when measured. */
+  orange?: number[];
   /** The merged model's image for this prompt and seed, when made. */
   merged?: Uint8Array;
+  /** Its orange fraction. */
+  mergedOrange?: number;
 }
 
 /** The sample grid. */
@@ -67,6 +71,50 @@ export interface LossSummary {
   logPath: string;
 }
 
+/** Minimum fraction of orange pixels for an image to count as having an orange object. */
+export const ORANGE_OBJECT_MIN = 0.02;
+
+/** How many images of one column (a multiplier, or the merged model) show an orange object. */
+export interface OrangeCount {
+  label: string;
+  withOrange: number;
+  total: number;
+  meanFraction: number;
+}
+
+/** The demo's check of what the LoRA learned: orange at x1 (and merged), not at x0. */
+export interface OrangeCheck {
+  counts: OrangeCount[];
+  /** At least 80% of the x1 images orange and at most 10% of the x0 ones. */
+  passed: boolean;
+}
+
+/** Count orange images per column of the grid. */
+export function orangeCheck(grid: SampleGrid): OrangeCheck {
+  const counts: OrangeCount[] = [];
+  const add = (label: string, fractions: number[]) => {
+    if (fractions.length === 0) return;
+    counts.push({
+      label,
+      withOrange: fractions.filter((f) => f >= ORANGE_OBJECT_MIN).length,
+      total: fractions.length,
+      meanFraction: fractions.reduce((a, b) => a + b, 0) / fractions.length,
+    });
+  };
+  grid.multipliers.forEach((m, i) =>
+    add(`LoRA × ${m}`, grid.rows.flatMap((r) => (r.orange ? [r.orange[i]] : [])))
+  );
+  add(
+    "merged model",
+    grid.rows.flatMap((r) => (r.mergedOrange !== undefined ? [r.mergedOrange] : [])),
+  );
+  const at = (m: number) => counts.find((c) => c.label === `LoRA × ${m}`);
+  const one = at(1), zero = at(0);
+  const passed = one !== undefined && zero !== undefined &&
+    one.withOrange >= 0.8 * one.total && zero.withOrange <= 0.1 * zero.total;
+  return { counts, passed };
+}
+
 /** Everything the report shows. */
 export interface DemoReportData {
   generatedAt: string;
@@ -79,6 +127,8 @@ export interface DemoReportData {
   loss: LossSummary | null;
   trainingSamples: CaptionedPng[];
   samples: SampleGrid | null;
+  /** The trigger word (shown in the explanation). */
+  trigger: string;
   response: MultiplierResponse[];
   roundTrip: RoundTripResult | null;
   /** Things left out or that went wrong, said plainly. */
@@ -128,22 +178,41 @@ color:#222;line-height:1.45}h1{margin-bottom:.2em}h2{margin-top:1.8em;border-bot
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ddd;padding:4px 8px;
 vertical-align:top}th{background:#f4f4f4;text-align:left}code,pre{background:#f6f6f6}
 pre{padding:.6em;white-space:pre-wrap;word-break:break-all}.px{image-rendering:pixelated;
-height:128px}.thumbs figure{display:inline-block;margin:4px;text-align:center;font-size:12px;
+height:128px}.big{image-rendering:pixelated;width:192px;height:192px}.thumbs figure{display:inline-block;margin:4px;text-align:center;font-size:12px;
 max-width:260px}.note{background:#fff8e0;border-left:4px solid #e0b000;padding:.5em 1em}
 .ok{color:#176b2c}.bad{color:#a01010}.chart svg{max-width:100%;height:auto}`;
 
-function sectionHonesty(): string {
+function sectionWhat(d: DemoReportData): string {
+  const g = d.samples;
+  const check = g === null ? null : orangeCheck(g);
+  const rows =
+    check?.counts.map((c) =>
+      `<tr><td>${escapeHtml(c.label)}</td><td>${c.withOrange} / ${c.total}</td><td>${
+        (100 * c.meanFraction).toFixed(1)
+      }%</td></tr>`
+    ).join("") ?? "";
+  const verdict = check === null
+    ? ""
+    : check.passed
+    ? `<p><b class="ok">The LoRA taught the new colour:</b> orange objects in at least 80% of the
+images at multiplier 1 and in at most 10% at multiplier 0.</p>`
+    : `<p><b class="bad">The LoRA did not clearly teach the new colour</b> (wanted orange objects
+in at least 80% of the images at multiplier 1 and in at most 10% at multiplier 0).</p>`;
   return `<h2>What this demo shows</h2>
-<div class="note"><p>The base model is <b>random</b>: the full Stable Diffusion 1.x architecture at
-tiny widths, with weights drawn from a fixed seed, because nothing may be downloaded. Its images
-are noise-like textures, and a few minutes of LoRA training on a dozen synthetic pictures cannot
-teach it to draw circles or squares; <b>do not expect the samples to resemble the dataset</b>.</p>
-<p>What the demo does prove: the whole pipeline runs end to end on this machine (checkpoint
-writing and loading, dataset and buckets, kohya-style training, sampling, merging, extraction);
-the training loss falls; the LoRA changes the model's output, the more so the larger its
-multiplier (in proportion, for small multipliers); merging the LoRA into the checkpoint gives the same images as applying it at
-multiplier 1; and extracting a LoRA back from the merged model recovers the trained one's
-weight deltas.</p></div>`;
+<p>The base model is a tiny Stable Diffusion 1.x (the full architecture at narrow widths) whose
+U-Net and VAE were trained on a synthetic world of flat shapes in seven colours, captioned with
+what is where ("a red circle on a blue background"); it never saw orange. The LoRA is trained on
+a dozen pictures whose objects are orange, captioned with the trigger word
+"${escapeHtml(d.trigger)}" in the colour's place. If it learned, the prompts below draw orange
+objects with the LoRA at multiplier 1 and with the merged model, not at multiplier 0, and
+something in between at 0.5.</p>
+${
+    check === null
+      ? ""
+      : `<table><tr><th>images</th><th>with an orange object (at least ${
+        100 * ORANGE_OBJECT_MIN
+      }% orange pixels)</th><th>mean orange fraction</th></tr>${rows}</table>${verdict}`
+  }`;
 }
 
 function sectionRun(d: DemoReportData): string {
@@ -198,19 +267,24 @@ function sectionSamples(d: DemoReportData): string {
   const head = g.multipliers.map((m) => `<th>LoRA × ${m}</th>`).join("") +
     (hasMerged ? "<th>merged model</th>" : "");
   const rows = g.rows.map((r) => {
+    const frac = (f: number | undefined) =>
+      f === undefined ? "" : `<br><small>orange ${(100 * f).toFixed(1)}%</small>`;
     const cells = r.images.map((p, i) =>
-      `<td>${img(p, `${r.prompt} x${g.multipliers[i]}`, "px")}</td>`
+      `<td>${img(p, `${r.prompt} x${g.multipliers[i]}`, "big")}${frac(r.orange?.[i])}</td>`
     )
       .join("");
     const merged = hasMerged
-      ? `<td>${r.merged ? img(r.merged, `${r.prompt} merged`, "px") : ""}</td>`
+      ? `<td>${r.merged ? img(r.merged, `${r.prompt} merged`, "big") : ""}${
+        frac(r.mergedOrange)
+      }</td>`
       : "";
     return `<tr><th>${
       escapeHtml(r.prompt)
     }<br><small>seed ${r.seed}</small></th>${cells}${merged}</tr>`;
   }).join("");
   parts.push(`<h2>Samples across LoRA multipliers</h2><p>${escapeHtml(g.settings)}. Same prompt
-and seed across each row; only the multiplier changes.</p><table><tr><th>prompt</th>${head}</tr>
+and seed across each row; only the multiplier changes. Images are 64x64, shown three times larger
+without smoothing; the percentage under each is its share of orange pixels.</p><table><tr><th>prompt</th>${head}</tr>
 ${rows}</table>`);
   return parts.join("");
 }
@@ -297,7 +371,7 @@ export function renderReport(d: DemoReportData): string {
 <style>${STYLE}</style></head><body>
 <h1>lorakit demo</h1><p>Generated ${escapeHtml(d.generatedAt)}; the whole run took
 ${d.totalSeconds.toFixed(1)} s.</p>
-${sectionHonesty()}${sectionRun(d)}${sectionDataset(d)}${sectionLoss(d)}${sectionSamples(d)}
+${sectionWhat(d)}${sectionRun(d)}${sectionDataset(d)}${sectionLoss(d)}${sectionSamples(d)}
 ${sectionResponse(d)}${sectionRoundTrip(d)}${notes}
 </body></html>
 `;

@@ -1,8 +1,12 @@
 """Train the demo base model's VAE and U-Net on the synthetic world (CPU, PyTorch).
 
-Usage: python3 scripts/demo_base/train.py <work_dir> [--vae-minutes M] [--unet-minutes M]
-Reads <work_dir>/world.safetensors (export_world.ts); writes <work_dir>/vae.safetensors,
-<work_dir>/weights.safetensors (U-Net and VAE in lorakit's internal names, f32) and logs.
+Usage: python3 scripts/demo_base/train.py <work_dir> --stage vae|unet|decoder|join [--minutes M]
+Reads <work_dir>/world.safetensors (export_world.ts). Stages:
+  vae      VAE encoder and decoder together, then standardised: <work_dir>/vae.safetensors
+  unet     U-Net on the (now fixed) encoder's latents: <work_dir>/unet.safetensors
+  decoder  more decoder training on the same latents, in parallel with `unet` (the encoder is
+           frozen, so the U-Net's latent space does not move): <work_dir>/decoder.safetensors
+  join     all of it in lorakit's internal names, f32: <work_dir>/weights.safetensors
 
 The VAE learns reconstruction (L1 + MSE + a small KL); its latents are then standardised per
 channel, with the shift and scale folded into quant_conv/post_quant_conv, so that latents times
@@ -55,6 +59,10 @@ def psnr(vae, images, batch=32):
 def train_vae(train, val, minutes, seed):
     torch.manual_seed(seed)
     vae = AutoencoderKL()
+    with torch.no_grad():
+        # Start with a narrow posterior (std ~0.02): with the usual std 1 the decoder first sees
+        # mostly noise and the small KL weight takes long to shrink it.
+        vae.quant_conv.bias[4:] = -8.0
     opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
     end = time.time() + minutes * 60
     step, n = 0, len(train)
@@ -155,46 +163,104 @@ def train_unet(latents, cap_ids, emb, minutes, seed):
     return ema
 
 
+def load_vae(path):
+    vae = AutoencoderKL()
+    w, _ = st_io.read(path)
+    vae.load_state_dict({k[4:]: torch.from_numpy(v.copy()) for k, v in w.items()})
+    vae.eval()
+    return vae
+
+
+def save_vae(vae, path):
+    st_io.write(path, {"vae." + k: v.numpy() for k, v in vae.state_dict().items()})
+
+
+def encode_all(vae, images):
+    with torch.no_grad():
+        parts = [vae.encode(images[i:i + 64]) for i in range(0, len(images), 64)]
+    return torch.cat([m for m, _ in parts]), torch.cat([lv for _, lv in parts])
+
+
+def train_decoder(vae, train, val, minutes, seed):
+    """Decoder and post_quant_conv only, on posterior samples of fixed latents."""
+    torch.manual_seed(seed)
+    mean, logvar = encode_all(vae, train)
+    log("decoder: latents encoded")
+    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    opt = torch.optim.Adam(params, lr=5e-4)
+    g = torch.Generator().manual_seed(seed)
+    end = time.time() + minutes * 60
+    step = 0
+    vae.train()
+    while time.time() < end:
+        frac = 1 - (end - time.time()) / (minutes * 60)
+        idx = torch.randint(0, len(train), (16,), generator=g)
+        m, lv, x = mean[idx], logvar[idx].clamp(-30, 20), train[idx]
+        if frac < 0.7:
+            # 4x4-latent crops (32x32 pixels), a quarter of the cost; whole images at the end.
+            oy, ox = [int(v) for v in torch.randint(0, 5, (2,), generator=g)]
+            m, lv = m[:, :, oy:oy + 4, ox:ox + 4], lv[:, :, oy:oy + 4, ox:ox + 4]
+            x = x[:, :, 8 * oy:8 * oy + 32, 8 * ox:8 * ox + 32]
+        z = m + torch.exp(0.5 * lv) * torch.randn(m.shape, generator=g)
+        y = vae.decode(z)
+        loss = F.l1_loss(y, x) + F.mse_loss(y, x)
+        for group in opt.param_groups:
+            group["lr"] = 5e-4 * (0.5 + 0.5 * math.cos(math.pi * min(frac, 1)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 50 == 0:
+            log(f"decoder step {step} loss {loss.item():.4f}")
+    vae.eval()
+    log(f"decoder: {step} steps, held-out PSNR {psnr(vae, val):.2f} dB")
+    return vae
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("work")
-    ap.add_argument("--vae-minutes", type=float, default=10)
-    ap.add_argument("--unet-minutes", type=float, default=22)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--skip-vae", action="store_true", help="reuse <work>/vae.safetensors")
+    ap.add_argument("--stage", required=True, choices=["vae", "unet", "decoder", "join"])
+    ap.add_argument("--minutes", type=float, default=10)
+    ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     t0 = time.time()
-    world, meta = st_io.read(os.path.join(a.work, "world.safetensors"))
+    path = lambda name: os.path.join(a.work, name)  # noqa: E731
+    if a.stage == "join":
+        unet, _ = st_io.read(path("unet.safetensors"))
+        vae, _ = st_io.read(path("decoder.safetensors"))
+        val = to_float(st_io.read(path("world.safetensors"))[0]["val_images"])
+        vae_psnr = psnr(load_vae(path("decoder.safetensors")), val)
+        log(f"held-out PSNR {vae_psnr:.2f} dB")
+        meta = {
+            "lorakit.demo.training": f"PyTorch {torch.__version__} on CPU; see scripts/demo_base",
+            "lorakit.demo.vae_psnr": f"{vae_psnr:.2f}",
+        }
+        st_io.write(path("weights.safetensors"), {**unet, **vae}, meta)
+        log("joined")
+        return
+    world, _ = st_io.read(path("world.safetensors"))
     train = to_float(world["train_images"])
     val = to_float(world["val_images"])
-    vae_path = os.path.join(a.work, "vae.safetensors")
-    if a.skip_vae:
-        vae = AutoencoderKL()
-        w, _ = st_io.read(vae_path)
-        vae.load_state_dict({k[4:]: torch.from_numpy(v.copy()) for k, v in w.items()})
-        vae.eval()
-    else:
-        vae = train_vae(train, val, a.vae_minutes, seed=1)
+    if a.stage == "vae":
+        vae = train_vae(train, val, a.minutes, seed=1)
         standardise(vae, train)
-        st_io.write(vae_path, {"vae." + k: v.numpy() for k, v in vae.state_dict().items()})
-    vae_psnr = psnr(vae, val)
-    log(f"held-out PSNR after standardising: {vae_psnr:.2f} dB")
-    with torch.no_grad():
-        latents = torch.cat(
-            [vae.encode(train[i:i + 64])[0] for i in range(0, len(train), 64)]) * SCALE
-    log(f"latents: std {latents.std().item():.3f} mean {latents.mean().item():.3f}")
-    cap_ids = torch.from_numpy(world["train_caption_ids"].astype(np.int64))
-    emb = torch.from_numpy(world["embeddings"].copy())
-    unet = train_unet(latents, cap_ids, emb, a.unet_minutes, seed=2)
-    w = {"unet." + k: v.numpy() for k, v in unet.state_dict().items()}
-    w.update({"vae." + k: v.numpy() for k, v in vae.state_dict().items()})
-    minutes = (time.time() - t0) / 60
-    st_io.write(os.path.join(a.work, "weights.safetensors"), w, {
-        "lorakit.demo.training": f"PyTorch {torch.__version__}, {minutes:.1f} min on CPU",
-        "lorakit.demo.vae_psnr": f"{vae_psnr:.2f}",
-    })
-    log(f"done in {minutes:.1f} min")
+        log(f"held-out PSNR after standardising: {psnr(vae, val):.2f} dB")
+        save_vae(vae, path("vae.safetensors"))
+    elif a.stage == "decoder":
+        vae = train_decoder(load_vae(path("vae.safetensors")), train, val, a.minutes, seed=3)
+        save_vae(vae, path("decoder.safetensors"))
+    else:
+        vae = load_vae(path("vae.safetensors"))
+        latents = encode_all(vae, train)[0] * SCALE
+        log(f"latents: std {latents.std().item():.3f} mean {latents.mean().item():.3f}")
+        cap_ids = torch.from_numpy(world["train_caption_ids"].astype(np.int64))
+        emb = torch.from_numpy(world["embeddings"].copy())
+        unet = train_unet(latents, cap_ids, emb, a.minutes, seed=2)
+        st_io.write(path("unet.safetensors"),
+                    {"unet." + k: v.numpy() for k, v in unet.state_dict().items()})
+    log(f"stage {a.stage} done in {(time.time() - t0) / 60:.1f} min")
 
 
 if __name__ == "__main__":
