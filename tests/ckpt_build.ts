@@ -202,7 +202,9 @@ export async function zipBytes(
     const extra = [...z64Local, ...u16(0x4246), ...u16(pad), ...new Array<number>(pad).fill(0x5a)];
     out.push(...u32(0x04034b50), ...u16(o.zip64 ? 45 : 20), ...u16(0x800), ...u16(method));
     out.push(...u32(0), ...u32(crc), ...u32(sat(stored.length)), ...u32(sat(f.data.length)));
-    out.push(...u16(name.length), ...u16(extra.length), ...name, ...extra, ...stored);
+    out.push(...u16(name.length), ...u16(extra.length), ...name, ...extra);
+    // Member data one byte at a time: a spread of a large member overflows the call stack.
+    for (const b of stored) out.push(b);
     const z64 = o.zip64
       ? [...u16(1), ...u16(24), ...u64(f.data.length), ...u64(stored.length), ...u64(offset)]
       : [];
@@ -212,7 +214,7 @@ export async function zipBytes(
     central.push(...u16(0), ...u16(0), ...u16(0), ...u32(0), ...u32(sat(offset)), ...name, ...z64);
   }
   const cdOffset = out.length;
-  out.push(...central);
+  for (const b of central) out.push(b);
   const comment = new TextEncoder().encode(o.comment ?? "");
   if (o.zip64) {
     const z64At = out.length;

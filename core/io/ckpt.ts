@@ -56,7 +56,15 @@ const STORAGE_DTYPES: Record<string, FileDType> = {
  * global_step, callbacks) are skipped. Globals outside the tensor whitelist are refused.
  */
 export async function openCkpt(path: string): Promise<TensorSource> {
-  const file = await openRead(path);
+  return await openCkptFile(await openRead(path));
+}
+
+/**
+ * {@link openCkpt} over an already opened file (any RandomAccessFile, e.g. bytes in memory). The
+ * source owns `file`: closing it closes the file, and so does a failure to open.
+ */
+export async function openCkptFile(file: RandomAccessFile): Promise<TensorSource> {
+  const path = file.path;
   try {
     const head = await file.read(0, Math.min(4, file.size));
     if (looksLikeZip(head)) return await openZipCkpt(file);
