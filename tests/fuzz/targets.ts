@@ -1,0 +1,28 @@
+/**
+ * The fuzz targets by name, loaded on demand so a worker imports only its own parser.
+ *
+ * @module
+ */
+import type { FuzzTarget } from "./target.ts";
+
+const LOADERS: Record<string, () => Promise<{ target: FuzzTarget }>> = {
+  safetensors: () => import("./targets/safetensors.ts"),
+  ckpt_zip: () => import("./targets/ckpt_zip.ts"),
+  ckpt_legacy: () => import("./targets/ckpt_legacy.ts"),
+  pickle: () => import("./targets/pickle.ts"),
+  png: () => import("./targets/png.ts"),
+  jpeg: () => import("./targets/jpeg.ts"),
+  bmp: () => import("./targets/bmp.ts"),
+};
+
+/** Every target name, in report order. */
+export const TARGET_NAMES: readonly string[] = Object.keys(LOADERS);
+
+/** The target called `name`. */
+export async function loadTarget(name: string): Promise<FuzzTarget> {
+  const load = LOADERS[name];
+  if (load === undefined) {
+    throw new Error(`unknown fuzz target '${name}'; expected one of ${TARGET_NAMES.join(", ")}`);
+  }
+  return (await load()).target;
+}
