@@ -5,9 +5,12 @@
  */
 import assert from "node:assert/strict";
 import { LorakitError } from "../core/errors.ts";
+import { decodeImage } from "../core/image/decode.ts";
 import { unpickle } from "../core/io/pickle.ts";
 import { openZip } from "../core/io/zip.ts";
 import { memFile, zipBytes } from "./ckpt_build.ts";
+import { jpegLayout } from "./fuzz/targets/image_seeds.ts";
+import { JPEG_SAMPLES } from "./fuzz/targets/jpeg_samples.ts";
 
 /** Assert `f` rejects with a one-line LorakitError matching `pattern`. */
 async function rejects(f: () => Promise<unknown>, pattern: RegExp): Promise<void> {
@@ -60,4 +63,52 @@ Deno.test("pickle: LONG4 of hundreds of kilobytes decodes in linear time", () =>
   assert.equal(long4([0xff]), -1);
   assert.equal(long4([0x00, 0x80]), -32768);
   assert.equal(long4([1, 0, 0, 0, 0, 0, 0, 0, 0x80]), -(2n ** 71n) + 1n);
+});
+
+/** A cjpeg sample with its frame resized to `w`x`h` and its last scan repeated `times` times. */
+function stretchedJpeg(sample: string, w: number, h: number, times: number): Uint8Array {
+  const b = Uint8Array.from(
+    atob(JPEG_SAMPLES.find(([n]) => n === sample)![2]),
+    (c) => c.charCodeAt(0),
+  );
+  const layout = jpegLayout(b);
+  const v = new DataView(b.buffer);
+  v.setUint16(layout.fields.find((f) => f.name === "SOF height")!.at, h);
+  v.setUint16(layout.fields.find((f) => f.name === "SOF width")!.at, w);
+  const [s, e] = layout.chunks.filter(([at]) => b[at + 1] === 0xda).at(-1)!;
+  const parts = [b.subarray(0, e), ...Array(times).fill(b.subarray(s, e)), b.subarray(e)];
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);
+  return out;
+}
+
+Deno.test("jpeg: repeated scans over a large frame are refused in bounded time", async () => {
+  // Found as jpeg seed 1 case 1: every scan walks the whole frame, so a 130 KB file of ~400
+  // repeated scan headers over a 1x65535 frame decoded for seconds (minutes at full size).
+  for (const sample of ["prog_h2v2", "rgb", "gray_prog"]) {
+    const t0 = performance.now();
+    await assert.rejects(
+      () => decodeImage(stretchedJpeg(sample, 256, 256, 1000), "scans.jpg", { maxPixels: 1 << 16 }),
+      (e) => {
+        assert.ok(e instanceof LorakitError, String(e));
+        assert.match(
+          e.message,
+          /^scans\.jpg: corrupt JPEG \(its \d+ scans decode the frame more than 64 times over/,
+        );
+        return true;
+      },
+    );
+    assert.ok(performance.now() - t0 < 1000, `${sample}: ${performance.now() - t0} ms`);
+  }
+  // A normal progressive file (10 scans) still decodes.
+  const ok = await decodeImage(stretchedJpeg("prog_h2v2", 29, 21, 0), "ok.jpg");
+  assert.equal(ok.width, 29);
+});
+
+Deno.test("jpeg: the pixel cap counts the MCU padding that is allocated and decoded", async () => {
+  // Found with the case above: a 1x65535 frame in 4:2:0 is 65535 pixels but 16x65536 stored.
+  await assert.rejects(
+    () => decodeImage(stretchedJpeg("prog_h2v2", 1, 65535, 0), "strip.jpg", { maxPixels: 1 << 18 }),
+    /^LorakitError: strip\.jpg: image is 1x65535, stored in whole 16x16 blocks as 16x65536 \(1048576 pixels\), more than the 262144 allowed$/,
+  );
 });

@@ -57,6 +57,8 @@ interface State {
   /** Quantisation tables latched per component at its first scan (as libjpeg does). */
   readonly latched: Map<FrameComponent, Uint16Array>;
   scans: number;
+  /** Blocks decoded by the scans so far (see MAX_PASSES). */
+  blocksDecoded: number;
   readonly maxPixels: number;
 }
 
@@ -72,6 +74,23 @@ const SOF_NAMES: Record<number, string> = {
   0xce: "arithmetic-coded hierarchical",
   0xcf: "arithmetic-coded hierarchical",
 };
+
+/**
+ * Every scan walks all the blocks of its components, whatever its data holds, so a small file of
+ * repeated scan headers could take minutes. The scans may decode at most this many times the
+ * frame's blocks; libjpeg's progressive scripts decode it about 10 times (6 to 10 scans).
+ */
+const MAX_PASSES = 64;
+
+/** Blocks a scan decodes: its component's used blocks, or every MCU's blocks when interleaved. */
+function scanBlocks(f: Frame, scan: ScanHeader): number {
+  if (scan.components.length === 1) {
+    const c = scan.components[0];
+    return c.usedBlocksPerLine * c.usedBlocksPerColumn;
+  }
+  const perMcu = scan.components.reduce((n, c) => n + c.h * c.v, 0);
+  return f.mcusPerLine * f.mcusPerColumn * perMcu;
+}
 
 function corrupt(name: string, what: string): LorakitError {
   return new LorakitError(`${name}: corrupt JPEG (${what})`);
@@ -158,6 +177,16 @@ function readSof(s: State, marker: number, seg: Uint8Array): void {
   const maxV = Math.max(...raw.map((c) => c.v));
   const mcusPerLine = Math.ceil(width / (8 * maxH));
   const mcusPerColumn = Math.ceil(height / (8 * maxV));
+  // Coefficients are stored, and every scan decodes, whole MCUs: a 1-pixel-wide frame of 4x2
+  // MCUs holds 32x the pixels it shows, so the cap applies to the padded size.
+  const paddedW = mcusPerLine * 8 * maxH;
+  const paddedH = mcusPerColumn * 8 * maxV;
+  if (paddedW * paddedH > s.maxPixels) {
+    throw new LorakitError(
+      `${s.name}: image is ${width}x${height}, stored in whole ${8 * maxH}x${8 * maxV} blocks as ` +
+        `${paddedW}x${paddedH} (${paddedW * paddedH} pixels), more than the ${s.maxPixels} allowed`,
+    );
+  }
   const components = raw.map((c): FrameComponent => {
     const cw = Math.ceil((width * c.h) / maxH);
     const ch = Math.ceil((height * c.v) / maxV);
@@ -274,6 +303,7 @@ export function decodeJpeg(
     frame: null,
     latched: new Map(),
     scans: 0,
+    blocksDecoded: 0,
     maxPixels: options.maxPixels ?? 1 << 28,
   };
   let p = 2;
@@ -311,6 +341,16 @@ export function decodeJpeg(
       }
     } else if (m === 0xda) {
       const scan = readSos(s, seg);
+      const f = s.frame!;
+      s.blocksDecoded += scanBlocks(f, scan);
+      const frameBlocks = f.components.reduce((n, c) => n + c.blocksPerLine * c.blocksPerColumn, 0);
+      if (s.blocksDecoded > MAX_PASSES * frameBlocks) {
+        throw corrupt(
+          name,
+          `its ${s.scans + 1} scans decode the frame more than ${MAX_PASSES} times over; ` +
+            `encoders write about 10 scans`,
+        );
+      }
       p = decodeScan(bytes, p, s.frame!, scan, name);
       s.scans++;
     }
