@@ -7,6 +7,11 @@ import assert from "node:assert/strict";
 import { LorakitError } from "../core/errors.ts";
 import { decodeImage } from "../core/image/decode.ts";
 import { unpickle } from "../core/io/pickle.ts";
+import { parseSafetensorsBytes, serializeSafetensors } from "../core/io/safetensors.ts";
+import { loraFileFromSource } from "../core/lora/lora_file.ts";
+import { loraTags, parseInfotext } from "../core/sample/infotext.ts";
+import { parseDatasetConfig } from "../core/train/dataset_config.ts";
+import { readConfigFile } from "../core/train/train_args.ts";
 import { openZip } from "../core/io/zip.ts";
 import { memFile, zipBytes } from "./ckpt_build.ts";
 import { jpegLayout } from "./fuzz/targets/image_seeds.ts";
@@ -111,4 +116,107 @@ Deno.test("jpeg: the pixel cap counts the MCU padding that is allocated and deco
     () => decodeImage(stretchedJpeg("prog_h2v2", 1, 65535, 0), "strip.jpg", { maxPixels: 1 << 18 }),
     /^LorakitError: strip\.jpg: image is 1x65535, stored in whole 16x16 blocks as 16x65536 \(1048576 pixels\), more than the 262144 allowed$/,
   );
+});
+
+Deno.test("config keys: a 150 KB unknown key is reported at once, with no suggestion", async () => {
+  // Found as train_config seed 1 case 58: the did-you-mean search computed the edit distance of
+  // the key to each of ~190 flag names, length x length steps each: 2.4 s for 196 KB.
+  const key = "networ" + "wor".repeat(50_000);
+  const t0 = performance.now();
+  await rejects(
+    () => readConfigFile("big.toml", () => Promise.resolve(`[a]\n${key} = 1\n`)),
+    /^big\.toml: \[a\] networ(wor)+: unknown key; it is not a train_network flag$/,
+  );
+  assert.throws(
+    () => parseDatasetConfig(`[general]\n${key} = 1\n`, "d.toml"),
+    /unknown key .* in general; kohya's schema/,
+  );
+  assert.ok(performance.now() - t0 < 1000, `${performance.now() - t0} ms`);
+  // Typos are still suggested.
+  await rejects(
+    () => readConfigFile("t.toml", () => Promise.resolve("network_dimm = 4\n")),
+    /network_dimm: unknown key; it is not a train_network flag \(did you mean network_dim\?\)/,
+  );
+});
+
+// A1111's regexes, which parseInfotext and loraTags must agree with.
+const RE_PARAM = /\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)/g;
+const RE_LORA = /<lora:([^:>]+)(?::([^:>]+))?[^>]*>/g;
+
+Deno.test("infotext: long lines parse in linear time, with the regexes' results", () => {
+  // Found as infotext seed 1 case 72: the regexes re-scan the rest of the line from every
+  // position, so a 96 KB line without a colon (or an unclosed <lora: tag) took seconds.
+  const t0 = performance.now();
+  parseInfotext("p\n" + "a a ".repeat(50_000));
+  parseInfotext("p\n" + 'k: "' + "x".repeat(200_000));
+  assert.deepEqual(loraTags("<lora:a".repeat(30_000)), []);
+  assert.equal(loraTags("<lora::".repeat(30_000) + "<lora:x:2>").length, 1);
+  assert.ok(performance.now() - t0 < 1000, `${performance.now() - t0} ms`);
+  // Same pairs and tags as the regexes on random lines from a small alphabet.
+  const alphabet = ["a", " ", ":", ",", '"', "\\", "-", "/", "\r", "1", "<lora:", ">", "\u2028"];
+  let x = 7;
+  const next = () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  for (let n = 0; n < 20_000; n++) {
+    let line = "";
+    for (let i = Math.floor(next() * 40); i > 0; i--) line += alphabet[Math.floor(next() * 13)];
+    const last = ("p\n" + line).trim().split("\n").pop()!;
+    const pairs = [...last.matchAll(RE_PARAM)];
+    const got = parseInfotext("p\n" + line);
+    if (pairs.length >= 3) {
+      // Later keys win; quoted values are JSON-decoded, WxH values split, as A1111 does.
+      const want: Record<string, string> = {};
+      for (const [, k, raw] of pairs) {
+        let v = raw;
+        if (v.length > 1 && v[0] === '"' && v.endsWith('"')) {
+          try {
+            const j = JSON.parse(v);
+            if (typeof j === "string") v = j;
+          } catch {
+            // kept as written
+          }
+        }
+        const size = /^(\d+)x(\d+)$/.exec(v);
+        if (size) [want[`${k}-1`], want[`${k}-2`]] = [size[1], size[2]];
+        else want[k] = v;
+      }
+      for (const k of Object.keys(want)) assert.equal(got[k], want[k], JSON.stringify(line));
+    } else assert.equal(Object.keys(got).length, 2, JSON.stringify(line));
+    const tags = [...line.matchAll(RE_LORA)].map((m) => ({
+      name: m[1],
+      multiplier: m[2] === undefined ? 1 : Number(m[2]),
+    }));
+    assert.deepEqual(loraTags(line), tags, JSON.stringify(line));
+  }
+});
+
+Deno.test("LoRA metadata: a DyLoRA unit that is not a positive integer is an error", async () => {
+  // Found as lora_metadata seed 1 case 505: ss_network_args {"unit": 0} (or "x", -4, 2.5) gave a
+  // unit of 0 or NaN, which extract_lora_from_dylora then used as its rank step.
+  const file = (args: string) =>
+    serializeSafetensors([
+      {
+        name: "lora_unet_a.lora_down.weight",
+        dtype: "F16",
+        shape: [2, 4],
+        data: new Float32Array(8),
+      },
+      {
+        name: "lora_unet_a.lora_up.weight",
+        dtype: "F16",
+        shape: [4, 2],
+        data: new Float32Array(8),
+      },
+    ], { ss_network_module: "networks.dylora", ss_network_args: args });
+  const open = async (args: string) =>
+    loraFileFromSource(parseSafetensorsBytes(await file(args), "d.safetensors"));
+  for (
+    const bad of ['{"unit": 0}', '{"unit": "x"}', '{"unit": -4}', '{"unit": 2.5}', '{"unit": [4]}']
+  ) {
+    await rejects(
+      () => open(bad),
+      /^d\.safetensors: metadata ss_network_args: expected "unit" to be a positive integer, found /,
+    );
+  }
+  assert.equal((await open('{"unit": "4"}')).dyloraUnit, 4);
+  assert.equal((await open("{}")).dyloraUnit, 1);
 });

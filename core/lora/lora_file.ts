@@ -125,14 +125,18 @@ export async function openLoraFile(path: string): Promise<LoraFile> {
   // kohya also reads LoRAs saved with --save_model_as ckpt/pt (torch.save; no metadata).
   const st = /\.(ckpt|pt|pth)$/i.test(path) ? await openCkpt(path) : await openSafetensors(path);
   try {
-    return await fromSource(st);
+    return await loraFileFromSource(st);
   } catch (e) {
     st.close();
     throw e;
   }
 }
 
-async function fromSource(st: TensorSource): Promise<LoraFile> {
+/**
+ * {@link openLoraFile} over an already opened tensor source (a safetensors file parsed from
+ * memory, a checkpoint). On failure the caller still owns `st`.
+ */
+export async function loraFileFromSource(st: TensorSource): Promise<LoraFile> {
   const path = st.path;
   const groups = new Map<string, Map<string, { shape: number[]; dtype: FileDType }>>();
   for (const t of st.list()) {
@@ -192,15 +196,24 @@ async function fromSource(st: TensorSource): Promise<LoraFile> {
     : "LierLa";
   let dyloraUnit: number | null = null;
   if (isDylora) {
-    dyloraUnit = 1;
+    let args: unknown;
     try {
-      const args = JSON.parse(metadata.ss_network_args ?? "{}");
-      if (args?.unit !== undefined) dyloraUnit = Number(args.unit);
+      args = JSON.parse(metadata.ss_network_args ?? "{}");
     } catch {
       throw new LorakitError(
         `${path}: metadata ss_network_args: expected JSON, found invalid text`,
       );
     }
+    const unit = (args as { unit?: unknown } | null)?.unit;
+    // kohya reads it with int(): "4" and 4 are a unit, anything else is an error there too.
+    const n = typeof unit === "number" || typeof unit === "string" ? Number(unit) : NaN;
+    if (unit !== undefined && !(Number.isSafeInteger(n) && n >= 1)) {
+      const shown = (JSON.stringify(unit) ?? String(unit)).slice(0, 40);
+      throw new LorakitError(
+        `${path}: metadata ss_network_args: expected "unit" to be a positive integer, found ${shown}`,
+      );
+    }
+    dyloraUnit = unit === undefined ? 1 : n;
   }
   const byPrefix = new Map(modules.map((m) => [m.prefix, m]));
   return {

@@ -123,8 +123,62 @@ export function formatInfotext(p: GenerationParameters): string {
   return `${prompt}${negative}\n${line}`.trim();
 }
 
-const RE_PARAM = /\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)/g;
 const RE_IMAGE_SIZE = /^(\d+)x(\d+)$/;
+const KEY_CHAR = /[\w \-/]/;
+const WORD_CHAR = /\w/;
+const SPACE = /\s/;
+const LINE_BREAK = /[\n\r\u2028\u2029]/;
+
+/**
+ * The `key: value` pairs of a line, exactly as A1111's `re_param`
+ * (`\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)`, every match in turn) finds them, in
+ * time linear in the line: the regex itself re-scans the rest of the line from every position, so
+ * a 100 KB line without a colon took minutes. A key is a whole run of key characters followed by
+ * `:`; a value is a quoted string followed by `,` or the end, else everything up to the next `,`.
+ */
+function paramPairs(line: string): [string, string][] {
+  const n = line.length;
+  // runEnd[i] / spaceEnd[i]: where the run of key characters / of spaces starting at i ends.
+  const runEnd = new Int32Array(n + 1);
+  const spaceEnd = new Int32Array(n + 1);
+  runEnd[n] = spaceEnd[n] = n;
+  for (let i = n - 1; i >= 0; i--) {
+    runEnd[i] = KEY_CHAR.test(line[i]) ? runEnd[i + 1] : i;
+    spaceEnd[i] = SPACE.test(line[i]) ? spaceEnd[i + 1] : i;
+  }
+  const out: [string, string][] = [];
+  for (let p = 0; p < n;) {
+    const k = spaceEnd[p];
+    const keyEnd = k < n ? runEnd[k] : k;
+    if (k >= n || !WORD_CHAR.test(line[k]) || keyEnd - k < 2 || line[keyEnd] !== ":") {
+      p++;
+      continue;
+    }
+    const v = spaceEnd[keyEnd + 1];
+    let value: string | null = null;
+    let end = n;
+    if (line[v] === '"') {
+      let j = v + 1;
+      while (j < n && line[j] !== '"') {
+        if (line[j] !== "\\") j++;
+        else if (j + 1 < n && !LINE_BREAK.test(line[j + 1])) j += 2;
+        else j = n;
+      }
+      if (j < n && j > v + 1 && (j + 1 === n || line[j + 1] === ",")) {
+        value = line.slice(v, j + 1);
+        end = j + 1 === n ? n : j + 2;
+      }
+    }
+    if (value === null) {
+      const comma = line.indexOf(",", v);
+      value = line.slice(v, comma < 0 ? n : comma);
+      end = comma < 0 ? n : comma + 1;
+    }
+    out.push([line.slice(k, keyEnd), value]);
+    p = end;
+  }
+  return out;
+}
 
 /** A1111's `unquote`: JSON-decode a quoted value, or keep it when that fails. */
 function unquote(text: string): string {
@@ -145,9 +199,11 @@ export function parseInfotext(text: string): Record<string, string> {
   const res: Record<string, string> = {};
   const lines = text.trim().split("\n");
   let last = lines.pop() ?? "";
-  if ([...last.matchAll(RE_PARAM)].length < 3) {
+  let pairs = paramPairs(last);
+  if (pairs.length < 3) {
     lines.push(last);
     last = "";
+    pairs = [];
   }
   let prompt = "", negative = "", doneWithPrompt = false;
   for (let line of lines) {
@@ -161,9 +217,8 @@ export function parseInfotext(text: string): Record<string, string> {
   }
   res["Prompt"] = prompt;
   res["Negative prompt"] = negative;
-  for (const m of last.matchAll(RE_PARAM)) {
-    const k = m[1];
-    let v = m[2];
+  for (const [k, value] of pairs) {
+    let v = value;
     if (v.length > 0 && v[0] === '"' && v[v.length - 1] === '"') v = unquote(v);
     const size = RE_IMAGE_SIZE.exec(v);
     if (size) {
@@ -174,10 +229,32 @@ export function parseInfotext(text: string): Record<string, string> {
   return res;
 }
 
-/** `<lora:name:multiplier>` tags of a prompt, as A1111's extra-networks syntax writes them. */
+/**
+ * `<lora:name:multiplier>` tags of a prompt, as A1111's extra-networks syntax writes them: the
+ * matches of `<lora:([^:>]+)(?::([^:>]+))?[^>]*>`, found in linear time (the regex backtracks
+ * quadratically over a long tag that never closes).
+ */
 export function loraTags(prompt: string): { name: string; multiplier: number }[] {
-  return [...prompt.matchAll(/<lora:([^:>]+)(?::([^:>]+))?[^>]*>/g)].map((m) => ({
-    name: m[1],
-    multiplier: m[2] === undefined ? 1 : Number(m[2]),
-  }));
+  const out: { name: string; multiplier: number }[] = [];
+  const runEnd = (from: number) => {
+    let j = from;
+    while (j < prompt.length && prompt[j] !== ":" && prompt[j] !== ">") j++;
+    return j;
+  };
+  let close = -1;
+  for (let i = prompt.indexOf("<lora:"); i >= 0; i = prompt.indexOf("<lora:", i + 1)) {
+    // The first ">" after the tag's start; it only moves forward, so all the searches are linear.
+    if (close < i + 6) close = prompt.indexOf(">", i + 6);
+    if (close < 0) break; // no later tag can close either
+    const nameEnd = runEnd(i + 6);
+    if (nameEnd === i + 6) continue;
+    let multiplier = 1;
+    if (prompt[nameEnd] === ":") {
+      const mulEnd = runEnd(nameEnd + 1);
+      if (mulEnd > nameEnd + 1) multiplier = Number(prompt.slice(nameEnd + 1, mulEnd));
+    }
+    out.push({ name: prompt.slice(i + 6, nameEnd), multiplier });
+    i = close;
+  }
+  return out;
 }

@@ -184,16 +184,20 @@ export function checkValue(type: KeyType, value: unknown): unknown {
 
 /** The nearest of `candidates` to `name` by edit distance, if it is plausibly a typo. */
 export function nearestName(name: string, candidates: Iterable<string>): string | undefined {
+  const limit = Math.max(2, Math.floor(name.length / 3));
   let best: string | undefined;
   let bestD = Infinity;
   for (const c of candidates) {
+    // The distance is at least the difference in length: a candidate too far by length alone is
+    // skipped, so a 100 KB key costs nothing instead of length x candidates steps each.
+    if (Math.abs(name.length - c.length) > limit) continue;
     const d = editDistance(name, c);
     if (d < bestD) {
       bestD = d;
       best = c;
     }
   }
-  return best !== undefined && bestD <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
+  return best !== undefined && bestD <= limit ? best : undefined;
 }
 
 /** Levenshtein distance. */
