@@ -96,6 +96,16 @@ export async function loadInitImages(a: GenImgArgs, highres: boolean): Promise<I
   return { paths, images };
 }
 
+/**
+ * kohya's `--from_file` rule: every line that is not blank and does not start with `#`, each
+ * named `<file> line <n>` for messages.
+ */
+export function promptFileLines(text: string, file: string): PromptLine[] {
+  return text.split(/\r\n|\r|\n/)
+    .map((line, i) => ({ text: line, where: `${file} line ${i + 1}` }))
+    .filter((l) => l.text.trim().length > 0 && l.text[0] !== "#");
+}
+
 /** The prompt lines: `--from_file`, `--prompt`, or (img2img) the sources' PNG text. */
 export async function promptLines(a: GenImgArgs, inits: InitImages | null): Promise<PromptLine[]> {
   if (a.from_file !== null) {
@@ -103,9 +113,7 @@ export async function promptLines(a: GenImgArgs, inits: InitImages | null): Prom
       console.error("warning: --prompt is ignored with --from_file (as kohya)");
     }
     await mustExist(a.from_file, "--from_file");
-    return (await readText(a.from_file)).split(/\r\n|\r|\n/)
-      .map((text, i) => ({ text, where: `${a.from_file} line ${i + 1}` }))
-      .filter((l) => l.text.trim().length > 0 && l.text[0] !== "#");
+    return promptFileLines(await readText(a.from_file), a.from_file);
   }
   if (a.prompt !== null) return [{ text: a.prompt, where: "--prompt" }];
   if (inits === null) {

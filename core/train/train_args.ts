@@ -43,6 +43,8 @@ export class HelpRequested extends Error {
 export interface ParseOptions {
   /** Receives each note about an accepted no-op flag once (default: console.warn, deduplicated). */
   onNote?: (note: string) => void;
+  /** Reads the `--config_file` text (default: the file, as UTF-8); lets it come from memory. */
+  readText?: (path: string) => Promise<string>;
 }
 
 const printed = new Set<string>();
@@ -126,7 +128,8 @@ export async function parseTrainArgs(
   for (const k of Object.keys(given)) origin[k] = "the command line";
   if (typeof args.config_file === "string" && args.config_file !== "") {
     const path = args.config_file.endsWith(".toml") ? args.config_file : args.config_file + ".toml";
-    for (const [key, value] of Object.entries(await readConfigFile(path))) {
+    const text = options.readText ?? readText;
+    for (const [key, value] of Object.entries(await readConfigFile(path, text))) {
       if (key in given) continue; // the command line wins
       args[key] = value;
       origin[key] = path;
@@ -156,10 +159,13 @@ function unknownFlag(extras: string[]): LorakitError {
  * kohya's `read_config_from_file`: a TOML whose tables are flattened one level (a key's last
  * occurrence wins). Each key must be a known flag and its value of the flag's type.
  */
-export async function readConfigFile(path: string): Promise<Record<string, unknown>> {
+export async function readConfigFile(
+  path: string,
+  read: (path: string) => Promise<string> = readText,
+): Promise<Record<string, unknown>> {
   let raw: Record<string, unknown>;
   try {
-    raw = parseToml(await readText(path)) as Record<string, unknown>;
+    raw = parseToml(await read(path)) as Record<string, unknown>;
   } catch (e) {
     if (e instanceof LorakitError) throw new LorakitError(`--config_file: ${e.message}`);
     throw new LorakitError(`--config_file ${path}: not valid TOML: ${(e as Error).message}`);

@@ -35,7 +35,12 @@ export interface SampleSettings {
 
 /** The prompts of a kohya prompt file (.txt). */
 export async function readSamplePrompts(path: string): Promise<PromptOptions[]> {
-  const lines = (await readText(path)).split(/\r?\n/).map((l) => l.trim());
+  return parseSamplePrompts(await readText(path));
+}
+
+/** The prompts of a kohya prompt file's text: each trimmed line not blank and not a `#` comment. */
+export function parseSamplePrompts(text: string): PromptOptions[] {
+  const lines = text.split(/\r?\n/).map((l) => l.trim());
   return lines.filter((l) => l.length > 0 && !l.startsWith("#")).map(parsePromptOptions);
 }
 
