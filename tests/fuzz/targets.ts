@@ -13,6 +13,11 @@ const LOADERS: Record<string, () => Promise<{ target: FuzzTarget }>> = {
   png: () => import("./targets/png.ts"),
   jpeg: () => import("./targets/jpeg.ts"),
   bmp: () => import("./targets/bmp.ts"),
+  dataset_config: () => import("./targets/dataset_config.ts"),
+  train_config: () => import("./targets/train_config.ts"),
+  prompt_file: () => import("./targets/prompt_file.ts"),
+  infotext: () => import("./targets/infotext.ts"),
+  lora_metadata: () => import("./targets/lora_metadata.ts"),
 };
 
 /** Every target name, in report order. */

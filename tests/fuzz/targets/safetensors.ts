@@ -77,7 +77,19 @@ function editHeader(seed: Seed, r: Rng): Uint8Array {
   if (names.length === 0) return mutateBytes(seed.bytes, r);
   const name = r.pick(names);
   const entry = h[name] !== null && typeof h[name] === "object" ? h[name] : null;
-  switch (r.int(9)) {
+  switch (r.int(11)) {
+    case 9: // a valid edit: metadata entries changed or added
+    case 10: {
+      const meta = (h.__metadata__ ?? {}) as Record<string, unknown>;
+      meta[r.pick(["note", "format", "ss_x", "k".repeat(1 + r.int(40))])] = r.pick([
+        "",
+        "pt",
+        "\u{1f600}",
+        "x".repeat(r.int(300)),
+      ]);
+      (h as Record<string, unknown>).__metadata__ = meta;
+      break;
+    }
     case 0:
       if (entry) entry.dtype = r.pick(NASTY);
       break;
