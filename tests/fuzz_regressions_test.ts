@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { LorakitError } from "../core/errors.ts";
 import { decodeImage } from "../core/image/decode.ts";
+import { openCkptFile } from "../core/io/ckpt.ts";
 import { unpickle } from "../core/io/pickle.ts";
 import { parseSafetensorsBytes, serializeSafetensors } from "../core/io/safetensors.ts";
 import { loraFileFromSource } from "../core/lora/lora_file.ts";
@@ -13,7 +14,9 @@ import { loraTags, parseInfotext } from "../core/sample/infotext.ts";
 import { parseDatasetConfig } from "../core/train/dataset_config.ts";
 import { readConfigFile } from "../core/train/train_args.ts";
 import { openZip } from "../core/io/zip.ts";
-import { memFile, zipBytes } from "./ckpt_build.ts";
+import { ckptPickle, legacyCkpt, memFile, Pk, zipBytes } from "./ckpt_build.ts";
+import { sharedBomb } from "./fuzz/pickle_mutate.ts";
+import { SEED_TENSORS, seedStorages } from "./fuzz/targets/ckpt_seeds.ts";
 import { jpegLayout } from "./fuzz/targets/image_seeds.ts";
 import { JPEG_SAMPLES } from "./fuzz/targets/jpeg_samples.ts";
 
@@ -219,4 +222,51 @@ Deno.test("LoRA metadata: a DyLoRA unit that is not a positive integer is an err
   }
   assert.equal((await open('{"unit": "4"}')).dyloraUnit, 4);
   assert.equal((await open("{}")).dyloraUnit, 1);
+});
+
+/** A zip checkpoint of the seed tensors whose state dict also holds `extra` (raw pickle opcodes). */
+async function ckptWith(extra: (pk: Pk) => void): Promise<Uint8Array> {
+  const storages = seedStorages();
+  return await zipBytes([
+    { name: "archive/data.pkl", data: ckptPickle(SEED_TENSORS, storages, { extra }) },
+    ...Object.entries(storages).map(([k, st]) => ({ name: `archive/data/${k}`, data: st.data })),
+  ]);
+}
+
+Deno.test("ckpt: values shared through the memo, level on level, are not walked as trees", async () => {
+  const t0 = performance.now();
+  // Found as ckpt_zip seed 1 case 286: a dict holding the dict below it twice, 24 levels deep
+  // (a few hundred bytes), was walked as 2^24 entries (2^32 at the nesting limit).
+  const dicts = await ckptWith((pk) => pk.str("bomb").raw(sharedBomb("dict", 30, 2)));
+  await rejects(
+    async () => await openCkptFile(memFile(dicts, "dag.ckpt")),
+    /^dag\.ckpt: the checkpoint's dicts reach more entries than its \d+-byte pickle holds/,
+  );
+  // Found as ckpt_legacy seed 1 cases 76 and 2520: a value that holds the one below 8 times, 12
+  // levels deep (here a tensor's size, there the legacy magic number), was written out in full
+  // in the error message: RangeError (Invalid string length) after 37 s.
+  const sized = await ckptWith((pk) =>
+    pk.str("t").global("torch._utils", "_rebuild_tensor_v2").op(0x28)
+      .op(0x28).str("storage").global("torch", "FloatStorage").str("0").str("cpu").int(12)
+      .op(0x74, 0x51).int(0).raw(sharedBomb("tuple", 12, 8)).tuple([1]).op(0x89)
+      .orderedDict().op(0x74, 0x52)
+  );
+  await rejects(
+    async () => await openCkptFile(memFile(sized, "size.ckpt")),
+    /^size\.ckpt: tensor 't' is malformed: size \(\(a sequence of 8 items, .*\) is not a tuple/,
+  );
+  const legacy = legacyCkpt(SEED_TENSORS, seedStorages());
+  const magicEnd = legacy.indexOf(0x2e) + 1;
+  const bombed = new Uint8Array([
+    0x80,
+    0x02,
+    ...sharedBomb("list", 30, 2),
+    0x2e,
+    ...legacy.subarray(magicEnd),
+  ]);
+  await rejects(
+    async () => await openCkptFile(memFile(bombed, "legacy.ckpt")),
+    /^legacy\.ckpt: not a PyTorch checkpoint; expected the legacy torch\.save magic number and protocol 1001, found \(\(a sequence of 2 items/,
+  );
+  assert.ok(performance.now() - t0 < 2000, `${performance.now() - t0} ms`);
 });

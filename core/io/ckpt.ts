@@ -119,7 +119,7 @@ async function openZipCkpt(file: RandomAccessFile): Promise<TensorSource> {
     if (storage.dtype !== dtype) throw storageConflict(file.path, key);
     return { storage, offset: 0 };
   };
-  return viewSource(file, collectTensors(file.path, root, resolve), bigEndian);
+  return viewSource(file, collectTensors(file.path, root, resolve, pkl.length), bigEndian);
 }
 
 function zipStorage(zip: ZipArchive, name: string, key: string, dtype: FileDType): Storage {
@@ -162,8 +162,8 @@ async function openLegacyCkpt(file: RandomAccessFile): Promise<TensorSource> {
   if (magic !== LEGACY_MAGIC || protocol !== 1001) {
     throw new LorakitError(
       `${file.path}: not a PyTorch checkpoint; expected the legacy torch.save magic number and protocol 1001, found ${
-        String(magic)
-      } and ${String(protocol)}`,
+        describe(magic)
+      } and ${describe(protocol)}`,
     );
   }
   const bigEndian = sysInfo instanceof Map && sysInfo.get("little_endian") === false;
@@ -179,7 +179,7 @@ async function openLegacyCkpt(file: RandomAccessFile): Promise<TensorSource> {
     dtypes.set(key, dtype);
     const unread = () => Promise.resolve(new Uint8Array(0)); // this pass only learns dtypes
     return { storage: { key, dtype, byteLength: 0, read: unread }, offset: 0 };
-  });
+  }, parsed.end);
   const storages = new Map<string, Storage>();
   let at = parsed.end;
   for (const key of keys as string[]) {
@@ -210,7 +210,7 @@ async function openLegacyCkpt(file: RandomAccessFile): Promise<TensorSource> {
     }
     return { storage, offset: viewOffset };
   };
-  return viewSource(file, collectTensors(file.path, root, resolve), bigEndian);
+  return viewSource(file, collectTensors(file.path, root, resolve, parsed.end), bigEndian);
 }
 
 /**
@@ -254,8 +254,18 @@ function storageConflict(path: string, key: string): LorakitError {
   return new LorakitError(`${path}: storage '${key}' is referenced with two different dtypes`);
 }
 
-/** The `state_dict` (or top-level dict) flattened to named tensor views, in file order. */
-function collectTensors(path: string, root: PickleValue, resolve: StorageResolver): TensorView[] {
+/**
+ * The `state_dict` (or top-level dict) flattened to named tensor views, in file order.
+ * `pickleBytes` (the pickle's length) bounds the dict entries walked: a tree of dicts cannot hold
+ * more entries than its pickle has bytes, but the memo can nest one dict in another any number of
+ * times, and a few hundred bytes would then be billions of entries.
+ */
+function collectTensors(
+  path: string,
+  root: PickleValue,
+  resolve: StorageResolver,
+  pickleBytes: number,
+): TensorView[] {
   if (!(root instanceof Map)) {
     throw new LorakitError(
       `${path}: expected the checkpoint to hold a dict of tensors, found ${describe(root)}`,
@@ -264,10 +274,18 @@ function collectTensors(path: string, root: PickleValue, resolve: StorageResolve
   const sd = root.get("state_dict");
   const out: TensorView[] = [];
   const seen = new Set<string>();
+  let entries = 0;
   const walk = (dict: Map<PickleValue, PickleValue>, prefix: string, depth: number) => {
     if (depth > MAX_NESTING) {
       throw new LorakitError(
-        `${path}: dicts nested deeper than ${MAX_NESTING} levels at '${prefix}'`,
+        `${path}: dicts nested deeper than ${MAX_NESTING} levels at '${prefix.slice(0, 200)}'`,
+      );
+    }
+    entries += dict.size;
+    if (entries > pickleBytes) {
+      throw new LorakitError(
+        `${path}: the checkpoint's dicts reach more entries than its ${pickleBytes}-byte pickle ` +
+          `holds (the same dict is nested in others over and over); expected a tree of tensors`,
       );
     }
     for (const [k, v] of dict) {
@@ -350,16 +368,24 @@ function isIndexList(v: PickleValue | undefined): v is number[] {
   return Array.isArray(v) && v.every(isIndex);
 }
 
-/** A short description of a pickle value for error messages. */
-function describe(v: PickleValue | undefined): string {
+/**
+ * A short description of a pickle value for error messages. Nesting is shown two levels deep: the
+ * memo can share a tuple within a tuple any number of times, which written out in full is
+ * exponentially long.
+ */
+function describe(v: PickleValue | undefined, depth = 0): string {
   if (v === undefined || v === null) return "None";
   if (Array.isArray(v)) {
-    return v.length > 8 ? `a sequence of ${v.length} items` : `(${v.map(describe).join(", ")})`;
+    if (v.length > 8 || depth >= 2) return `a sequence of ${v.length} items`;
+    return `(${v.map((x) => describe(x, depth + 1)).join(", ")})`;
   }
   if (v instanceof Map) return `a dict of ${v.size} items`;
   if (v instanceof PickleGlobal) return v.qualifiedName;
   if (v instanceof PickleCall) return `${v.callable.qualifiedName}(...)`;
   if (v instanceof PicklePersistent) return "a persistent reference";
   if (v instanceof Uint8Array) return `${v.length} bytes`;
+  if (typeof v === "bigint" && (v > 2n ** 64n || v < -(2n ** 64n))) {
+    return `an integer of ${(v < 0n ? -v : v).toString(16).length * 4} bits`;
+  }
   return typeof v === "string" ? `'${v.slice(0, 40)}'` : String(v);
 }

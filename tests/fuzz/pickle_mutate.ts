@@ -216,13 +216,51 @@ const SNIPPETS: Uint8Array[] = [
   new Uint8Array([0x7d, 0x28, 0x4b, 0x01, 0x4b, 0x02, 0x75]), // {1: 2}
 ];
 
+/**
+ * A value of `levels` nested containers, each holding the one below `fan` times by memo reference:
+ * a few hundred bytes that are `fan ^ levels` items to anything that walks them as a tree.
+ */
+export function sharedBomb(
+  kind: "tuple" | "dict" | "list",
+  levels: number,
+  fan: number,
+): Uint8Array {
+  const memo = [0x00, 0x00, 0xf0, 0x7f]; // a memo index the seeds never use
+  // Each level is built from the memo and put back there (LONG_BINPUT, POP); the last is pushed.
+  const out: number[] = [
+    kind === "dict" ? 0x7d : kind === "list" ? 0x5d : 0x29,
+    0x72,
+    ...memo,
+    0x30,
+  ];
+  for (let l = 0; l < levels; l++) {
+    out.push(0x28); // MARK
+    for (let k = 0; k < fan; k++) {
+      if (kind === "dict") out.push(0x8c, 0x02, 0x6b, 0x30 + k); // key "k<k>"
+      out.push(0x6a, ...memo); // LONG_BINGET
+    }
+    out.push(kind === "dict" ? 0x64 : kind === "list" ? 0x6c : 0x74, 0x72, ...memo, 0x30);
+  }
+  out.push(0x6a, ...memo);
+  return new Uint8Array(out);
+}
+
 /** One edit at opcode boundaries of the pickle in `b` (from `from`, through `stops` STOPs). */
 export function mutatePickle(b: Uint8Array, r: Rng, from = 0, stops = 1): Uint8Array {
   const { ops } = walkPickle(b, from, stops);
   if (ops.length === 0) return b.slice();
   const o = r.pick(ops);
   const ints = ops.filter((x) => x.op === 0x4b || x.op === 0x4d || x.op === 0x4a);
-  switch (r.int(8)) {
+  switch (r.int(9)) {
+    case 8: { // an integer replaced by a value that shares itself through the memo, level on level
+      const t = ints.length > 0 ? r.pick(ints) : o;
+      const bomb = sharedBomb(
+        r.pick(["tuple", "dict", "list"]),
+        r.pick([4, 12, 24, 40]),
+        r.pick([2, 8]),
+      );
+      return concat(b.subarray(0, t.at), bomb, b.subarray(t.end));
+    }
     case 7: { // a counted argument (LONG4, BINUNICODE, BINBYTES, ...) tens of kilobytes long
       const [op, size] = r.pick([[0x8b, 4], [0x58, 4], [0x42, 4], [0x54, 4], [0x8d, 8]] as const);
       const n = r.pick([255, 4096, 40000, 150000]);

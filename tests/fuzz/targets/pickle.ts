@@ -71,21 +71,28 @@ const STREAMS: Uint8Array[] = [
   ),
 ];
 
-function checkValue(v: PickleValue, seen: Set<object>): void {
-  if (v === null || typeof v === "boolean" || typeof v === "number" || typeof v === "bigint") {
-    return;
+/** Every value reachable from `root` is a pickle value (walked without recursion: it nests deep). */
+function checkValues(root: PickleValue): void {
+  const seen = new Set<object>();
+  const todo: PickleValue[] = [root];
+  while (todo.length > 0) {
+    const v = todo.pop()!;
+    if (v === null || typeof v === "boolean" || typeof v === "number" || typeof v === "bigint") {
+      continue;
+    }
+    if (typeof v === "string" || v instanceof Uint8Array || v instanceof PickleGlobal) continue;
+    if (seen.has(v)) continue;
+    seen.add(v);
+    if (Array.isArray(v)) { for (const x of v) todo.push(x); }
+    else if (v instanceof Map) { for (const [k, x] of v) todo.push(k, x); }
+    else if (v instanceof PickleCall) {
+      for (const x of v.args) todo.push(x);
+      if (v.state !== undefined) todo.push(v.state);
+    } else if (v instanceof PicklePersistent) todo.push(v.id);
+    else {throw new Error(
+        `unpickle returned a ${typeof v} that is not a pickle value: ${String(v)}`,
+      );}
   }
-  if (typeof v === "string" || v instanceof Uint8Array || v instanceof PickleGlobal) return;
-  if (seen.has(v)) return;
-  seen.add(v);
-  if (Array.isArray(v)) { for (const x of v) checkValue(x, seen); }
-  else if (v instanceof Map) {
-    for (const [k, x] of v) (checkValue(k, seen), checkValue(x, seen));
-  } else if (v instanceof PickleCall) {
-    for (const x of v.args) checkValue(x, seen);
-    if (v.state !== undefined) checkValue(v.state, seen);
-  } else if (v instanceof PicklePersistent) checkValue(v.id, seen);
-  else throw new Error(`unpickle returned a ${typeof v} that is not a pickle value: ${String(v)}`);
 }
 
 export const target: FuzzTarget = {
@@ -111,7 +118,7 @@ export const target: FuzzTarget = {
   run(input) {
     const { value, end } = unpickle(input, { source: "fuzz.pkl" });
     if (end > input.length) throw new Error(`STOP past the end (${end} of ${input.length})`);
-    checkValue(value, new Set());
+    checkValues(value);
     return Promise.resolve();
   },
 };
