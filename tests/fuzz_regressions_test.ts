@@ -14,7 +14,7 @@ import { loraTags, parseInfotext } from "../core/sample/infotext.ts";
 import { parseDatasetConfig } from "../core/train/dataset_config.ts";
 import { readConfigFile } from "../core/train/train_args.ts";
 import { openZip } from "../core/io/zip.ts";
-import { ckptPickle, legacyCkpt, memFile, Pk, zipBytes } from "./ckpt_build.ts";
+import { ckptPickle, legacyCkpt, memFile, type Pk, zipBytes } from "./ckpt_build.ts";
 import { sharedBomb } from "./fuzz/pickle_mutate.ts";
 import { SEED_TENSORS, seedStorages } from "./fuzz/targets/ckpt_seeds.ts";
 import { jpegLayout } from "./fuzz/targets/image_seeds.ts";
