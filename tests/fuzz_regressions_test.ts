@@ -10,6 +10,7 @@ import { openCkptFile } from "../core/io/ckpt.ts";
 import { unpickle } from "../core/io/pickle.ts";
 import { parseSafetensorsBytes, serializeSafetensors } from "../core/io/safetensors.ts";
 import { loraFileFromSource } from "../core/lora/lora_file.ts";
+import { hasDynamicPrompt, planGeneration } from "../core/sample/gen_plan.ts";
 import { loraTags, parseInfotext } from "../core/sample/infotext.ts";
 import { parseDatasetConfig } from "../core/train/dataset_config.ts";
 import { readConfigFile } from "../core/train/train_args.ts";
@@ -269,4 +270,42 @@ Deno.test("ckpt: values shared through the memo, level on level, are not walked 
     /^legacy\.ckpt: not a PyTorch checkpoint; expected the legacy torch\.save magic number and protocol 1001, found \(\(a sequence of 2 items/,
   );
   assert.ok(performance.now() - t0 < 2000, `${performance.now() - t0} ms`);
+});
+
+Deno.test("prompt files: kohya's dynamic-prompt check runs in linear time, with the regex's answers", () => {
+  // Found as prompt_file seed 1 case 682: testing kohya's RE_DYNAMIC_PROMPT backtracks
+  // exponentially over a brace that never closes ("{a|a|a|..." of 60 characters took seconds).
+  const plan = {
+    width: 512,
+    height: 512,
+    steps: 20,
+    scale: 7.5,
+    negativeScale: null,
+    strength: 0.8,
+    imagesPerPrompt: 1,
+    nIter: 1,
+    batchSize: 1,
+    seed: 1,
+    iterSameSeed: false,
+    networks: 0,
+    initImageSizes: null,
+    highresFix: false,
+  };
+  const t0 = performance.now();
+  planGeneration([{ text: "{" + "a|".repeat(50_000), where: "p.txt line 1" }], plan);
+  planGeneration([{ text: "{a".repeat(50_000), where: "p.txt line 1" }], plan);
+  assert.ok(performance.now() - t0 < 1000, `${performance.now() - t0} ms`);
+  assert.throws(
+    () => planGeneration([{ text: "a {red|blue} car", where: "p.txt line 2" }], plan),
+    /^LorakitError: p\.txt line 2: dynamic prompt variants/,
+  );
+  const re = /\{((e|E)\$\$)?(([\d-]+)\$\$)?(([^|}]+?)\$\$)?(.+?((\|).+?)*?)\}/;
+  const alphabet = ["{", "}", "|", "$", "$$", "a", "\n", "\u2028", "e", "1", "-"];
+  let x = 3;
+  const next = () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  for (let n = 0; n < 50_000; n++) {
+    let s = "";
+    for (let i = Math.floor(next() * 14); i > 0; i--) s += alphabet[Math.floor(next() * 11)];
+    assert.equal(hasDynamicPrompt(s), re.test(s), JSON.stringify(s));
+  }
 });

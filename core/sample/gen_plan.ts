@@ -97,8 +97,49 @@ export interface PlanOptions {
   warn?: (message: string) => void;
 }
 
-/** kohya's dynamic-prompt syntax `{a|b}`, which lorakit does not expand. */
-const RE_DYNAMIC_PROMPT = /\{((e|E)\$\$)?(([\d-]+)\$\$)?(([^|}]+?)\$\$)?(.+?((\|).+?)*?)\}/;
+const LINE_BREAK = /[\n\r\u2028\u2029]/;
+
+/**
+ * Whether a prompt holds kohya's dynamic-prompt syntax `{a|b}` (which lorakit does not expand):
+ * whether kohya's `RE_DYNAMIC_PROMPT`,
+ * `\{((e|E)\$\$)?(([\d-]+)\$\$)?(([^|}]+?)\$\$)?(.+?((\|).+?)*?)\}`, matches anywhere. Testing that
+ * regex backtracks exponentially in the `|`s of a brace that never closes (60 characters took
+ * seconds), so its language is decided here in one pass. The optional prefixes can always be read
+ * as part of the variants, except that the last one, `[^|}]+?\$\$`, may hold a line break: so
+ * a match is a `{`, then `}` after at least one character with no line break in between (A), or
+ * a `{`, then `$$` after at least one character with no `|` or `}` in between, then `}` after at
+ * least one more character with no line break between `$$` and it (B).
+ */
+export function hasDynamicPrompt(text: string): boolean {
+  const n = text.length;
+  // nextClose[p]: the first "}" at or after p; nextBreak[p]: the first line break at or after p.
+  const nextClose = new Int32Array(n + 1);
+  const nextBreak = new Int32Array(n + 1);
+  nextClose[n] = nextBreak[n] = n;
+  for (let p = n - 1; p >= 0; p--) {
+    nextClose[p] = text[p] === "}" ? p : nextClose[p + 1];
+    nextBreak[p] = LINE_BREAK.test(text[p]) ? p : nextBreak[p + 1];
+  }
+  // A: the first "{" of each stretch without line breaks, then any "}" two or more places on.
+  let openInLine = -1;
+  // B: the first "{" since the last "|" or "}".
+  let openSinceBar = -1;
+  for (let p = 0; p < n; p++) {
+    const c = text[p];
+    if (LINE_BREAK.test(c)) openInLine = -1;
+    else if (c === "}" && openInLine >= 0 && openInLine <= p - 2) return true;
+    if (c === "|" || c === "}") openSinceBar = -1;
+    if (c === "$" && text[p + 1] === "$" && openSinceBar >= 0 && openSinceBar <= p - 2) {
+      const close = p + 3 <= n ? nextClose[p + 3] : n;
+      if (close < n && close < nextBreak[p + 2]) return true;
+    }
+    if (c === "{") {
+      if (openInLine < 0) openInLine = p;
+      if (openSinceBar < 0) openSinceBar = p;
+    }
+  }
+  return false;
+}
 
 const MAX_SEED = 0xffffffff;
 
@@ -209,7 +250,7 @@ export function planGeneration(lines: readonly PromptLine[], o: PlanOptions): Ge
     if (o.shufflePrompts) shuffle(order, rng);
     let step = 0;
     for (const line of order) {
-      if (RE_DYNAMIC_PROMPT.test(line.text)) {
+      if (hasDynamicPrompt(line.text)) {
         throw new LorakitError(
           `${line.where}: dynamic prompt variants ('{a|b}') are not supported by lorakit; ` +
             `write one prompt line per variant`,
