@@ -23,9 +23,14 @@ const LOADERS: Record<string, () => Promise<{ target: FuzzTarget }>> = {
 /** Every target name, in report order. */
 export const TARGET_NAMES: readonly string[] = Object.keys(LOADERS);
 
+/** Targets that only the harness's own test runs. */
+const HIDDEN: Record<string, () => Promise<{ target: FuzzTarget }>> = {
+  selftest: () => import("./targets/selftest.ts"),
+};
+
 /** The target called `name`. */
 export async function loadTarget(name: string): Promise<FuzzTarget> {
-  const load = LOADERS[name];
+  const load = LOADERS[name] ?? HIDDEN[name];
   if (load === undefined) {
     throw new Error(`unknown fuzz target '${name}'; expected one of ${TARGET_NAMES.join(", ")}`);
   }
