@@ -395,3 +395,54 @@ Deno.test("make_big_checkpoint's LDM key list reproduces the tiny fixtures exact
     assert.deepEqual(await checkAgainstFixture(path, TINY[v]), [], v);
   }
 });
+
+Deno.test("header validation: each problem is a LorakitError naming the key", async () => {
+  const base = await serializeSafetensors([
+    { name: "a", dtype: "F32", shape: [2], data: new Float32Array(2) },
+    { name: "b", dtype: "F32", shape: [2], data: new Float32Array(2) },
+  ]);
+  const data = base.subarray(base.length - 16);
+  const withHeader = (header: unknown, raw?: string) => {
+    const json = enc.encode(raw ?? JSON.stringify(header));
+    const out = new Uint8Array(8 + json.length + data.length);
+    new DataView(out.buffer).setUint32(0, json.length, true);
+    out.set(json, 8);
+    out.set(data, 8 + json.length);
+    return out;
+  };
+  const e = (dtype: unknown, shape: unknown, offsets: unknown) => ({
+    dtype,
+    shape,
+    data_offsets: offsets,
+  });
+  const cases: [unknown, RegExp][] = [
+    [{ a: e("F8_E4M3", [2], [0, 2]) }, /key "a": expected dtype one of .* found "F8_E4M3"/],
+    [{ a: e("F32", [-2], [0, 8]) }, /key "a": expected shape .* non-negative/],
+    [{ a: e("F32", [2 ** 40, 2 ** 40], [0, 8]) }, /key "a": shape .* needs more than the file/],
+    [{ a: e("F32", [5], [0, 20]) }, /key "a": data_offsets \[0, 20\] lie outside/],
+    [{ a: e("F32", [2], [8, 0]) }, /key "a": data_offsets/],
+    [{ a: e("F32", [1], [0, 8]) }, /key "a": shape \[1\] of F32 needs 4 bytes/],
+    [{ a: e("F32", [2], [0, 8]), b: e("F32", [1], [4, 8]) }, /"a" and "b" overlap/],
+    [{ a: e("F32", [2], [0, 8]), __metadata__: { k: 1 } }, /"__metadata__", entry "k"/],
+    [{ a: e("F32", [2], [0, 8]), __metadata__: "x" }, /"__metadata__": expected a map/],
+    [{ a: [1, 2] }, /key "a": expected \{dtype, shape, data_offsets\}/],
+    [[1, 2], /expected a JSON object, found an array/],
+  ];
+  for (const [header, pattern] of cases) {
+    assert.throws(() => parseSafetensorsBytes(withHeader(header), "x.safetensors"), (err) => {
+      assert.ok(err instanceof LorakitError, String(err));
+      assert.match(err.message, pattern);
+      assert.ok(err.message.startsWith("x.safetensors: "));
+      return true;
+    });
+  }
+  assert.throws(() => parseSafetensorsBytes(withHeader(null, '{"a":')), /invalid JSON/);
+  const latin1 = withHeader(null, '{"\xff":1}');
+  latin1[10] = 0xff;
+  assert.throws(() => parseSafetensorsBytes(latin1), /UTF-8/);
+  // Gaps and empty tensors are fine; a 0-d tensor needs exactly one element.
+  const ok = parseSafetensorsBytes(
+    withHeader({ a: e("F32", [], [4, 8]), z: e("I64", [0, 5], [8, 8]), __metadata__: {} }),
+  );
+  assert.deepEqual(ok.list().map((t) => t.name), ["a", "z"]);
+});

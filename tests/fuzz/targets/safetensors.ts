@@ -2,7 +2,8 @@
  * safetensors: the u64 header length, the JSON header (dtype, shape, data_offsets, metadata) and
  * the data offsets, through `parseSafetensorsBytes` and a read of every tensor (raw and as f32).
  * Whatever parses must be self-consistent: each tensor inside the data area, its byte length
- * that of its shape and dtype.
+ * that of its shape and dtype. (This target took over tests/io_safetensors_fuzz_test.ts: its
+ * header edits, nasty field values and checks are here.)
  *
  * @module
  */
