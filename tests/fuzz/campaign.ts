@@ -33,6 +33,8 @@ export interface TargetReport {
   maxMsCase: number;
   largest: number;
   largestCase: number;
+  /** Largest resident memory of a runner process (sampled), in bytes. */
+  peakRss: number;
   failures: FailureMessage[];
   /** Rejection messages with numbers and quoted text blanked, by count (when asked). */
   reasons: Map<string, number>;
@@ -62,6 +64,7 @@ export async function runTarget(target: string, o: CampaignOptions): Promise<Tar
     maxMsCase: -1,
     largest: 0,
     largestCase: -1,
+    peakRss: 0,
     failures: [],
     reasons: new Map(),
     seconds: 0,
@@ -127,7 +130,10 @@ export async function runTarget(target: string, o: CampaignOptions): Promise<Tar
         else if (kind === "R") {
           const k = reasonShape(JSON.parse(rest));
           r.reasons.set(k, (r.reasons.get(k) ?? 0) + 1);
-        } else if (kind === "D") finished = true;
+        } else if (kind === "D") {
+          finished = true;
+          r.peakRss = Math.max(r.peakRss, Number(rest));
+        }
       }
     }
     clearInterval(watchdog);
@@ -174,6 +180,7 @@ export function summaryLine(r: TargetReport): string {
     `rejected ${r.rejected}`,
     `max ${r.maxMs.toFixed(1)} ms (case ${r.maxMsCase})`,
     `largest alloc ${formatBytes(r.largest)} (case ${r.largestCase})`,
+    `peak RSS ${formatBytes(r.peakRss)}`,
     `failures ${r.failures.length}`,
     `${r.seconds.toFixed(1)} s`,
   ].join(", ");

@@ -155,6 +155,7 @@ export function readField(b: Uint8Array, f: Field): number {
 
 /** Store `value` (clamped to the field's width) into `f` of `b`, in place. */
 export function writeField(b: Uint8Array, f: Field, value: number): void {
+  if (f.at < 0 || f.at + f.size > b.length) return; // the input no longer reaches the field
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const max = 2 ** (8 * f.size) - 1;
   const n = Math.max(0, Math.min(max, Math.floor(value)));

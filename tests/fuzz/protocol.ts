@@ -6,7 +6,7 @@
  *                                       largest allocation
  *     F <json FailureMessage>           a failure, with what replays it
  *     R <json string>                   a rejection message (only when asked for)
- *     D                                 all cases ran
+ *     D <bytes>                         all cases ran; the process's peak resident memory
  *
  * @module
  */

@@ -76,6 +76,7 @@ async function once(i: number) {
 // A case whose promise never settles must be timed out as a hang, not end the process because
 // nothing is left to run.
 const keepAlive = setInterval(() => {}, 1 << 30);
+let peakRss = 0;
 for (let i = from; i < to; i++) {
   line(`S ${i}`);
   let res;
@@ -102,7 +103,9 @@ for (let i = from; i < to; i++) {
     outcome = "r";
     if (reasons) line(`R ${JSON.stringify(error.message)}`);
   } else fail(i, "crash", `${size}: ${firstLines(error, 12)}`);
+  // Resident memory catches what the guard cannot see (WebAssembly memory, strings).
+  if (i % 16 === 0) peakRss = Math.max(peakRss, Deno.memoryUsage().rss);
   line(`E ${i} ${outcome} ${ms.toFixed(2)} ${res.largest}`);
 }
 clearInterval(keepAlive);
-line("D");
+line(`D ${Math.max(peakRss, Deno.memoryUsage().rss)}`);

@@ -81,7 +81,12 @@ function editHeader(seed: Seed, r: Rng): Uint8Array {
   switch (r.int(11)) {
     case 9: // a valid edit: metadata entries changed or added
     case 10: {
-      const meta = (h.__metadata__ ?? {}) as Record<string, unknown>;
+      const old = h.__metadata__;
+      const meta =
+        (old !== null && typeof old === "object" && !Array.isArray(old) ? old : {}) as Record<
+          string,
+          unknown
+        >;
       meta[r.pick(["note", "format", "ss_x", "k".repeat(1 + r.int(40))])] = r.pick([
         "",
         "pt",
