@@ -21,7 +21,7 @@ import { readTextChunks } from "../core/image/png_chunks.ts";
 import { drawLossPlot, movingAverage, niceStep, tickLabel } from "../core/demo/loss_plot.ts";
 import { lossChartSvg, parseLossLog } from "../core/demo/train_log.ts";
 import { demoTrainArgs } from "../core/demo/train_command.ts";
-import { base64 } from "../core/demo/report.ts";
+import { base64, ORANGE_OBJECT_MIN } from "../core/demo/report.ts";
 import { runDemo } from "../cli/demo.ts";
 
 Deno.test("demo base model: SD1 topology with 2 heads, deterministic bytes", async () => {
@@ -98,14 +98,15 @@ Deno.test("demo dataset: orange objects with the trigger, reg images without, on
     for (const s of ds.train) {
       const r = readScene(drawDemoImage(s));
       assert.equal(r.object, "orange", s.caption);
-      assert.ok(r.orangeFraction > 0.03, s.caption);
+      assert.ok(r.orangeFraction > 2 * ORANGE_OBJECT_MIN, s.caption);
       assert.equal(r.background, s.caption.split(" ")[5], s.caption);
     }
     for (const s of ds.reg) {
       const r = readScene(drawDemoImage(s));
       const words = s.caption.split(" ");
       assert.deepEqual([r.object, r.background], [words[1], words[5]], s.caption);
-      assert.equal(r.orangeFraction, 0);
+      // Only anti-aliased edges between red and yellow can look orange, too few to count.
+      assert.ok(r.orangeFraction < ORANGE_OBJECT_MIN, `${s.caption}: ${r.orangeFraction}`);
     }
   } finally {
     await Deno.remove(dir, { recursive: true });

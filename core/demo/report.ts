@@ -72,7 +72,7 @@ export interface LossSummary {
 }
 
 /** Minimum fraction of orange pixels for an image to count as having an orange object. */
-export const ORANGE_OBJECT_MIN = 0.02;
+export const ORANGE_OBJECT_MIN = 0.03;
 
 /** How many images of one column (a multiplier, or the merged model) show an orange object. */
 export interface OrangeCount {
