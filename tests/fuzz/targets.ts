@@ -13,6 +13,7 @@ const LOADERS: Record<string, () => Promise<{ target: FuzzTarget }>> = {
   png: () => import("./targets/png.ts"),
   jpeg: () => import("./targets/jpeg.ts"),
   bmp: () => import("./targets/bmp.ts"),
+  webp: () => import("./targets/webp.ts"),
   dataset_config: () => import("./targets/dataset_config.ts"),
   train_config: () => import("./targets/train_config.ts"),
   prompt_file: () => import("./targets/prompt_file.ts"),
