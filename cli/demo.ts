@@ -78,16 +78,16 @@ const RESPONSE_MULTIPLIERS = [0, 0.25, 0.5, 1, 2];
 /** Classifier-free guidance scale of every sample. */
 const GUIDANCE = 5;
 
-/** Default settings (about a few minutes on a 2-core machine with the software adapter). */
+/** Default settings (about 6 minutes on a 2-core machine with the software adapter). */
 export const DEMO_DEFAULTS: Omit<DemoOptions, "trainer" | "log"> = {
   out: "out/demo",
-  steps: 120,
+  steps: 100,
   trainImages: 8,
-  regImages: 4,
+  regImages: 8,
   seed: 42,
   sampleSteps: 16,
   networkDim: 4,
-  learningRate: 2e-3,
+  learningRate: 3e-3,
 };
 
 /** The file that marks a folder as the demo's, so a rerun may clear what it wrote before. */
