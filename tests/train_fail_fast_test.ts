@@ -49,3 +49,36 @@ Deno.test("writeFileAtomic into an impossible place is a LorakitError and leaves
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("train_network: a bad --sample_prompts line fails before training, naming the line", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lorakit-ff-" });
+  try {
+    await Deno.writeTextFile(`${dir}/p.txt`, "# samples\na cat --w 512\na dog --w 100000 --h 64\n");
+    const args = await parseTrainArgs([
+      "--pretrained_model_name_or_path",
+      `${dir}/no-model-needed.safetensors`,
+      "--train_data_dir",
+      dir,
+      "--output_dir",
+      `${dir}/out`,
+      "--network_module",
+      "networks.lora",
+      "--sample_prompts",
+      `${dir}/p.txt`,
+    ], { onNote: () => {} });
+    await assert.rejects(
+      trainNetwork(args, { message: () => {}, remove: async () => {} }),
+      (e: Error) =>
+        e instanceof LorakitError &&
+        e.message === `${dir}/p.txt line 3: --w 100000: expected at most 4096 pixels`,
+    );
+    await Deno.writeTextFile(`${dir}/p.txt`, "a cat --w 512\n");
+    await assert.rejects(
+      trainNetwork(args, { message: () => {}, remove: async () => {} }),
+      // A good prompt file passes; the run stops later, at the (missing) training data.
+      (e: Error) => e instanceof LorakitError && !e.message.includes("p.txt"),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

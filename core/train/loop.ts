@@ -27,6 +27,7 @@ import { logRecord, LossRecorder, progressLine, type TrainSummary } from "./prog
 import { epochScalars, kohyaLrGroups, stepScalars } from "./step_logs.ts";
 import { PendingLosses } from "./pending_losses.ts";
 import { trainStepForward } from "./step.ts";
+import { readSamplePrompts } from "./train_samples.ts";
 import type { TrainArgs } from "./train_args.ts";
 import { type SaveContext, Saver } from "./train_saves.ts";
 import {
@@ -101,6 +102,8 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
   checkTrainSupport(args);
   // Outputs must be writable before any model is loaded or step trained.
   await checkTrainOutputs(args);
+  // The prompt file is read now, so a bad line fails before training, not at the first sample.
+  if (args.sample_prompts !== null) await readSamplePrompts(args.sample_prompts);
   const note = (m: string) => io.message(m);
   // Without --seed, a resumed run continues with the seed its state was saved with.
   const seed = args.seed ??

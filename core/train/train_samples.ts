@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { LorakitError } from "../errors.ts";
 import { noGrad } from "../../gpu/mod.ts";
 import { encodePng } from "../image/encode.ts";
 import { makeImage } from "../image/image.ts";
@@ -33,15 +34,34 @@ export interface SampleSettings {
   seed: number;
 }
 
+/** The largest sample side (`--w`, `--h`): a bigger one would only fail for memory mid-run. */
+export const MAX_SAMPLE_SIDE = 4096;
+
 /** The prompts of a kohya prompt file (.txt). */
 export async function readSamplePrompts(path: string): Promise<PromptOptions[]> {
-  return parseSamplePrompts(await readText(path));
+  return parseSamplePrompts(await readText(path), path);
 }
 
-/** The prompts of a kohya prompt file's text: each trimmed line not blank and not a `#` comment. */
-export function parseSamplePrompts(text: string): PromptOptions[] {
-  const lines = text.split(/\r?\n/).map((l) => l.trim());
-  return lines.filter((l) => l.length > 0 && !l.startsWith("#")).map(parsePromptOptions);
+/**
+ * The prompts of a kohya prompt file's text: each trimmed line not blank and not a `#` comment.
+ * A `--w`/`--h` beyond {@link MAX_SAMPLE_SIDE} is an error naming `file` and the line.
+ */
+export function parseSamplePrompts(text: string, file = "--sample_prompts"): PromptOptions[] {
+  const out: PromptOptions[] = [];
+  for (const [i, raw] of text.split(/\r?\n/).entries()) {
+    const line = raw.trim();
+    if (line.length === 0 || line.startsWith("#")) continue;
+    const p = parsePromptOptions(line);
+    for (const [flag, v] of [["--w", p.width], ["--h", p.height]] as const) {
+      if (v !== undefined && v > MAX_SAMPLE_SIDE) {
+        throw new LorakitError(
+          `${file} line ${i + 1}: ${flag} ${v}: expected at most ${MAX_SAMPLE_SIDE} pixels`,
+        );
+      }
+    }
+    out.push(p);
+  }
+  return out;
 }
 
 function stamp(d: Date): string {
