@@ -75,6 +75,16 @@ export function isUserError(e: unknown): e is Error {
   return /\(os error \d+\)/.test(e.message);
 }
 
+/** Messages longer than this quote the input at length (a 5,000-character key): cut the middle. */
+const MAX_MESSAGE = 600;
+
+/** `text` with its middle left out when it is longer than {@link MAX_MESSAGE}. */
+export function shortened(text: string): string {
+  if (text.length <= MAX_MESSAGE) return text;
+  const head = text.slice(0, 400), tail = text.slice(-150);
+  return `${head} ... [${text.length - 550} characters left out] ... ${tail}`;
+}
+
 function firstLine(text: string): string {
   const nl = text.indexOf("\n");
   return nl < 0 ? text : text.slice(0, nl);
@@ -92,7 +102,7 @@ function stackOf(e: unknown): string {
  */
 export function failureText(e: unknown, debug: boolean): string {
   if (isUserError(e)) {
-    return debug ? `error: ${e.message}\n${stackOf(e)}` : `error: ${e.message}`;
+    return debug ? `error: ${e.message}\n${stackOf(e)}` : `error: ${shortened(e.message)}`;
   }
   const message = e instanceof Error ? `${e.name}: ${firstLine(e.message)}` : String(e);
   if (debug) return `internal error in lorakit (a bug, please report it):\n${stackOf(e)}`;

@@ -223,3 +223,27 @@ Deno.test("--output_config writes the non-default arguments; --config_file reads
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("config syntax errors are one line with their position; long messages are cut", async () => {
+  const { readConfigFile } = await import("../core/train/train_args.ts");
+  const { parseDatasetConfig } = await import("../core/train/dataset_config.ts");
+  const { failureText } = await import("../cli/report.ts");
+  const doc = "a = [1,\nb = 'x";
+  await assert.rejects(
+    () => readConfigFile("c.toml", () => Promise.resolve(doc)),
+    (e: Error) =>
+      e.message ===
+        "--config_file c.toml: not valid TOML: Invalid TOML document: cannot find end of " +
+          "structure (line 2, column 1)",
+  );
+  assert.throws(
+    () => parseDatasetConfig(doc, "d.toml"),
+    (e: Error) =>
+      !e.message.includes("\n") && /d\.toml: not valid TOML: .*\(line 2/.test(e.message),
+  );
+  const key = "k".repeat(5000);
+  const err = await readConfigFile("c.toml", () => Promise.resolve(`${key} = 1`)).catch((e) => e);
+  const text = failureText(err, false);
+  assert.ok(text.length < 700 && text.startsWith("error: c.toml: kkk"), text);
+  assert.match(text, /\[\d+ characters left out\]/);
+});

@@ -8,7 +8,7 @@
  * @module
  */
 import { parse as parseToml } from "../deps/smol_toml.ts";
-import { LorakitError } from "../errors.ts";
+import { LorakitError, oneLineReason } from "../errors.ts";
 import { readText } from "../io/fs.ts";
 import type { CaptionSettings } from "./captions.ts";
 import { datasetArgsToConfig } from "./dataset_config_args.ts";
@@ -153,7 +153,7 @@ export function parseDatasetConfig(text: string, file: string): UserConfig {
     raw = file.toLowerCase().endsWith(".json") ? JSON.parse(text) : parseToml(text);
   } catch (e) {
     throw new LorakitError(
-      `${file}: not valid ${file.endsWith(".json") ? "JSON" : "TOML"}: ${(e as Error).message}`,
+      `${file}: not valid ${file.endsWith(".json") ? "JSON" : "TOML"}: ${oneLineReason(e)}`,
     );
   }
   return checkUserConfig(raw, file);

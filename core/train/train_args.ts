@@ -14,7 +14,7 @@
  */
 import { ArgumentParser, SUPPRESS } from "../deps/argparse.ts";
 import { parse as parseToml } from "../deps/smol_toml.ts";
-import { LorakitError } from "../errors.ts";
+import { LorakitError, oneLineReason } from "../errors.ts";
 import { readText } from "../io/fs.ts";
 import { datasetArgsToConfig } from "./dataset_config.ts";
 import { describeValue, nearestName } from "./dataset_schema.ts";
@@ -168,7 +168,7 @@ export async function readConfigFile(
     raw = parseToml(await read(path)) as Record<string, unknown>;
   } catch (e) {
     if (e instanceof LorakitError) throw new LorakitError(`--config_file: ${e.message}`);
-    throw new LorakitError(`--config_file ${path}: not valid TOML: ${(e as Error).message}`);
+    throw new LorakitError(`--config_file ${path}: not valid TOML: ${oneLineReason(e)}`);
   }
   const flat: [string, unknown, string][] = [];
   for (const [section, value] of Object.entries(raw)) {
