@@ -107,6 +107,20 @@ interface ToolCase {
 }
 
 const SD = "/nonexistent/never-read/model.safetensors";
+
+/** train_network's flags for a LoRA (the model is never read): the base of every train_network case. */
+const TRAIN = [
+  "train_network",
+  "--pretrained_model_name_or_path",
+  SD,
+  "--network_module",
+  "networks.lora",
+  "--resolution",
+  "64",
+];
+
+/** The flags after the tool name, training on `dir`. */
+const trainOn = (dir: string) => [...TRAIN.slice(1), "--train_data_dir", dir];
 const LORA = "/nonexistent/never-read/lora.safetensors";
 
 const CASES: ToolCase[] = [
@@ -172,34 +186,17 @@ const CASES: ToolCase[] = [
     flag: "--output_dir",
     folder: true,
     code: 1,
-    args: (dir, out) => [
-      "--pretrained_model_name_or_path",
-      SD,
-      "--train_data_dir",
-      dir,
-      "--network_module",
-      "networks.lora",
-      "--output_dir",
-      out,
-    ],
+    args: (dir, out) => [...trainOn(dir), "--output_dir", out],
   },
   {
     tool: "train_network",
     flag: "--logging_dir",
     folder: true,
     code: 1,
-    args: (dir, out) => [
-      "--pretrained_model_name_or_path",
-      SD,
-      "--train_data_dir",
+    args: (
       dir,
-      "--network_module",
-      "networks.lora",
-      "--output_dir",
-      `${dir}/new-output`,
-      "--logging_dir",
       out,
-    ],
+    ) => [...trainOn(dir), "--output_dir", `${dir}/new-output`, "--logging_dir", out],
   },
   {
     tool: "demo",
@@ -270,16 +267,6 @@ for (const c of CASES) {
     }
   });
 }
-
-const TRAIN = [
-  "train_network",
-  "--pretrained_model_name_or_path",
-  SD,
-  "--network_module",
-  "networks.lora",
-  "--resolution",
-  "64",
-];
 
 Deno.test("train_network: --output_name naming a missing folder fails at once", async () => {
   const dir = await Deno.makeTempDir({ prefix: "lorakit-outputs-" });
