@@ -19,7 +19,7 @@ import { initGpu, noGrad, rt, scope, Tensor } from "../gpu/mod.ts";
 import type { DispatchRecord, HostCounters } from "../gpu/runtime.ts";
 import { setKernelFamily } from "../gpu/family.ts";
 import { encodePng } from "../core/image/encode.ts";
-import { parseTrainArgs } from "../core/train/train_args.ts";
+import { parseTrainArgs } from "../core/kohya/train_args.ts";
 import { trainNetwork } from "../core/train/loop.ts";
 import { UNet2DConditionModel } from "../core/models/unet.ts";
 import { randomWeights } from "../core/models/weights.ts";

@@ -8,7 +8,7 @@
 import { LorakitError } from "../core/errors.ts";
 import { joinPath } from "../core/io/fs.ts";
 import { Dashboard, parseListenAddress } from "../core/train/dashboard.ts";
-import type { TrainArgs } from "../core/train/train_args.ts";
+import type { TrainArgs } from "../core/kohya/train_args.ts";
 
 /** How long the server outlives the run, so an open page sees how it ended. */
 const GRACE_MS = 2500;

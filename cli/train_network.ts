@@ -11,11 +11,11 @@
 import { LorakitError } from "../core/errors.ts";
 import { trainNetwork } from "../core/train/loop.ts";
 import { checkTrainOutputs, logFolder } from "../core/train/output_checks.ts";
-import { outputConfigTarget, writeOutputConfig } from "../core/train/output_config.ts";
+import { outputConfigTarget, writeOutputConfig } from "../core/kohya/output_config.ts";
 import { summaryText } from "../core/train/progress.ts";
 import { tensorboardFolder } from "../core/train/tensorboard.ts";
 import { EventFileWriter } from "./tensorboard_log.ts";
-import { HelpRequested, parseTrainArgs, type TrainArgs } from "../core/train/train_args.ts";
+import { HelpRequested, parseTrainArgs, type TrainArgs } from "../core/kohya/train_args.ts";
 import { resumeCommand } from "./resume_command.ts";
 import { startDashboard } from "./train_dashboard.ts";
 

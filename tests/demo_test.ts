@@ -9,9 +9,9 @@
 import assert from "node:assert/strict";
 import { initGpu } from "../gpu/mod.ts";
 import { loadCheckpoint } from "../core/io/checkpoint.ts";
-import { generateBlueprint, parseDatasetConfig } from "../core/train/dataset_config.ts";
+import { generateBlueprint, parseDatasetConfig } from "../core/kohya/dataset_config.ts";
 import { makeDatasetBuckets, scanDataset } from "../core/train/dataset_scan.ts";
-import { parseTrainArgs } from "../core/train/train_args.ts";
+import { parseTrainArgs } from "../core/kohya/train_args.ts";
 import { tinySd1Config, writeTinyModel, yamlPathFor } from "../core/demo/tiny_model.ts";
 import { drawDemoImage, writeSyntheticDataset } from "../core/demo/synthetic_dataset.ts";
 import { demoBasePath } from "../core/demo/base_model.ts";

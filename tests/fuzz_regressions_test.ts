@@ -12,8 +12,8 @@ import { parseSafetensorsBytes, serializeSafetensors } from "../core/io/safetens
 import { loraFileFromSource } from "../core/lora/lora_file.ts";
 import { hasDynamicPrompt, planGeneration } from "../core/sample/gen_plan.ts";
 import { loraTags, parseInfotext } from "../core/sample/infotext.ts";
-import { parseDatasetConfig } from "../core/train/dataset_config.ts";
-import { readConfigFile } from "../core/train/train_args.ts";
+import { parseDatasetConfig } from "../core/kohya/dataset_config.ts";
+import { readConfigFile } from "../core/kohya/train_args.ts";
 import { openZip } from "../core/io/zip.ts";
 import { ckptPickle, legacyCkpt, memFile, type Pk, zipBytes } from "./ckpt_build.ts";
 import { sharedBomb } from "./fuzz/pickle_mutate.ts";

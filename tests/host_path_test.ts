@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { getGpu, initGpu, rt } from "../gpu/mod.ts";
 import type { HostCounters } from "../gpu/runtime.ts";
 import { kernelFamily } from "../gpu/family.ts";
-import { parseTrainArgs } from "../core/train/train_args.ts";
+import { parseTrainArgs } from "../core/kohya/train_args.ts";
 import { trainNetwork } from "../core/train/loop.ts";
 import { fixture } from "./fixtures.ts";
 import { makeDataset, trainArgv } from "../bench/host_path.ts";

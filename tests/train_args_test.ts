@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { HelpRequested, parseTrainArgs, trainHelpText } from "../core/train/train_args.ts";
-import { outputConfigTarget, writeOutputConfig } from "../core/train/output_config.ts";
+import { HelpRequested, parseTrainArgs, trainHelpText } from "../core/kohya/train_args.ts";
+import { outputConfigTarget, writeOutputConfig } from "../core/kohya/output_config.ts";
 import { main } from "../cli/train_network.ts";
 
 const quiet = { onNote: () => {} };
@@ -225,8 +225,8 @@ Deno.test("--output_config writes the non-default arguments; --config_file reads
 });
 
 Deno.test("config syntax errors are one line with their position; long messages are cut", async () => {
-  const { readConfigFile } = await import("../core/train/train_args.ts");
-  const { parseDatasetConfig } = await import("../core/train/dataset_config.ts");
+  const { readConfigFile } = await import("../core/kohya/train_args.ts");
+  const { parseDatasetConfig } = await import("../core/kohya/dataset_config.ts");
   const { failureText } = await import("../cli/report.ts");
   const doc = "a = [1,\nb = 'x";
   await assert.rejects(

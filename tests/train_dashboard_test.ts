@@ -9,7 +9,7 @@ import { LorakitError } from "../core/errors.ts";
 import { serveDashboard } from "../cli/train_dashboard.ts";
 import { Dashboard, parseListenAddress } from "../core/train/dashboard.ts";
 import { trainNetwork } from "../core/train/loop.ts";
-import { parseTrainArgs } from "../core/train/train_args.ts";
+import { parseTrainArgs } from "../core/kohya/train_args.ts";
 import { initGpu } from "../gpu/mod.ts";
 import { fixture } from "./fixtures.ts";
 import { makeTrainData, tinyLoraArgv } from "./train_fixture_data.ts";

@@ -3,7 +3,7 @@ import {
   generateBlueprint,
   parseDatasetConfig,
   userConfigFromArgs,
-} from "../core/train/dataset_config.ts";
+} from "../core/kohya/dataset_config.ts";
 import { makeDatasetBuckets, scanDataset } from "../core/train/dataset_scan.ts";
 import { readImageSize } from "../core/train/image_size.ts";
 

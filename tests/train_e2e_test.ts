@@ -15,7 +15,7 @@ import { openSafetensors } from "../core/io/safetensors.ts";
 import { DdpmSchedule } from "../core/train/noise_schedule.ts";
 import { trainStepForward } from "../core/train/step.ts";
 import { type TrainIo, trainNetwork, type TrainResult } from "../core/train/loop.ts";
-import { parseTrainArgs } from "../core/train/train_args.ts";
+import { parseTrainArgs } from "../core/kohya/train_args.ts";
 import { latentCachePath } from "../core/train/latent_cache.ts";
 import { GaussianGenerator } from "../core/sample/noise.ts";
 import { windowIds } from "../core/text/token_windows.ts";

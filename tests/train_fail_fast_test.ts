@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { LorakitError } from "../core/errors.ts";
 import { writeFileAtomic } from "../core/io/fs.ts";
-import { parseTrainArgs } from "../core/train/train_args.ts";
+import { parseTrainArgs } from "../core/kohya/train_args.ts";
 import { trainNetwork } from "../core/train/loop.ts";
 
 Deno.test("train_network: an unwritable --output_dir fails at once, naming the flag", async () => {

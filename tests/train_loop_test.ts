@@ -11,7 +11,7 @@ import { LorakitError } from "../core/errors.ts";
 import { parameterLearningRates } from "../core/lora/block_lr.ts";
 import { networkOptions, parseNetworkArgs } from "../core/lora/network_args.ts";
 import { type TrainIo, trainNetwork } from "../core/train/loop.ts";
-import { parseTrainArgs, type TrainArgs } from "../core/train/train_args.ts";
+import { parseTrainArgs, type TrainArgs } from "../core/kohya/train_args.ts";
 import { cacheLatents, latentCachePath } from "../core/train/latent_cache.ts";
 import { planEpoch } from "../core/train/data_loader.ts";
 import { prepareData } from "../core/train/train_setup.ts";

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { getGpu, initGpu } from "../gpu/mod.ts";
-import { parseTrainArgs } from "../core/train/train_args.ts";
+import { parseTrainArgs } from "../core/kohya/train_args.ts";
 import { trainNetwork, type TrainResult } from "../core/train/loop.ts";
 import { fixture } from "./fixtures.ts";
 import { makeTrainData } from "./train_fixture_data.ts";

@@ -8,7 +8,7 @@ import { initGpu } from "../gpu/mod.ts";
 import { openCkpt } from "../core/io/ckpt.ts";
 import { openLoraFile } from "../core/lora/lora_file.ts";
 import { type TrainIo, trainNetwork } from "../core/train/loop.ts";
-import { parseTrainArgs } from "../core/train/train_args.ts";
+import { parseTrainArgs } from "../core/kohya/train_args.ts";
 import { fixture } from "./fixtures.ts";
 import { makeTrainData } from "./train_fixture_data.ts";
 

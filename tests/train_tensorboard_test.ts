@@ -11,7 +11,7 @@ import { EventFileWriter } from "../cli/tensorboard_log.ts";
 import { tensorboardFolder } from "../core/train/tensorboard.ts";
 import { epochScalars, kohyaLrGroups, stepScalars } from "../core/train/step_logs.ts";
 import { parameterLearningRates } from "../core/lora/block_lr.ts";
-import { parseTrainArgs } from "../core/train/train_args.ts";
+import { parseTrainArgs } from "../core/kohya/train_args.ts";
 import { checkTrainSupport } from "../core/train/train_setup.ts";
 import type { LoraModuleSpec } from "../core/lora/modules.ts";
 import { fixture } from "./fixtures.ts";

@@ -12,7 +12,7 @@ import { initGpu } from "../gpu/mod.ts";
 import { BatchLoader, type HostBatch, planEpoch } from "../core/train/data_loader.ts";
 import { type ImageJob, runImageJob } from "../core/train/image_job.ts";
 import { type TrainIo, trainNetwork } from "../core/train/loop.ts";
-import { parseTrainArgs, type TrainArgs } from "../core/train/train_args.ts";
+import { parseTrainArgs, type TrainArgs } from "../core/kohya/train_args.ts";
 import { prepareData, type PreparedData } from "../core/train/train_setup.ts";
 import type { WindowTokenizer } from "../core/text/token_windows.ts";
 import { DecodePool } from "../core/train/worker_pool.ts";

@@ -11,24 +11,10 @@
  *
  * @module
  */
+import type { CaptionSettings } from "../kohya/dataset_config.ts";
 import { type Random, shuffleInPlace } from "./buckets.ts";
 
-/** The per-subset caption settings, named as kohya's dataset-config keys. */
-export interface CaptionSettings {
-  shuffle_caption: boolean;
-  caption_separator: string;
-  keep_tokens: number;
-  keep_tokens_separator: string | null;
-  secondary_separator: string | null;
-  enable_wildcard: boolean;
-  caption_prefix: string | null;
-  caption_suffix: string | null;
-  caption_dropout_rate: number;
-  caption_dropout_every_n_epochs: number;
-  caption_tag_dropout_rate: number;
-  token_warmup_min: number;
-  token_warmup_step: number;
-}
+export type { CaptionSettings };
 
 /** Where training is: kohya's `current_epoch` (1-based while training), step and total steps. */
 export interface CaptionState {

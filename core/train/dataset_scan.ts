@@ -13,7 +13,7 @@ import { baseName, exists, isDirectory, joinPath, listDir, readText } from "../i
 import { BucketManager, type Size } from "./buckets.ts";
 import { countTagFrequency } from "./captions.ts";
 import type { ImageChecker } from "./image_check.ts";
-import type { DatasetBlueprint, DatasetParams, SubsetParams } from "./dataset_config.ts";
+import type { DatasetBlueprint, DatasetParams, SubsetParams } from "../kohya/dataset_config.ts";
 import { readImageSize } from "./image_size.ts";
 
 /** kohya's IMAGE_EXTENSIONS (without the optional AVIF/JPEG-XL plug-ins); matched exactly. */

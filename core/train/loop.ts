@@ -28,7 +28,7 @@ import { epochScalars, kohyaLrGroups, stepScalars } from "./step_logs.ts";
 import { PendingLosses } from "./pending_losses.ts";
 import { trainStepForward } from "./step.ts";
 import { readSamplePrompts } from "./train_samples.ts";
-import type { TrainArgs } from "./train_args.ts";
+import type { TrainArgs } from "../kohya/train_args.ts";
 import { type SaveContext, Saver } from "./train_saves.ts";
 import {
   checkMemory,

@@ -19,7 +19,7 @@ import { networkOptions, parseNetworkArgs } from "../lora/network_args.ts";
 import { createNetwork, createNetworkFromWeights, type LoraNetwork } from "../lora/network.ts";
 import type { NetworkModuleName } from "../lora/modules.ts";
 import type { StableDiffusion } from "../models/stable_diffusion.ts";
-import type { TrainArgs } from "./train_args.ts";
+import type { TrainArgs } from "../kohya/train_args.ts";
 import { mixSeed, STREAM } from "./train_rng.ts";
 
 type Model = Pick<StableDiffusion, "unet" | "textEncoder">;

@@ -17,7 +17,7 @@ import {
   joinPath,
 } from "../io/fs.ts";
 import { latentCachePath } from "./latent_cache.ts";
-import type { TrainArgs } from "./train_args.ts";
+import type { TrainArgs } from "../kohya/train_args.ts";
 import type { PreparedData } from "./train_setup.ts";
 
 /** The folder the `--logging_dir` log goes in (`--log_prefix` may name a folder below it). */

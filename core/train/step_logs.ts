@@ -18,7 +18,7 @@
 import type { LoraModuleSpec } from "../lora/modules.ts";
 import type { NetworkModuleName } from "../lora/modules.ts";
 import { networkOptions, parseNetworkArgs } from "../lora/network_args.ts";
-import type { TrainArgs } from "./train_args.ts";
+import type { TrainArgs } from "../kohya/train_args.ts";
 
 /** One of kohya's optimizer groups: its name (null for networks.dylora) and base lr. */
 export interface KohyaLrGroup {

@@ -16,7 +16,7 @@ import {
   trainingMetadata,
 } from "../lora/metadata.ts";
 import type { BucketManager } from "./buckets.ts";
-import type { TrainArgs } from "./train_args.ts";
+import type { TrainArgs } from "../kohya/train_args.ts";
 import type { PreparedData, PreparedDataset } from "./train_setup.ts";
 
 /** What the run knows beyond the flags. */

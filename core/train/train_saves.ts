@@ -15,7 +15,7 @@ import type { LossScaler } from "../../gpu/mod.ts";
 import { joinPath, makeDir } from "../io/fs.ts";
 import { saveTrainState } from "./checkpoint_state.ts";
 import type { TrainIo } from "./loop.ts";
-import type { TrainArgs } from "./train_args.ts";
+import type { TrainArgs } from "../kohya/train_args.ts";
 import { type RunFacts, runMetadata, saveMetadata } from "./train_metadata.ts";
 import { sampleImages } from "./train_samples.ts";
 import type { Schedule, SessionModel, SessionNetwork } from "./train_session.ts";

@@ -39,7 +39,7 @@ import {
   parameterGroups,
 } from "./network_training.ts";
 import type { StepSettings } from "./step.ts";
-import type { TrainArgs } from "./train_args.ts";
+import type { TrainArgs } from "../kohya/train_args.ts";
 import { batchesPerEpoch, type PreparedData } from "./train_setup.ts";
 
 /** The models the loop uses (the VAE may come from another file or dtype). */

@@ -14,7 +14,7 @@ import {
   loadDatasetConfig,
   type UserConfig,
   userConfigFromArgs,
-} from "./dataset_config.ts";
+} from "../kohya/dataset_config.ts";
 import {
   type DatasetBuckets,
   type ImageEntry,
@@ -23,7 +23,7 @@ import {
   type ScannedDataset,
 } from "./dataset_scan.ts";
 import { type ImageChecker, imageChecker, skippedSummary } from "./image_check.ts";
-import type { TrainArgs } from "./train_args.ts";
+import type { TrainArgs } from "../kohya/train_args.ts";
 
 /** One dataset, scanned and bucketed. */
 export interface PreparedDataset {

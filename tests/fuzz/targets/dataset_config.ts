@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { generateBlueprint, parseDatasetConfig } from "../../../core/train/dataset_config.ts";
+import { generateBlueprint, parseDatasetConfig } from "../../../core/kohya/dataset_config.ts";
 import type { FuzzTarget } from "../target.ts";
 import { inputText, TEXT_BOUND_TEXT, textBound, textSeeds } from "./text_input.ts";
 

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { parseTrainArgs, readConfigFile, TRAIN_FLAGS } from "../../../core/train/train_args.ts";
+import { parseTrainArgs, readConfigFile, TRAIN_FLAGS } from "../../../core/kohya/train_args.ts";
 import type { FuzzTarget } from "../target.ts";
 import { inputText, TEXT_BOUND_TEXT, textBound, textSeeds } from "./text_input.ts";
 

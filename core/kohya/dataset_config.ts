@@ -10,7 +10,6 @@
 import { parse as parseToml } from "../deps/smol_toml.ts";
 import { LorakitError, oneLineReason } from "../errors.ts";
 import { readText } from "../io/fs.ts";
-import type { CaptionSettings } from "./captions.ts";
 import { datasetArgsToConfig } from "./dataset_config_args.ts";
 import {
   checkValue,
@@ -33,6 +32,23 @@ export interface UserConfig {
 }
 
 /** One subset's settings after the fallbacks (kohya's `DreamBoothSubsetParams` / `FineTuning…`). */
+/** The per-subset caption settings, named as kohya's dataset-config keys. */
+export interface CaptionSettings {
+  shuffle_caption: boolean;
+  caption_separator: string;
+  keep_tokens: number;
+  keep_tokens_separator: string | null;
+  secondary_separator: string | null;
+  enable_wildcard: boolean;
+  caption_prefix: string | null;
+  caption_suffix: string | null;
+  caption_dropout_rate: number;
+  caption_dropout_every_n_epochs: number;
+  caption_tag_dropout_rate: number;
+  token_warmup_min: number;
+  token_warmup_step: number;
+}
+
 export interface SubsetParams extends CaptionSettings {
   image_dir: string | null;
   num_repeats: number;
