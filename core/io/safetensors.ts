@@ -16,8 +16,11 @@ import { decodeToF32, DTYPE_SIZE, HOST_LITTLE_ENDIAN, isFileDType, swapBytes } f
 import { openRead, type RandomAccessFile, readIntoFrom } from "./fs.ts";
 import type { HostTensor, TensorInfo, TensorSource } from "./tensor_source.ts";
 
+import { MAX_HEADER_BYTES } from "./safetensors_write.ts";
+
 export {
   compareUtf8,
+  MAX_HEADER_BYTES,
   planSafetensors,
   type SafetensorsPlan,
   serializeSafetensors,
@@ -26,9 +29,6 @@ export {
   type TensorToWrite,
   writeSafetensors,
 } from "./safetensors_write.ts";
-
-/** Largest header accepted (the same cap as the reference Rust implementation). */
-export const MAX_HEADER_BYTES = 100_000_000;
 
 /** One tensor of a parsed header: its index entry plus where its bytes lie. */
 export interface SafetensorsEntry extends TensorInfo {

@@ -22,7 +22,12 @@ import { LorakitError } from "../errors.ts";
 import { DTYPE_SIZE, encodeFromF32, isFileDType } from "./dtype.ts";
 import { writeAtomic } from "./fs.ts";
 import type { FileDType } from "./tensor_source.ts";
-import { MAX_HEADER_BYTES } from "./safetensors.ts";
+
+/**
+ * Largest header accepted (the same cap as the reference Rust implementation). Writers refuse to
+ * produce a bigger one; `safetensors.ts` re-exports it and applies it when reading.
+ */
+export const MAX_HEADER_BYTES = 100_000_000;
 
 /** Tensor bytes: f32 values (encoded to the target dtype) or raw little-endian bytes of it. */
 export type TensorPayload = Float32Array | Uint8Array;
