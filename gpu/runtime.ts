@@ -14,50 +14,15 @@ import { Kernel } from "./kernel.ts";
 import { BufferPool } from "./pool.ts";
 import { BindCache } from "./bind_cache.ts";
 import { UniformArena } from "./uniform_arena.ts";
+import type { UniformWriter } from "./uniform_writer.ts";
+
+export { uniforms, UniformWriter } from "./uniform_writer.ts";
 
 /** Dispatches encoded before an automatic submit; bounds the memory held by deferred releases. */
 const MAX_DISPATCHES_PER_SUBMIT = 256;
 
 /** Uniform parameters: plain numbers are written as u32 unless listed in `floats` by index. */
 export type Params = ArrayLike<number>;
-
-/** A value written into a uniform block: `u(x)` for u32/i32, `f(x)` for f32. */
-export class UniformWriter {
-  private words: number[] = [];
-  private kinds: ("u" | "i" | "f")[] = [];
-  u(...xs: number[]): this {
-    for (const x of xs) (this.words.push(x), this.kinds.push("u"));
-    return this;
-  }
-  i(...xs: number[]): this {
-    for (const x of xs) (this.words.push(x), this.kinds.push("i"));
-    return this;
-  }
-  f(...xs: number[]): this {
-    for (const x of xs) (this.words.push(x), this.kinds.push("f"));
-    return this;
-  }
-  /** Size in bytes, padded to 16 (the uniform address space rounds struct sizes to 16). */
-  get byteLength(): number {
-    return Math.max(4, Math.ceil(this.words.length / 4) * 4) * 4;
-  }
-  /** Write the block at word `at` of the three views of one buffer. */
-  writeTo(u: Uint32Array, i: Int32Array, f: Float32Array, at: number): void {
-    const words = this.words, kinds = this.kinds;
-    const n = this.byteLength / 4;
-    for (let k = 0; k < n; k++) {
-      const w = k < words.length ? words[k] : 0, kind = kinds[k];
-      if (kind === "f") f[at + k] = w;
-      else if (kind === "i") i[at + k] = w;
-      else u[at + k] = w >>> 0;
-    }
-  }
-}
-
-/** Shorthand for a new uniform block. */
-export function uniforms(): UniformWriter {
-  return new UniformWriter();
-}
 
 /** One dispatch as the profiler records it (see `Runtime.profile`). */
 export interface DispatchRecord {

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { UniformWriter } from "./runtime.ts";
+import type { UniformWriter } from "./uniform_writer.ts";
 
 export class UniformArena {
   readonly buffer: GPUBuffer;
