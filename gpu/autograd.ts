@@ -6,42 +6,10 @@
  *
  * @module
  */
-import { scope, type Tensor } from "./tensor.ts";
+import { type BackwardFn, type GradAccumulator, Node, scope, type Tensor } from "./tensor.ts";
 
-/**
- * What a backward function may take over from the tape: the gradient accumulated so far for an
- * input (other ops that read the same tensor already contributed it). An op that takes it adds
- * it into the gradient it returns for that input (a GEMM does so in its epilogue), which saves
- * the tape one add.
- */
-export interface GradAccumulator {
-  /**
-   * The gradient accumulated so far for input `k`, or null. Once taken, the op must return a
-   * gradient for input `k` that includes it; the tape disposes the taken tensor afterwards.
-   */
-  take(k: number): Tensor | null;
-}
-
-/** Backward of one op: gradient of the output in, gradients of the inputs out (null = none). */
-export type BackwardFn = (
-  gradOut: Tensor,
-  saved: Tensor[],
-  acc: GradAccumulator,
-) => (Tensor | null)[];
-
-/** One recorded op. */
-export class Node {
-  constructor(
-    readonly name: string,
-    readonly inputs: Tensor[],
-    public saved: Tensor[],
-    readonly backward: BackwardFn,
-  ) {}
-  release(): void {
-    for (const s of this.saved) s.dispose();
-    this.saved = [];
-  }
-}
+export type { BackwardFn, GradAccumulator };
+export { Node };
 
 let gradEnabled = true;
 

@@ -7,7 +7,6 @@
  */
 import { f16BitsToF32, f32ToF16Bits } from "./f16.ts";
 import { rt } from "./runtime.ts";
-import type { Node } from "./autograd.ts";
 
 /** Element types that live on the GPU. */
 export type DType = "f32" | "f16";
@@ -47,6 +46,43 @@ export function numel(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
   return n;
+}
+
+// The autograd record a tensor carries (`autograd.ts` builds and walks the graph).
+
+/**
+ * What a backward function may take over from the tape: the gradient accumulated so far for an
+ * input (other ops that read the same tensor already contributed it). An op that takes it adds
+ * it into the gradient it returns for that input (a GEMM does so in its epilogue), which saves
+ * the tape one add.
+ */
+export interface GradAccumulator {
+  /**
+   * The gradient accumulated so far for input `k`, or null. Once taken, the op must return a
+   * gradient for input `k` that includes it; the tape disposes the taken tensor afterwards.
+   */
+  take(k: number): Tensor | null;
+}
+
+/** Backward of one op: gradient of the output in, gradients of the inputs out (null = none). */
+export type BackwardFn = (
+  gradOut: Tensor,
+  saved: Tensor[],
+  acc: GradAccumulator,
+) => (Tensor | null)[];
+
+/** One recorded op. */
+export class Node {
+  constructor(
+    readonly name: string,
+    readonly inputs: Tensor[],
+    public saved: Tensor[],
+    readonly backward: BackwardFn,
+  ) {}
+  release(): void {
+    for (const s of this.saved) s.dispose();
+    this.saved = [];
+  }
 }
 
 /** Scope stack: tensors created inside a scope are disposed when it ends unless kept. */
