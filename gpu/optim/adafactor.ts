@@ -17,8 +17,7 @@ import { fill } from "../ops/embedding.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { grid, specKernel } from "../wgsl.ts";
-import type { ParamGroup } from "./adamw.ts";
-import { StatefulOptimizer } from "./common.ts";
+import { type ParamGroup, StatefulOptimizer } from "./common.ts";
 import { encodeSumFinal, encodeSumsq, MAX_PARTS, partsFor } from "./reduce.ts";
 
 const WG = 256;

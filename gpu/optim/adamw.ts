@@ -16,9 +16,12 @@ import {
   importStates,
   type Optimizer,
   type OptimizerState,
+  type ParamGroup,
   ScaleSlot,
   type UpdateOptions,
 } from "./common.ts";
+
+export type { ParamGroup };
 
 const WG = 256;
 
@@ -28,12 +31,6 @@ export interface AdamWOptions {
   betas?: [number, number];
   eps?: number;
   weightDecay?: number;
-}
-
-/** A parameter group: tensors sharing one learning rate (kohya's per-block groups). */
-export interface ParamGroup {
-  params: Tensor[];
-  lr: number;
 }
 
 /** Scalars of one Adam step (bias corrections bc1 = 1 - b1^t, bc2 = 1 - b2^t). */

@@ -15,8 +15,8 @@ import { fill } from "../ops/embedding.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { grid, specKernel } from "../wgsl.ts";
-import { adamKernel, type AdamWOptions, type ParamGroup } from "./adamw.ts";
-import { StatefulOptimizer } from "./common.ts";
+import { adamKernel, type AdamWOptions } from "./adamw.ts";
+import { type ParamGroup, StatefulOptimizer } from "./common.ts";
 import { createDynamicMap } from "./qmap.ts";
 
 /** Options of bitsandbytes.optim.AdamW8bit that apply here. */

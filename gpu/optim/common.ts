@@ -7,7 +7,12 @@
  */
 import { rt } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
-import type { ParamGroup } from "./adamw.ts";
+
+/** A parameter group: tensors sharing one learning rate (kohya's per-block groups). */
+export interface ParamGroup {
+  params: Tensor[];
+  lr: number;
+}
 
 /** Options of one optimizer step. */
 export interface UpdateOptions {

@@ -10,8 +10,7 @@ import { fill } from "../ops/embedding.ts";
 import { rt, uniforms } from "../runtime.ts";
 import type { Tensor } from "../tensor.ts";
 import { grid, specKernel } from "../wgsl.ts";
-import type { ParamGroup } from "./adamw.ts";
-import { type OptimizerState, StatefulOptimizer } from "./common.ts";
+import { type OptimizerState, type ParamGroup, StatefulOptimizer } from "./common.ts";
 
 const WG = 256;
 
