@@ -10,22 +10,17 @@ import { kernelFamily } from "../family.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { type DType, dtypeBytes, numel, Tensor } from "../tensor.ts";
 import { check, fmt, sameDtype } from "./check.ts";
+import type { GemmArgs, GemmTile } from "./gemm_args.ts";
 import { gemmSource, type GemmVariant } from "./matmul_codegen.ts";
 import { tiledGemm } from "./matmul_tiled.ts";
 import { sumTo } from "./reduce.ts";
+
+export type { GemmArgs, GemmTile };
 
 /** Transpose flags: `transA` reads `a` as its last-two-dims transpose, `transB` likewise. */
 export interface MatmulOptions {
   transA?: boolean;
   transB?: boolean;
-}
-
-/** The register block of one invocation and the workgroup shape (see bench/matmul.ts). */
-export interface GemmTile {
-  tm: number;
-  tn: number;
-  wx: number;
-  wy: number;
 }
 
 /**
@@ -40,31 +35,6 @@ export const DEFAULT_TILE: Record<DType, GemmTile> = {
 /** Tiny products (a few thousand outputs) compile a small tile: they are launch-bound anyway. */
 const SMALL_TILE: GemmTile = { tm: 4, tn: 4, wx: 8, wy: 8 };
 const SMALL_OUTPUTS = 4096;
-
-/** One GEMM launch: C[z] = sum_r op(A)[z,r] * op(B)[z,r] (+ bias); offsets in elements. */
-export interface GemmArgs {
-  a: Tensor;
-  b: Tensor;
-  M: number;
-  N: number;
-  K: number;
-  transA: boolean;
-  transB: boolean;
-  /** Output batches (grid z) and reduced batches (loop inside the kernel). */
-  batch: number;
-  nRed: number;
-  aOut: number;
-  bOut: number;
-  aRed: number;
-  bRed: number;
-  bias?: Tensor | null;
-  /** Multiplies the product (not the bias or residual); default 1. */
-  alpha?: number;
-  /** Added to the result (same shape and dtype as it), e.g. a gradient being accumulated. */
-  residual?: Tensor | null;
-  outShape: number[];
-  tile?: GemmTile;
-}
 
 /** Elements per load for a contiguous extent `n` and a tile extent `t` along it. */
 function loadWidth(dtype: DType, n: number, t: number): 1 | 4 | 8 {

@@ -7,7 +7,7 @@
  */
 import { numel, type Tensor } from "../tensor.ts";
 import { check, fmt } from "./check.ts";
-import type { GemmArgs } from "./matmul.ts";
+import type { GemmArgs } from "./gemm_args.ts";
 import type { OperandLoad } from "./tiled_codegen.ts";
 import { runTiled } from "./tiled_launch.ts";
 
