@@ -17,13 +17,13 @@ import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { grid, specialize, specKernel, withResidualStore } from "../wgsl.ts";
 import { check, fmt } from "./check.ts";
+import type { ConvDims, ConvPadding } from "./conv_dims.ts";
 import { tiledConv, tiledConvGradWeight } from "./conv2d_tiled.ts";
 import { gemm } from "./matmul.ts";
 import { UN_FWD, unaryRaw } from "./elementwise_raw.ts";
 import { reduceRaw } from "./reduce.ts";
 
-/** Zero padding per side, `[top, bottom, left, right]`. */
-export type ConvPadding = [number, number, number, number];
+export type { ConvDims, ConvPadding };
 
 /** Options of `conv2d`. */
 export interface Conv2dOptions {
@@ -50,22 +50,6 @@ interface Epilogue {
 }
 
 const PLAIN: Epilogue = { alpha: 1, residual: null };
-
-/** The sizes of one convolution, resolved from its arguments. */
-export interface ConvDims {
-  n: number;
-  cin: number;
-  cout: number;
-  h: number;
-  w: number;
-  kh: number;
-  kw: number;
-  ho: number;
-  wo: number;
-  stride: number;
-  /** `[top, bottom, left, right]`; bottom and right only shape ho and wo. */
-  pad: ConvPadding;
-}
 
 /**
  * Launch shape of the main kernel: RM pixels x CN channels per invocation, WG invocations. On

@@ -12,7 +12,7 @@
  * @module
  */
 import type { Tensor } from "../tensor.ts";
-import type { ConvDims } from "./conv2d.ts";
+import type { ConvDims } from "./conv_dims.ts";
 import { tiledGemm } from "./matmul_tiled.ts";
 import type { OperandLoad } from "./tiled_codegen.ts";
 import { type ConvSizes, runTiled } from "./tiled_launch.ts";
