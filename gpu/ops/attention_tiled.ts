@@ -15,7 +15,7 @@ import dkdvSrc from "../../shaders/attention_tiled_dkdv.wgsl" with { type: "text
 import { type Kernel, rt } from "../runtime.ts";
 import type { DType } from "../tensor.ts";
 import { specialize } from "../wgsl.ts";
-import { type AttentionGeometry, expandTemplate, prelude } from "./attention.ts";
+import { type AttentionGeometry, expandTemplate, prelude } from "./attention_codegen.ts";
 import { check } from "./check.ts";
 import { SMS } from "./tiled_launch.ts";
 
