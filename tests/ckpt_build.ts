@@ -6,6 +6,7 @@
 import { LorakitError } from "../core/errors.ts";
 import type { RandomAccessFile } from "../core/io/fs.ts";
 import { crc32 } from "../core/io/zip.ts";
+import { uniformRandom } from "../gpu/random.ts";
 
 /** Pickle opcodes used by the builders and the hand-written hostile streams. */
 export const OP = {
@@ -299,13 +300,4 @@ export function memFile(bytes: Uint8Array, path = "mem.zip"): RandomAccessFile {
 }
 
 /** Deterministic PRNG (mulberry32) for fuzz loops. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng: (seed: number) => () => number = uniformRandom;

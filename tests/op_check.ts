@@ -4,22 +4,11 @@
  * for a random upstream gradient. Also checks the buffer pool returns to its baseline.
  */
 import { backward, initGpu, rt, scope, Tensor } from "../gpu/mod.ts";
+import { randomNormals } from "../gpu/random.ts";
 
 /** Deterministic normal samples (mulberry32 + Box-Muller). */
 export function randn(n: number, seed = 1, scale = 1): Float32Array {
-  let s = seed >>> 0;
-  const u = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    out[i] = scale * Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
-  }
-  return out;
+  return randomNormals(n, seed, { scale, pairs: false });
 }
 
 /** `max|a - b| / max(|b|, tiny)`: the relative error measure the fixture READMEs use. */

@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { uniformRandom } from "../../gpu/random.ts";
 import { type InternalTensors, saveLdmCheckpoint } from "../io/checkpoint.ts";
 import { writeFileAtomic } from "../io/fs.ts";
 import type { HostTensor, TensorInfo } from "../io/tensor_source.ts";
@@ -132,18 +133,6 @@ export function tinySd1Yaml(config: SDConfig = tinySd1Config()): string {
 `;
 }
 
-/** mulberry32: a small deterministic uniform generator in [0, 1). */
-function uniformGenerator(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** FNV-1a of a name, so each tensor's values depend on the seed and its name only. */
 function nameHash(name: string): number {
   let h = 0x811c9dc5;
@@ -163,7 +152,7 @@ export function initTensor(spec: ExpectedTensor, seed: number): Float32Array {
   const { name, shape } = spec;
   const n = shape.reduce((a, b) => a * b, 1);
   const data = new Float32Array(n);
-  const rand = uniformGenerator((seed ^ nameHash(name)) >>> 0);
+  const rand = uniformRandom((seed ^ nameHash(name)) >>> 0);
   if (shape.length === 1) {
     const isNorm = /norm[^.]*\.(weight|bias)$|layer_norm\d?\.(weight|bias)$/.test(name);
     // Norm weights near 1; biases small but non-zero, as in a trained model. The final

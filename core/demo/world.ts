@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { type Random, uniformRandom } from "../../gpu/random.ts";
 import { makeImage, type RasterImage } from "../image/image.ts";
 
 /** RGB triple. */
@@ -53,17 +54,8 @@ export interface Scene {
   caption: string;
 }
 
-/** mulberry32 in [0, 1). */
-export function worldRng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The world's uniform [0, 1) generator for a seed: {@link uniformRandom} (mulberry32). */
+export const worldRng: (seed: number) => Random = uniformRandom;
 
 /** The plain-background caption. */
 export function plainCaption(colour: string, shape: string, background: string): string {

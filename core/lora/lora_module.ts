@@ -7,22 +7,14 @@
  * @module
  */
 import { cast, concat, conv2d, linear, matmul, mul, reshape, Tensor } from "../../gpu/mod.ts";
+import { type Random, uniformRandom } from "../../gpu/random.ts";
 import type { LoraModuleSpec } from "./modules.ts";
 
 /** A seeded uniform [0, 1) generator (mulberry32). */
-export type Rng = () => number;
+export type Rng = Random;
 
-/** mulberry32: small, fast and reproducible across platforms. */
-export function makeRng(seed: number): Rng {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The dropouts' generator for a seed: {@link uniformRandom}. */
+export const makeRng: (seed: number) => Rng = uniformRandom;
 
 /** Training-time regularisation, as kohya's `network_dropout` / network_args name them. */
 export interface DropoutOptions {

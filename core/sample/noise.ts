@@ -13,6 +13,7 @@
  * @module
  */
 import { Tensor } from "../../gpu/mod.ts";
+import { boxMuller, type Random } from "../../gpu/random.ts";
 import { LorakitError } from "../errors.ts";
 
 /** A deterministic standard-normal generator seeded by a 32-bit integer. */
@@ -21,7 +22,8 @@ export class GaussianGenerator {
   #b: number;
   #c: number;
   #d: number;
-  #spare: number | null = null;
+  /** Box-Muller over {@link nextUniform}. */
+  #normal: Random = boxMuller(() => this.nextUniform());
 
   constructor(seed: number) {
     if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
@@ -62,15 +64,7 @@ export class GaussianGenerator {
 
   /** One standard-normal value (Box-Muller; the pair's second value is kept for the next call). */
   nextGaussian(): number {
-    if (this.#spare !== null) {
-      const v = this.#spare;
-      this.#spare = null;
-      return v;
-    }
-    const r = Math.sqrt(-2 * Math.log(this.nextUniform()));
-    const theta = 2 * Math.PI * this.nextUniform();
-    this.#spare = r * Math.sin(theta);
-    return r * Math.cos(theta);
+    return this.#normal();
   }
 
   /** `count` standard-normal values as float32. */

@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { uniformRandom } from "../../gpu/random.ts";
 import { LorakitError } from "../errors.ts";
 
 /** A bucket or image size, `[width, height]`. */
@@ -297,14 +298,7 @@ export function epochBatches(
  * reduced modulo 2^32.
  */
 export function seededRandom(seed: number): Random {
-  let state = Number(BigInt.asUintN(32, BigInt(Math.trunc(seed))));
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return uniformRandom(Number(BigInt.asUintN(32, BigInt(Math.trunc(seed)))));
 }
 
 /** Python's `random.shuffle` walk (Fisher–Yates from the end) with the given generator. */

@@ -8,31 +8,17 @@
  *
  * @module
  */
+import { normalRandom, type Random } from "../random.ts";
 
-/** A deterministic normal generator (mulberry32 + Box-Muller), f64. */
+/** A deterministic normal generator (mulberry32 + Box-Muller: {@link normalRandom}), f64. */
 export class Gaussian {
-  private s: number;
-  private spare: number | null = null;
+  private readonly draw: Random;
   constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-  private uniform(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
+    this.draw = normalRandom(seed);
   }
   /** One standard normal sample. */
   next(): number {
-    if (this.spare !== null) {
-      const v = this.spare;
-      this.spare = null;
-      return v;
-    }
-    const r = Math.sqrt(-2 * Math.log(this.uniform())), t = 2 * Math.PI * this.uniform();
-    this.spare = r * Math.sin(t);
-    return r * Math.cos(t);
+    return this.draw();
   }
   /** `n` samples. */
   fill(n: number): Float64Array {
