@@ -32,6 +32,9 @@ export function grid(n: number, wg: number): [number, number] {
   return [Math.ceil(groups / y), y];
 }
 
+/** The WGSL type of a `pack8` uniform field (read with `at` of shaders/strided.wgsl). */
+export const PACK8 = "array<vec4<u32>, 2>";
+
 /** Up to 8 shape or stride values padded with zeros: the `array<vec4<u32>, 2>` uniform layout. */
 export function pack8(v: readonly number[]): number[] {
   const out = new Array(8).fill(0);
@@ -42,18 +45,20 @@ export function pack8(v: readonly number[]): number[] {
 /**
  * The kernel of `specialize(source, dtype, consts)` (entry `entry`), found by a short key made of
  * `name`, the dtype and the constants' values, so the source is built only on the first lookup.
- * `name` must differ for every distinct `source` text.
+ * `source` may be a function that builds the text (header and helpers included); it runs only
+ * then. `name` must differ for every distinct `source` text.
  */
 export function specKernel(
   name: string,
-  source: string,
+  source: string | (() => string),
   dtype: DType,
   consts: Consts = {},
   entry = "main",
 ): Kernel {
   let key = name + "|" + dtype;
   for (const k in consts) key += "|" + consts[k];
-  return rt().kernel(key, () => specialize(source, dtype, consts), entry);
+  const build = () => specialize(typeof source === "string" ? source : source(), dtype, consts);
+  return rt().kernel(key, build, entry);
 }
 
 /**

@@ -4,25 +4,6 @@
 // mean(xhat) is 0 in exact arithmetic but not for the rounded mean; subtracting it keeps
 // sum(dx) = 0 to rounding, which matters where the true sum is exactly 0: a per-channel bias
 // feeding a GroupNorm with one channel per group (time_emb_proj) gets no gradient at all.
-struct Params {
-  C: u32,
-  S: u32,
-  G: u32,
-  eps: f32,
-  silu: u32,
-  hasAffine: u32,
-  pad0: u32,
-  pad1: u32,
-}
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read> w: array<T>;
-@group(0) @binding(2) var<storage, read> b: array<T>;
-@group(0) @binding(3) var<storage, read> gy: array<T>;
-@group(0) @binding(4) var<storage, read> stats: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dx: array<T>;
-@group(0) @binding(6) var<uniform> p: Params;
-
-// wgSum comes from wg_sum.wgsl (prepended by the launcher).
 
 // Gradient at the affine output: through SiLU when fused.
 fn gradAffine(i: u32, c: u32, xhat: f32) -> f32 {

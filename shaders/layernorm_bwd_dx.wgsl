@@ -1,19 +1,5 @@
 // LayerNorm backward for the input, one workgroup per row:
 // dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = gy * w.
-struct Params {
-  R: u32,
-  C: u32,
-  eps: f32,
-  pad0: u32,
-}
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read> w: array<T>;
-@group(0) @binding(2) var<storage, read> gy: array<T>;
-@group(0) @binding(3) var<storage, read> stats: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dx: array<T>;
-@group(0) @binding(5) var<uniform> p: Params;
-
-// wgSum comes from wg_sum.wgsl (prepended by the launcher).
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,

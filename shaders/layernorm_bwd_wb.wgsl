@@ -1,17 +1,5 @@
 // LayerNorm backward for weight and bias: each thread owns one column and walks the rows
 // (coalesced across the workgroup): dw[c] = sum gy * xhat, db[c] = sum gy.
-struct Params {
-  R: u32,
-  C: u32,
-  eps: f32,
-  pad0: u32,
-}
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read> gy: array<T>;
-@group(0) @binding(2) var<storage, read> stats: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dw: array<T>;
-@group(0) @binding(4) var<storage, read_write> db: array<T>;
-@group(0) @binding(5) var<uniform> p: Params;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u) {

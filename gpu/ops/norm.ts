@@ -12,13 +12,28 @@ import lnFwd from "../../shaders/layernorm_fwd.wgsl" with { type: "text" };
 import lnBwdDx from "../../shaders/layernorm_bwd_dx.wgsl" with { type: "text" };
 import lnBwdWb from "../../shaders/layernorm_bwd_wb.wgsl" with { type: "text" };
 import wgSumSrc from "../../shaders/wg_sum.wgsl" with { type: "text" };
+import statsSrc from "../../shaders/norm_stats.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
+import { type KernelHeader, withHeader } from "../kernel_header.ts";
 import { grid, specKernel, withResidualStore } from "../wgsl.ts";
 import { check, fmt, sameDtype } from "./check.ts";
 
 const WG = 256;
+
+// The kernels' bindings and uniform blocks (see kernel_header.ts), in dispatch order.
+const GN = "C S G: u32; eps: f32; silu hasAffine pad0 pad1: u32";
+const LN = "R C: u32; eps: f32; pad0: u32";
+const GN_FWD: KernelHeader = { bindings: "x w b: T; y: rw T; stats: rw f32", params: GN };
+const GN_DX: KernelHeader = { bindings: "x w b gy: T; stats: f32; dx: rw T", params: GN };
+const GN_WB: KernelHeader = {
+  bindings: "x w b gy: T; stats: f32; dw db: rw T",
+  params: "C S G: u32; eps: f32; silu N pad0 pad1: u32",
+};
+const LN_FWD: KernelHeader = { bindings: "x w b: T; y: rw T; stats: rw f32", params: LN };
+const LN_DX: KernelHeader = { bindings: "x w gy: T; stats: f32; dx: rw T", params: LN };
+const LN_WB: KernelHeader = { bindings: "x gy: T; stats: f32; dw db: rw T", params: LN };
 
 function statsTensor(count: number): Tensor {
   // Statistics are always f32, whatever the activation dtype.
@@ -54,7 +69,12 @@ export function groupNorm(
   const u = () => uniforms().u(c, s, groups).f(eps).u(silu, 1, 0, 0);
   const r = rt();
   r.dispatch(
-    specKernel("norm:wgSumSrc + gnFwd", wgSumSrc + gnFwd, x.dtype, { WG }),
+    specKernel(
+      "norm:wgSumSrc + gnFwd",
+      () => withHeader(GN_FWD, gnFwd, wgSumSrc, statsSrc),
+      x.dtype,
+      { WG },
+    ),
     [x.buffer, weight.buffer, bias.buffer, y.buffer, stats.buffer],
     u(),
     [n * groups],
@@ -68,9 +88,12 @@ export function groupNorm(
       const dx = Tensor.empty(x.shape, x.dtype);
       const res = acc.take(0);
       // The gradient the input gathered elsewhere (a residual connection) is added in the store.
-      const src = res ? withResidualStore(gnBwdDx, 6, "dx", "base + i") : gnBwdDx;
+      const src = () => {
+        const s = withHeader(GN_DX, gnBwdDx, wgSumSrc);
+        return res ? withResidualStore(s, 6, "dx", "base + i") : s;
+      };
       r.dispatch(
-        specKernel(`norm:gnBwdDx|${res !== null}`, wgSumSrc + src, x.dtype, { WG }),
+        specKernel(`norm:gnBwdDx|${res !== null}`, src, x.dtype, { WG }),
         [
           sx.buffer,
           sw.buffer,
@@ -87,7 +110,7 @@ export function groupNorm(
       if (!weight.requiresGrad && !bias.requiresGrad) return [dx, null, null];
       const dw = Tensor.empty(weight.shape, x.dtype), db = Tensor.empty(bias.shape, x.dtype);
       r.dispatch(
-        specKernel("norm:gnBwdWb", gnBwdWb, x.dtype, { WG }),
+        specKernel("norm:gnBwdWb", () => withHeader(GN_WB, gnBwdWb, wgSumSrc), x.dtype, { WG }),
         [sx.buffer, sw.buffer, sb.buffer, g.buffer, st.buffer, dw.buffer, db.buffer],
         uniforms().u(c, s, groups).f(eps).u(silu, n, 0, 0),
         [c],
@@ -116,7 +139,14 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   const r = rt();
   const wg = c >= 256 ? 256 : 64;
   r.dispatch(
-    specKernel("norm:wgSumSrc + lnFwd", wgSumSrc + lnFwd, x.dtype, { WG: wg }),
+    specKernel(
+      "norm:wgSumSrc + lnFwd",
+      () => withHeader(LN_FWD, lnFwd, wgSumSrc, statsSrc),
+      x.dtype,
+      {
+        WG: wg,
+      },
+    ),
     [x.buffer, weight.buffer, bias.buffer, y.buffer, stats.buffer],
     u(),
     grid(rows, 1),
@@ -124,9 +154,12 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   const out = record(op, [x, weight, bias], y, [x, weight, stats], (g, [sx, sw, st], acc) => {
     const dx = Tensor.empty(x.shape, x.dtype);
     const res = acc.take(0);
-    const src = res ? withResidualStore(lnBwdDx, 5, "dx", "base + i") : lnBwdDx;
+    const src = () => {
+      const s = withHeader(LN_DX, lnBwdDx, wgSumSrc);
+      return res ? withResidualStore(s, 5, "dx", "base + i") : s;
+    };
     r.dispatch(
-      specKernel(`norm:lnBwdDx|${res !== null}`, wgSumSrc + src, x.dtype, { WG: wg }),
+      specKernel(`norm:lnBwdDx|${res !== null}`, src, x.dtype, { WG: wg }),
       [sx.buffer, sw.buffer, g.buffer, st.buffer, dx.buffer, ...(res ? [res.buffer] : [])],
       u(),
       grid(rows, 1),
@@ -134,7 +167,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
     if (!weight.requiresGrad && !bias.requiresGrad) return [dx, null, null];
     const dw = Tensor.empty(weight.shape, x.dtype), db = Tensor.empty(bias.shape, x.dtype);
     r.dispatch(
-      specKernel("norm:lnBwdWb", lnBwdWb, x.dtype, { WG: 64 }),
+      specKernel("norm:lnBwdWb", () => withHeader(LN_WB, lnBwdWb), x.dtype, { WG: 64 }),
       [sx.buffer, g.buffer, st.buffer, dw.buffer, db.buffer],
       u(),
       [Math.ceil(c / 64)],
