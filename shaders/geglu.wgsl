@@ -1,27 +1,15 @@
 // GEGLU: x [..., 2F] -> out [..., F] = a * gelu(gate), with a = x[..., :F], gate = x[..., F:]
 // (diffusers' GEGLU: `hidden, gate = proj(x).chunk(2, -1); hidden * gelu(gate)`, exact erf GELU).
 // The backward entry writes dx [..., 2F] from g [..., F].
-struct Params {
-  rows: u32,
-  F: u32,
-  backward: u32,
-  pad0: u32,
-}
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read> g: array<T>;
-@group(0) @binding(2) var<storage, read_write> out: array<T>;
-@group(0) @binding(3) var<uniform> p: Params;
 
 // The normal CDF Phi(z) = 0.5 * erfc(-z / sqrt(2)), with erfc from Numerical Recipes' Chebyshev
-// fit (relative error under 1.2e-7 for all arguments). Taking erfc of |z| / sqrt(2) and
+// fit (erfc_fit.wgsl, relative error under 1.2e-7 for all arguments). Taking erfc of |z| / sqrt(2) and
 // reflecting keeps the result relative-accurate for negative z: 1 + erf(z / sqrt(2)) would cancel
 // down to a few bits there (GELU 4.5e-7 off at z = -5.8, where the true value is 1e-8).
 fn phi(z: f32) -> f32 {
   let a = abs(z) * 0.7071067811865476;
   let t = 1.0 / (1.0 + 0.5 * a);
-  let tail = 0.5 * t * exp(-a * a - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
-    t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
-    t * (-0.82215223 + t * 0.17087277)))))))));
+  let tail = 0.5 * t * erfcFit(a, t);
   return select(1.0 - tail, tail, z < 0.0);
 }
 

@@ -1,28 +1,16 @@
 // Elementwise unary op (forward) or its backward (out = g * f'(x)), chosen by the expression
 // substituted for each variant. TO is the output type (differs from T only for casts). `x` is the input value, `g` the upstream gradient.
-struct Params {
-  n: u32,
-  alpha: f32,
-  beta: f32,
-  pad0: u32,
-}
-@group(0) @binding(0) var<storage, read> xs: array<T>;
-@group(0) @binding(1) var<storage, read> gs: array<T>;
-@group(0) @binding(2) var<storage, read_write> out: array<TO>;
-@group(0) @binding(3) var<uniform> p: Params;
 
 const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
 const INV_SQRT_2: f32 = 0.7071067811865476;
 
 // erf via Abramowitz-Stegun 7.1.26 is too coarse (1.5e-7 abs but poor relative); use a
-// rational approximation good to ~1e-7 absolute, which f32 GELU needs.
+// rational approximation good to ~1e-7 absolute, which f32 GELU needs (erfcFit, erfc_fit.wgsl).
 fn erf_f(v: f32) -> f32 {
   let s = sign(v);
   let a = abs(v);
   let t = 1.0 / (1.0 + 0.5 * a);
-  let y = 1.0 - t * exp(-a * a - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
-    t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
-    t * (-0.82215223 + t * 0.17087277)))))))));
+  let y = 1.0 - t * erfcFit(a, t);
   return s * y;
 }
 fn sigmoid_f(v: f32) -> f32 {

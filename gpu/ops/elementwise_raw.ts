@@ -6,9 +6,12 @@
  */
 import binarySrc from "../../shaders/binary.wgsl" with { type: "text" };
 import unarySrc from "../../shaders/unary.wgsl" with { type: "text" };
+import erfcSrc from "../../shaders/erfc_fit.wgsl" with { type: "text" };
+import stridedSrc from "../../shaders/strided.wgsl" with { type: "text" };
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
-import { grid, pack8, specialize } from "../wgsl.ts";
+import { type KernelHeader, withHeader } from "../kernel_header.ts";
+import { grid, PACK8, pack8, specialize } from "../wgsl.ts";
 import { broadcastShapes, check, sameDtype, stridesOf } from "./check.ts";
 
 const WG = 256;
@@ -47,6 +50,15 @@ function broadcastStrides(inShape: number[], outShape: number[]): number[] {
   });
 }
 
+const BINARY: KernelHeader = {
+  bindings: "a b: T; out: rw T",
+  params: `n rank: u32; alpha: f32; pad0: u32; shape sa sb: ${PACK8}`,
+};
+const UNARY: KernelHeader = {
+  bindings: "xs gs: T; out: rw TO",
+  params: "n: u32; alpha beta: f32; pad0: u32",
+};
+
 export function binaryRaw(op: BinOp, a: Tensor, b: Tensor, alpha = 1): Tensor {
   sameDtype(op, a, b);
   const shape = broadcastShapes(op, a.shape, b.shape);
@@ -59,7 +71,10 @@ export function binaryRaw(op: BinOp, a: Tensor, b: Tensor, alpha = 1): Tensor {
     .u(...pack8(broadcastStrides(b.shape, shape)));
   const kernel = rt().kernel(
     `binary|${op}|${a.dtype}`,
-    () => specialize(binarySrc.replaceAll("OPX", BIN_EXPR[op]), a.dtype, { WG }),
+    () => {
+      const body = binarySrc.replaceAll("OPX", BIN_EXPR[op]);
+      return specialize(withHeader(BINARY, body, stridedSrc), a.dtype, { WG });
+    },
   );
   rt().dispatch(kernel, [a.buffer, b.buffer, out.buffer], u, grid(n, WG));
   return out;
@@ -125,7 +140,7 @@ export function unaryRaw(
   const kernel = rt().kernel(`unary|${x.dtype}|${outDtype}|${expr}`, () => {
     // TO is the output element type; it differs from T only for casts.
     const code = specialize(
-      `alias TO = ${outDtype};\n` + unarySrc.replaceAll("OPX", expr),
+      `alias TO = ${outDtype};\n` + withHeader(UNARY, unarySrc.replaceAll("OPX", expr), erfcSrc),
       x.dtype,
       {
         WG,

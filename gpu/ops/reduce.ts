@@ -4,14 +4,23 @@
  * @module
  */
 import reduceSrc from "../../shaders/reduce_to.wgsl" with { type: "text" };
+import stridedSrc from "../../shaders/strided.wgsl" with { type: "text" };
+import wgSumSrc from "../../shaders/wg_sum.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
-import { grid, pack8, specKernel } from "../wgsl.ts";
+import { type KernelHeader, withHeader } from "../kernel_header.ts";
+import { grid, PACK8, pack8, specKernel } from "../wgsl.ts";
 import { check, stridesOf } from "./check.ts";
 import { binaryRaw } from "./elementwise_raw.ts";
 
 const WG = 256;
+/** Kept dims (output order): sizes and input strides; reduced dims: sizes and input strides. */
+const REDUCE: KernelHeader = {
+  bindings: "x: T; out: rw T",
+  params: `nOut nRed rank: u32; scale: f32; keepShape keepStride redShape redStride: ${PACK8}; ` +
+    "nKeep nRedDims pad0 pad1: u32",
+};
 
 /** Sum `x` over `axes` (kept as size-1 when `keepDims`), times `factor`. No autograd. */
 export function reduceRaw(x: Tensor, axes: number[], factor = 1, keepDims = false): Tensor {
@@ -32,10 +41,17 @@ export function reduceRaw(x: Tensor, axes: number[], factor = 1, keepDims = fals
     .u(...pack8(keepShape), ...pack8(keepStride), ...pack8(redShape), ...pack8(redStride))
     .u(keepShape.length, redShape.length, 0, 0);
   const [gx, gy] = grid(nOut, 1);
-  rt().dispatch(specKernel("reduce_to", reduceSrc, x.dtype, { WG }), [x.buffer, out.buffer], u, [
-    gx,
-    gy,
-  ]);
+  rt().dispatch(
+    specKernel("reduce_to", () => withHeader(REDUCE, reduceSrc, stridedSrc, wgSumSrc), x.dtype, {
+      WG,
+    }),
+    [x.buffer, out.buffer],
+    u,
+    [
+      gx,
+      gy,
+    ],
+  );
   return out;
 }
 

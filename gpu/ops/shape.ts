@@ -5,13 +5,19 @@
  * @module
  */
 import permuteSrc from "../../shaders/permute.wgsl" with { type: "text" };
+import stridedSrc from "../../shaders/strided.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { numel, Tensor } from "../tensor.ts";
-import { grid, pack8, specKernel } from "../wgsl.ts";
+import { type KernelHeader, withHeader } from "../kernel_header.ts";
+import { grid, PACK8, pack8, specKernel } from "../wgsl.ts";
 import { check, fmt, stridesOf } from "./check.ts";
 
 const WG = 256;
+const PERMUTE: KernelHeader = {
+  bindings: "x: T; out: rw T",
+  params: `n rank pad0 pad1: u32; outShape inStride: ${PACK8}`,
+};
 
 /** Same data, new shape (one dimension may be -1). */
 export function reshape(x: Tensor, shape: number[]): Tensor {
@@ -35,7 +41,9 @@ function permuteRaw(x: Tensor, perm: number[]): Tensor {
   const u = uniforms().u(n, perm.length, 0, 0).u(...pack8(outShape))
     .u(...pack8(perm.map((p) => inStrides[p])));
   rt().dispatch(
-    specKernel("shape:permuteSrc", permuteSrc, x.dtype, { WG }),
+    specKernel("shape:permuteSrc", () => withHeader(PERMUTE, permuteSrc, stridedSrc), x.dtype, {
+      WG,
+    }),
     [x.buffer, out.buffer],
     u,
     grid(n, WG),
