@@ -74,6 +74,14 @@ export function withHeader(h: KernelHeader, body: string, ...helpers: string[]):
 }
 
 /**
+ * A builder of `withHeader(h, body, ...helpers)` for `specKernel`, which calls it only when the
+ * kernel is first looked up; made once per kernel at module level.
+ */
+export function headed(h: KernelHeader, body: string, ...helpers: string[]): () => string {
+  return () => withHeader(h, body, ...helpers);
+}
+
+/**
  * For files whose entry points each declare their own bindings: every line `// @header NAME` of
  * `body` is replaced by `headers[NAME]` (the bindings must sit right before their entry point,
  * see `bindingKinds`). Throws for a marker without a header or a header without a marker.

@@ -4,19 +4,6 @@
 //           gradient of slice/concat as a zero-padded window; off may be negative)
 //   place:  dst[o][d + off][i] = src[o][d][i], elements of dst outside the window untouched
 //           (writes one input of a concat into its place)
-struct Params {
-  n: u32,
-  inner: u32,
-  sLen: u32,
-  dLen: u32,
-  off: i32,
-  p0: u32,
-  p1: u32,
-  p2: u32,
-}
-@group(0) @binding(0) var<storage, read> src: array<T>;
-@group(0) @binding(1) var<storage, read_write> dst: array<T>;
-@group(0) @binding(2) var<uniform> p: Params;
 
 @compute @workgroup_size(WG)
 fn window(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

@@ -1,16 +1,6 @@
 // Embedding backward as a scatter-add without float atomics: the host groups token positions by
 // id (CSR: for unique id u, positions pos[start[u]..start[u+1]]), and one thread per (u, c) sums
 // the rows of g and writes dweight[id[u], c]. dweight is zero-filled beforehand.
-struct Params {
-  nUnique: u32,
-  C: u32,
-  pad0: u32,
-  pad1: u32,
-}
-@group(0) @binding(0) var<storage, read> g: array<T>;
-@group(0) @binding(1) var<storage, read> csr: array<u32>;  // [ids(nU), start(nU+1), positions]
-@group(0) @binding(2) var<storage, read_write> dw: array<T>;
-@group(0) @binding(3) var<uniform> p: Params;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

@@ -2,15 +2,6 @@
 // (the first such, by row) is made positive, and the matching row of Vt [cols, n] flips with it.
 // `colsign` writes sign[j] in {-1, 1} (one workgroup per column); `flip` scales a matrix by it,
 // per column (mode 0, U) or per row (mode 1, Vt).
-struct Params {
-  rows: u32,
-  cols: u32,
-  n: u32,
-  mode: u32,
-}
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> sgn: array<f32>;
-@group(0) @binding(2) var<uniform> p: Params;
 
 var<workgroup> best_abs: array<f32, WG>;
 var<workgroup> best_row: array<u32, WG>;

@@ -5,19 +5,6 @@
 //   grad:   out[q][y][x] = sum of src[q][i][j] over the output pixels (i, j) that read input pixel
 //           (y, x): i in [ceil(y * oh / h), ceil((y + 1) * oh / h)), j likewise; one invocation
 //           per input element gathers them, so no two invocations write one element.
-struct Params {
-  n: u32,
-  h: u32,
-  w: u32,
-  oh: u32,
-  ow: u32,
-  p0: u32,
-  p1: u32,
-  p2: u32,
-}
-@group(0) @binding(0) var<storage, read> src: array<T>;
-@group(0) @binding(1) var<storage, read_write> out: array<T>;
-@group(0) @binding(2) var<uniform> p: Params;
 
 @compute @workgroup_size(WG)
 fn resize(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

@@ -1,15 +1,6 @@
 // Softmax over the last axis: one invocation per row of N elements (three passes: max, sum of
 // exp(x - max), write), f32 arithmetic. No workgroup memory or barriers: on lavapipe a barrier
 // is a coroutine switch, and rows (77 to 4096 wide) are many.
-struct Params {
-  rows: u32,
-  n: u32,
-  pad0: u32,
-  pad1: u32,
-}
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read_write> y: array<T>;
-@group(0) @binding(2) var<uniform> p: Params;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

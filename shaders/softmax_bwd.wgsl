@@ -1,14 +1,4 @@
 // Softmax backward over the last axis: dx = y * (g - sum(g * y)), one invocation per row, f32.
-struct Params {
-  rows: u32,
-  n: u32,
-  pad0: u32,
-  pad1: u32,
-}
-@group(0) @binding(0) var<storage, read> y: array<T>;
-@group(0) @binding(1) var<storage, read> g: array<T>;
-@group(0) @binding(2) var<storage, read_write> dx: array<T>;
-@group(0) @binding(3) var<uniform> p: Params;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

@@ -10,10 +10,19 @@ import signSrc from "../../shaders/linalg_sign.wgsl" with { type: "text" };
 import flipSrc from "../../shaders/linalg_flip.wgsl" with { type: "text" };
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
+import { headed } from "../kernel_header.ts";
 import { grid, specKernel } from "../wgsl.ts";
 import { check, fmt } from "../ops/check.ts";
 
 const WG = 256;
+const SIGN = headed(
+  { bindings: "src: f32; sgn: rw f32", params: "rows cols n mode: u32" },
+  signSrc,
+);
+const FLIP = headed(
+  { bindings: "src sgn: f32; dst: rw f32", params: "rows cols n mode: u32" },
+  flipSrc,
+);
 
 /**
  * Host variant on float64 rows: `u` holds k left vectors as rows of length m, `v` k right vectors
@@ -55,12 +64,12 @@ export function svdSignCanonical(U: Tensor, Vt: Tensor): { U: Tensor; Vt: Tensor
   const sign = Tensor.empty([k]);
   const r = rt();
   r.dispatch(
-    specKernel("linalg_sign", signSrc, "f32", { WG }, "colsign"),
+    specKernel("linalg_sign", SIGN, "f32", { WG }, "colsign"),
     [U.buffer, sign.buffer],
     uniforms().u(m, k, 0, 0),
     [k],
   );
-  const flip = specKernel("linalg_flip", flipSrc, "f32", { WG });
+  const flip = specKernel("linalg_flip", FLIP, "f32", { WG });
   const u2 = Tensor.empty([m, k]), v2 = Tensor.empty([k, n]);
   r.dispatch(
     flip,

@@ -9,10 +9,15 @@ import concatSrc from "../../shaders/concat.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
+import { headed } from "../kernel_header.ts";
 import { grid, specKernel } from "../wgsl.ts";
 import { check, fmt } from "./check.ts";
 
 const WG = 256;
+const CONCAT = headed(
+  { bindings: "src: T; dst: rw T", params: "n inner sLen dLen: u32; off: i32; p0 p1 p2: u32" },
+  concatSrc,
+);
 
 function prod(xs: number[]): number {
   return xs.reduce((a, b) => a * b, 1);
@@ -41,7 +46,7 @@ function windowRaw(src: Tensor, axis: number, dLen: number, off: number): Tensor
   if (n === 0) return out;
   const inner = prod(src.shape.slice(axis + 1));
   const u = uniforms().u(n, inner, src.shape[axis], dLen).i(off).u(0, 0, 0);
-  const pipe = specKernel("concat:concatSrc", concatSrc, src.dtype, { WG }, "window");
+  const pipe = specKernel("concat:concatSrc", CONCAT, src.dtype, { WG }, "window");
   rt().dispatch(pipe, [src.buffer, out.buffer], u, grid(n, WG));
   return out;
 }
@@ -65,7 +70,7 @@ export function concatRaw(tensors: Tensor[], axis: number): Tensor {
   shape[a] = tensors.reduce((s, t) => s + t.shape[a], 0);
   const out = Tensor.empty(shape, first.dtype);
   const inner = prod(shape.slice(a + 1));
-  const pipe = specKernel("concat:concatSrc", concatSrc, first.dtype, { WG }, "place");
+  const pipe = specKernel("concat:concatSrc", CONCAT, first.dtype, { WG }, "place");
   let off = 0;
   for (const t of tensors) {
     const n = t.size;

@@ -10,10 +10,24 @@ import fillSrc from "../../shaders/fill.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { type DType, Storage, Tensor } from "../tensor.ts";
+import { headed } from "../kernel_header.ts";
 import { grid, specKernel } from "../wgsl.ts";
 import { check, fmt } from "./check.ts";
 
 const WG = 256;
+const FILL = headed(
+  { bindings: "out: rw T", params: "n: u32; value: f32; pad0 pad1: u32" },
+  fillSrc,
+);
+const EMB = headed(
+  { bindings: "weight: T; ids: u32; out: rw T", params: "nTok C V pad0: u32" },
+  embSrc,
+);
+// csr: [ids(nU), start(nU+1), positions]
+const EMB_BWD = headed(
+  { bindings: "g: T; csr: u32; dw: rw T", params: "nUnique C pad0 pad1: u32" },
+  embBwdSrc,
+);
 
 /** A pooled buffer holding u32 data (ids, index tables); released by the caller. */
 function uploadU32(data: Uint32Array<ArrayBuffer>): Storage {
@@ -29,7 +43,7 @@ export function fill(shape: number[], value: number, dtype: DType = "f32"): Tens
   const n = t.size;
   if (n > 0) {
     rt().dispatch(
-      specKernel("embedding:fillSrc", fillSrc, dtype, { WG }),
+      specKernel("embedding:fillSrc", FILL, dtype, { WG }),
       [t.buffer],
       uniforms().u(n).f(value).u(0, 0),
       grid(n, WG),
@@ -58,7 +72,7 @@ export function embedding(weight: Tensor, ids: Int32Array | number[], idsShape?:
   const idBuf = uploadU32(Uint32Array.from(ids));
   const out = Tensor.empty([...shape, c], weight.dtype);
   rt().dispatch(
-    specKernel("embedding:embSrc", embSrc, weight.dtype, { WG }),
+    specKernel("embedding:embSrc", EMB, weight.dtype, { WG }),
     [weight.buffer, idBuf.buffer, out.buffer],
     uniforms().u(ids.length, c, v, 0),
     grid(ids.length * c, WG),
@@ -84,7 +98,7 @@ export function embedding(weight: Tensor, ids: Int32Array | number[], idsShape?:
     const csrBuf = uploadU32(csr);
     const dw = fill([v, c], 0, weight.dtype);
     rt().dispatch(
-      specKernel("embedding:embBwdSrc", embBwdSrc, weight.dtype, { WG }),
+      specKernel("embedding:embBwdSrc", EMB_BWD, weight.dtype, { WG }),
       [g.buffer, csrBuf.buffer, dw.buffer],
       uniforms().u(uniq.length, c, 0, 0),
       grid(uniq.length * c, WG),

@@ -10,10 +10,15 @@ import resizeSrc from "../../shaders/resize_nearest.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
+import { headed } from "../kernel_header.ts";
 import { grid, specKernel } from "../wgsl.ts";
 import { check, fmt } from "./check.ts";
 
 const WG = 256;
+const RESIZE = headed(
+  { bindings: "src: T; out: rw T", params: "n h w oh ow p0 p1 p2: u32" },
+  resizeSrc,
+);
 
 /**
  * One pass: "resize" writes `outShape` from src; "grad" writes the input's gradient `outShape`
@@ -28,7 +33,7 @@ function run(
   const out = Tensor.empty(outShape, src.dtype);
   const n = out.size;
   if (n === 0) return out;
-  const pipe = specKernel("resize_nearest", resizeSrc, src.dtype, { WG }, entry);
+  const pipe = specKernel("resize_nearest", RESIZE, src.dtype, { WG }, entry);
   rt().dispatch(
     pipe,
     [src.buffer, out.buffer],

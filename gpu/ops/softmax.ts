@@ -9,11 +9,15 @@ import bwdSrc from "../../shaders/softmax_bwd.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
+import { headed } from "../kernel_header.ts";
 import { grid, specKernel } from "../wgsl.ts";
 import { check, fmt } from "./check.ts";
 
 /** Rows per workgroup (one invocation per row). */
 const WG = 64;
+const ROWS = "rows n pad0 pad1: u32";
+const FWD = headed({ bindings: "x: T; y: rw T", params: ROWS }, fwdSrc);
+const BWD = headed({ bindings: "y g: T; dx: rw T", params: ROWS }, bwdSrc);
 
 function rowsOf(x: Tensor): [number, number] {
   const n = x.shape[x.rank - 1];
@@ -25,7 +29,7 @@ export function softmaxRaw(x: Tensor): Tensor {
   const [rows, n] = rowsOf(x);
   const y = Tensor.empty(x.shape.slice(), x.dtype);
   rt().dispatch(
-    specKernel("softmax:fwd", fwdSrc, x.dtype, { WG }),
+    specKernel("softmax:fwd", FWD, x.dtype, { WG }),
     [x.buffer, y.buffer],
     uniforms().u(rows, n, 0, 0),
     grid(rows, WG),
@@ -43,7 +47,7 @@ export function softmaxBackwardRaw(y: Tensor, g: Tensor): Tensor {
   const [rows, n] = rowsOf(y);
   const dx = Tensor.empty(y.shape.slice(), y.dtype);
   rt().dispatch(
-    specKernel("softmax:bwd", bwdSrc, y.dtype, { WG }),
+    specKernel("softmax:bwd", BWD, y.dtype, { WG }),
     [y.buffer, g.buffer, dx.buffer],
     uniforms().u(rows, n, 0, 0),
     grid(rows, WG),
