@@ -9,10 +9,10 @@ import { loadCheckpoint } from "../core/io/checkpoint.ts";
 import { extractLoraFromModels } from "../core/lora/extract.ts";
 import type { Precision } from "../core/lora/svd_ops.ts";
 import {
+  addPrecisionFlags,
   DEVICE_HELP,
   makeParser,
   type Parser,
-  PRECISIONS,
   progress,
   runTool,
   SAFETENSORS_ONLY,
@@ -53,12 +53,7 @@ function buildParser(): Parser {
     default: null,
     help: "record the LoRA as made for v-prediction (default: same as --v2)",
   });
-  p.add_argument("--save_precision", {
-    type: "str",
-    default: null,
-    choices: PRECISIONS,
-    help: "precision of the saved file (default float)",
-  });
+  addPrecisionFlags(p);
   p.add_argument("--model_org", {
     type: "str",
     required: true,

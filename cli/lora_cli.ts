@@ -1,7 +1,8 @@
 /**
  * What the LoRA file tools' command lines share: an argparse parser that returns instead of
- * exiting, kohya's common flags (`--device`, precisions), the `.safetensors`-only output rule,
- * a progress line per module on stderr, and error reporting.
+ * exiting (resize_images_to_resolution uses it too), kohya's common flags (`--device`,
+ * precisions, output and input files, ranks), the `.safetensors`-only output rule, a progress
+ * line per module on stderr, and error reporting.
  *
  * @module
  */
@@ -41,6 +42,50 @@ export const DEVICE_HELP =
 
 /** Help text for the precision flags. */
 export const PRECISIONS = ["float", "fp16", "bf16"];
+
+/**
+ * `--save_precision`, and with `precisionHelp` also `--precision` (the arithmetic's, default
+ * float), which is then `--save_precision`'s default; without it the saved file defaults to float.
+ */
+export function addPrecisionFlags(p: Parser, precisionHelp?: string): void {
+  p.add_argument("--save_precision", {
+    type: "str",
+    default: null,
+    choices: PRECISIONS,
+    help: precisionHelp === undefined
+      ? "precision of the saved file (default float)"
+      : "precision of the saved file; default: --precision",
+  });
+  if (precisionHelp === undefined) return;
+  p.add_argument("--precision", {
+    type: "str",
+    default: "float",
+    choices: PRECISIONS,
+    help: precisionHelp,
+  });
+}
+
+/** `--save_to` (the output file), then the merge tools' `--models` and `--ratios`. */
+export function addMergeFileFlags(p: Parser): void {
+  p.add_argument("--save_to", { type: "str", default: null, help: "output .safetensors file" });
+  p.add_argument("--models", { type: "str", nargs: "*", help: "LoRA files (.safetensors)" });
+  p.add_argument("--ratios", { type: "float", nargs: "*", help: "one ratio per LoRA file" });
+}
+
+/** `--new_rank` (default 4) and `--new_conv_rank` (default: --new_rank). */
+export function addNewRankFlags(p: Parser, newRankHelp: string): void {
+  p.add_argument("--new_rank", { type: "int", default: 4, help: newRankHelp });
+  p.add_argument("--new_conv_rank", {
+    type: "int",
+    default: null,
+    help: "rank of 3x3 conv modules; default: --new_rank",
+  });
+}
+
+/** A tool's rank counts (rank -> modules) as `"<n> x rank <k>"` by rank, e.g. for its summary. */
+export function rankCounts(ranks: Map<number, number>): string {
+  return [...ranks].sort((x, y) => x[0] - y[0]).map(([k, n]) => `${n} x rank ${k}`).join(", ");
+}
 
 /** The sentence each tool's description ends with about outputs. */
 export const SAFETENSORS_ONLY =
@@ -104,13 +149,15 @@ export function progress(done: number, total: number, what: string): void {
 }
 
 /**
- * Parse, run, and map errors to exit codes (2: bad flags; 1: a LorakitError or an OS refusal;
- * 70: an internal error), printed as one line unless debug mode asks for the stack.
+ * Parse, run, and map errors to exit codes (2: bad flags; `failureCode`, default 1: a
+ * LorakitError or an OS refusal; 70: an internal error), printed as one line unless debug mode
+ * asks for the stack.
  */
 export async function runTool<A>(
   parser: Parser,
   args: string[],
   run: (a: A) => Promise<number>,
+  failureCode?: number,
 ): Promise<number> {
   let a: A;
   try {
@@ -122,7 +169,7 @@ export async function runTool<A>(
   try {
     return await run(a);
   } catch (e) {
-    return reportFailure(e);
+    return reportFailure(e, failureCode);
   }
 }
 

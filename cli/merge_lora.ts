@@ -9,10 +9,11 @@ import { mergeLoraFiles } from "../core/lora/merge.ts";
 import { mergeIntoCheckpoint } from "../core/lora/merge_model.ts";
 import type { Precision } from "../core/lora/svd_ops.ts";
 import {
+  addMergeFileFlags,
+  addPrecisionFlags,
   DEVICE_HELP,
   makeParser,
   type Parser,
-  PRECISIONS,
   progress,
   runTool,
   SAFETENSORS_ONLY,
@@ -46,27 +47,14 @@ interface Args {
 function buildParser(): Parser {
   const p = makeParser("merge_lora", DESCRIPTION);
   p.add_argument("--v2", { action: "store_true", help: "the checkpoint is SD 2.x" });
-  p.add_argument("--save_precision", {
-    type: "str",
-    default: null,
-    choices: PRECISIONS,
-    help: "precision of the saved file; default: --precision",
-  });
-  p.add_argument("--precision", {
-    type: "str",
-    default: "float",
-    choices: PRECISIONS,
-    help: "precision of the merge arithmetic (float is recommended; default float)",
-  });
+  addPrecisionFlags(p, "precision of the merge arithmetic (float is recommended; default float)");
   p.add_argument("--sd_model", {
     type: "str",
     default: null,
     help: "checkpoint to merge into (.safetensors, .ckpt or a diffusers folder); omit to merge " +
       "the LoRA files into one LoRA",
   });
-  p.add_argument("--save_to", { type: "str", default: null, help: "output .safetensors file" });
-  p.add_argument("--models", { type: "str", nargs: "*", help: "LoRA files (.safetensors)" });
-  p.add_argument("--ratios", { type: "float", nargs: "*", help: "one ratio per LoRA file" });
+  addMergeFileFlags(p);
   p.add_argument("--no_metadata", {
     action: "store_true",
     help: "do not write modelspec.* metadata (the minimum ss_* keys of a LoRA are always written)",

@@ -7,7 +7,6 @@
  *
  * @module
  */
-import { ArgumentParser } from "../core/deps/argparse.ts";
 import { LorakitError } from "../core/errors.ts";
 import { readImage } from "../core/image/decode.ts";
 import { encodeJpeg, encodePng } from "../core/image/encode.ts";
@@ -31,7 +30,7 @@ import {
 import { NoGpuError } from "../gpu/device.ts";
 import { resampleGpu } from "../gpu/ops/resample.ts";
 import { initGpu } from "../gpu/runtime.ts";
-import { reportFailure } from "./report.ts";
+import { makeParser, type Parser, runTool } from "./lora_cli.ts";
 
 /** Extensions kohya treats as images (matched case-sensitively, as its `str.endswith` does). */
 const IMAGE_EXTS = [".png", ".jpg", ".jpeg", ".webp", ".bmp"];
@@ -43,20 +42,6 @@ const DESCRIPTION =
   "a JPEG's EXIF orientation is applied first, because the written files carry no EXIF and " +
   "would otherwise show sideways. Unreadable images are reported and skipped; the exit code is " +
   "then 1.";
-
-/** Thrown instead of calling process.exit, so `main` can return the code. */
-class ParserExit {
-  constructor(readonly status: number) {}
-}
-
-/** The part of the (untyped) argparse port this tool uses. */
-interface Parser {
-  add_argument(name: string, options: Record<string, unknown>): unknown;
-  parse_args(args: string[]): unknown;
-  exit(status?: number, message?: string): never;
-}
-
-const ParserClass = ArgumentParser as unknown as new (options: Record<string, unknown>) => Parser;
 
 interface Args {
   src_img_folder: string;
@@ -70,15 +55,7 @@ interface Args {
 }
 
 function buildParser(): Parser {
-  const p = new ParserClass({
-    prog: "lorakit resize_images_to_resolution",
-    description: DESCRIPTION,
-  });
-  // argparse ends the process on --help and on bad flags; throw instead so main() returns a code.
-  p.exit = (status = 0, message?: string): never => {
-    if (message) Deno.stderr.writeSync(new TextEncoder().encode(message));
-    throw new ParserExit(status);
-  };
+  const p = makeParser("resize_images_to_resolution", DESCRIPTION);
   p.add_argument("src_img_folder", { type: "str", help: "folder with the source images" });
   p.add_argument("dst_img_folder", { type: "str", help: "folder for the results (created)" });
   p.add_argument("--max_resolution", {
@@ -172,20 +149,9 @@ async function fit(
 }
 
 /** Run the tool with command-line `args` (without the tool name); resolves to the exit code. */
-export async function main(args: string[]): Promise<number> {
-  let a: Args;
-  try {
-    a = buildParser().parse_args(args) as Args;
-  } catch (e) {
-    if (e instanceof ParserExit) return e.status;
-    throw e;
-  }
-  try {
-    return await run(a);
-  } catch (e) {
-    // 1 already means "some images were skipped", so a failure of the whole run is 2.
-    return reportFailure(e, 2);
-  }
+export function main(args: string[]): Promise<number> {
+  // 1 already means "some images were skipped", so a failure of the whole run is 2.
+  return runTool<Args>(buildParser(), args, run, 2);
 }
 
 async function run(a: Args): Promise<number> {

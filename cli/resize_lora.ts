@@ -8,11 +8,13 @@ import { pyFloatRepr } from "../core/lora/metadata.ts";
 import { type DynamicMethod, type RankChoice, resizeLora } from "../core/lora/resize.ts";
 import type { Precision } from "../core/lora/svd_ops.ts";
 import {
+  addNewRankFlags,
+  addPrecisionFlags,
   DEVICE_HELP,
   makeParser,
   type Parser,
-  PRECISIONS,
   progress,
+  rankCounts,
   runTool,
   SAFETENSORS_ONLY,
   seconds,
@@ -44,22 +46,8 @@ interface Args {
 
 function buildParser(): Parser {
   const p = makeParser("resize_lora", DESCRIPTION);
-  p.add_argument("--save_precision", {
-    type: "str",
-    default: null,
-    choices: PRECISIONS,
-    help: "precision of the saved file (default float)",
-  });
-  p.add_argument("--new_rank", {
-    type: "int",
-    default: 4,
-    help: "rank of the output; the cap with --dynamic_method (default 4)",
-  });
-  p.add_argument("--new_conv_rank", {
-    type: "int",
-    default: null,
-    help: "rank of 3x3 conv modules; default: --new_rank",
-  });
+  addPrecisionFlags(p);
+  addNewRankFlags(p, "rank of the output; the cap with --dynamic_method (default 4)");
   p.add_argument("--save_to", { type: "str", default: null, help: "output .safetensors file" });
   p.add_argument("--model", { type: "str", default: null, help: "LoRA file to resize" });
   p.add_argument("--device", { type: "str", default: null, help: DEVICE_HELP });
@@ -122,9 +110,10 @@ async function run(a: Args): Promise<number> {
       `Average Frobenius norm retention: ${pct(r.froMean, 2)} | std: ${r.froStd.toFixed(3)}`,
     );
   }
-  const ranks = [...r.ranks].sort((x, y) => x[0] - y[0]).map(([k, n]) => `${n} x rank ${k}`);
   console.log(
-    `resized ${r.modules} modules from rank ${r.oldRank} (${ranks.join(", ")}); wrote ${saveTo} ` +
+    `resized ${r.modules} modules from rank ${r.oldRank} (${
+      rankCounts(r.ranks)
+    }); wrote ${saveTo} ` +
       `(${seconds(t0)} s)`,
   );
   return 0;

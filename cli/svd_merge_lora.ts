@@ -7,11 +7,14 @@
 import { svdMergeLoraFiles } from "../core/lora/svd_merge.ts";
 import type { Precision } from "../core/lora/svd_ops.ts";
 import {
+  addMergeFileFlags,
+  addNewRankFlags,
+  addPrecisionFlags,
   DEVICE_HELP,
   makeParser,
   type Parser,
-  PRECISIONS,
   progress,
+  rankCounts,
   runTool,
   SAFETENSORS_ONLY,
   seconds,
@@ -39,27 +42,12 @@ interface Args {
 
 function buildParser(): Parser {
   const p = makeParser("svd_merge_lora", DESCRIPTION);
-  p.add_argument("--save_precision", {
-    type: "str",
-    default: null,
-    choices: PRECISIONS,
-    help: "precision of the saved file; default: --precision",
-  });
-  p.add_argument("--precision", {
-    type: "str",
-    default: "float",
-    choices: PRECISIONS,
-    help: "precision of the merge arithmetic (default float; the SVD is always float32)",
-  });
-  p.add_argument("--save_to", { type: "str", default: null, help: "output .safetensors file" });
-  p.add_argument("--models", { type: "str", nargs: "*", help: "LoRA files (.safetensors)" });
-  p.add_argument("--ratios", { type: "float", nargs: "*", help: "one ratio per LoRA file" });
-  p.add_argument("--new_rank", { type: "int", default: 4, help: "rank of the output (default 4)" });
-  p.add_argument("--new_conv_rank", {
-    type: "int",
-    default: null,
-    help: "rank of 3x3 conv modules; default: --new_rank",
-  });
+  addPrecisionFlags(
+    p,
+    "precision of the merge arithmetic (default float; the SVD is always float32)",
+  );
+  addMergeFileFlags(p);
+  addNewRankFlags(p, "rank of the output (default 4)");
   p.add_argument("--device", { type: "str", default: null, help: DEVICE_HELP });
   p.add_argument("--no_metadata", {
     action: "store_true",
@@ -82,12 +70,10 @@ async function run(a: Args): Promise<number> {
     noMetadata: a.no_metadata,
     onProgress: progress,
   });
-  const ranks = [...r.ranks].sort((x, y) => x[0] - y[0]).map(([k, n]) => `${n} x rank ${k}`);
   console.log(
     `svd-merged ${(a.models ?? []).length} file(s) into ${r.modules} modules (${
-      ranks.join(", ")
-    }); ` +
-      `wrote ${saveTo} (${seconds(t0)} s)`,
+      rankCounts(r.ranks)
+    }); wrote ${saveTo} (${seconds(t0)} s)`,
   );
   return 0;
 }
