@@ -16,8 +16,8 @@ import { vaeKeyToDiffusers, vaeKeyToLdm } from "../core/io/keymap_vae.ts";
 import { clipKeyToHf, hfToOpenClip, openClipKeyToHf } from "../core/io/keymap_text.ts";
 import { openSafetensors, writeSafetensors } from "../core/io/safetensors.ts";
 import type { HostTensor, TensorInfo, TensorSource } from "../core/io/tensor_source.ts";
-import type { SDConfig } from "../core/models/config.ts";
-import { expectedTensors } from "../core/models/config_keys.ts";
+import type { SDConfig } from "../core/model_config/config.ts";
+import { expectedTensors } from "../core/model_config/keys.ts";
 import { LorakitError } from "../core/errors.ts";
 
 const SD_LAYOUT = { layersPerBlock: 2, upHasAttention: [false, true, true, true] };

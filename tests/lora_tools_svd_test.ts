@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { loadCheckpoint, loadLdmSource } from "../core/io/checkpoint.ts";
 import { openSafetensors } from "../core/io/safetensors.ts";
 import type { TensorSource } from "../core/io/tensor_source.ts";
-import { parseLdmYaml } from "../core/models/config_hints.ts";
+import { parseLdmYaml } from "../core/model_config/hints.ts";
 import { extractLoraFromModels } from "../core/lora/extract.ts";
 import { main as svdMergeCli } from "../cli/svd_merge_lora.ts";
 import { fixture } from "./fixtures.ts";

@@ -10,9 +10,10 @@
  * @module
  */
 import { LorakitError } from "../errors.ts";
-import { type ConfigHints, inferConfig, type SDConfig } from "../models/config.ts";
-import { parseLdmYaml } from "../models/config_hints.ts";
-import { expectedTensors } from "../models/config_keys.ts";
+import type { SDConfig } from "../model_config/config.ts";
+import { type ConfigHints, inferConfig } from "../model_config/infer.ts";
+import { parseLdmYaml } from "../model_config/hints.ts";
+import { expectedTensors } from "../model_config/keys.ts";
 import { openCkpt } from "./ckpt.ts";
 import { type BoundEntry, isDiffusersFolder, openDiffusersFolder } from "./diffusers_folder.ts";
 import { baseName, dirName, exists, joinPath, readText } from "./fs.ts";
@@ -200,7 +201,7 @@ export async function yamlBeside(path: string): Promise<string | undefined> {
 /**
  * Opens an SD 1.x/2.x checkpoint: an LDM `.safetensors`, an LDM `.ckpt` (read without executing
  * pickle code) or a diffusers folder. The architecture is inferred from the weights; see
- * `core/models/config.ts` for what comes from options, the yaml or the config files.
+ * `core/model_config/infer.ts` for what comes from options, the yaml or the config files.
  */
 export async function loadCheckpoint(
   path: string,

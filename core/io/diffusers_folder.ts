@@ -3,7 +3,7 @@
  * tensors in the internal naming: the folder's own module names, prefixed by part. Weights are
  * read from `diffusion_pytorch_model.safetensors` (or `.bin`, a PyTorch pickle read without
  * executing code) and `model.safetensors` (or `pytorch_model.bin`); the `config.json` files
- * become hints that `core/models/config.ts` checks against the weights.
+ * become hints that `core/model_config/infer.ts` checks against the weights.
  *
  * VAE attention names of diffusers < 0.17 (`query`, `key`, `value`, `proj_attn`) are renamed to
  * the 0.17+ names lorakit uses, as diffusers itself does when it loads such a folder.
@@ -11,8 +11,8 @@
  * @module
  */
 import { LorakitError } from "../errors.ts";
-import type { DiffusersHints, JsonConfig } from "../models/config_hints.ts";
-import { parseJsonConfig } from "../models/config_hints.ts";
+import type { DiffusersHints, JsonConfig } from "../model_config/hints.ts";
+import { parseJsonConfig } from "../model_config/hints.ts";
 import { openCkpt } from "./ckpt.ts";
 import { exists, isDirectory, joinPath, readText } from "./fs.ts";
 import { INTERNAL_PREFIX } from "./keymap_ldm.ts";

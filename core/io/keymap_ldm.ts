@@ -9,7 +9,7 @@
  * @module
  */
 import { LorakitError } from "../errors.ts";
-import type { SDConfig } from "../models/config.ts";
+import type { SDConfig } from "../model_config/config.ts";
 import type { TensorInfo } from "./tensor_source.ts";
 import { elementCount, type MapEntry, shapeText } from "./keymap_types.ts";
 import { inferUnetLayersPerBlock, unetKeyToDiffusers, unetKeyToLdm } from "./keymap_unet.ts";

@@ -10,7 +10,7 @@
 import { add, attention, embedding, gelu, quickGelu, scope, type Tensor } from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
 import { stitchRows, WINDOW_LENGTH, type WindowedIds } from "../text/token_windows.ts";
-import type { TextEncoderConfig } from "./config.ts";
+import type { TextEncoderConfig } from "../model_config/config.ts";
 import { gatherRows } from "./ops.ts";
 import {
   type LayerModule,

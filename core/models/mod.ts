@@ -4,7 +4,7 @@
  *
  * @module
  */
-export type { SDConfig, TextEncoderConfig, UNetConfig, VAEConfig } from "./config.ts";
+export type { SDConfig, TextEncoderConfig, UNetConfig, VAEConfig } from "../model_config/config.ts";
 export { type ClipForwardOptions, ClipTextEncoder } from "./clip.ts";
 export { UNet2DConditionModel } from "./unet.ts";
 export { AutoencoderKL, type LatentDistribution } from "./vae.ts";

@@ -10,7 +10,7 @@ import { LorakitError } from "../errors.ts";
 import { loadCheckpoint, type LoadedCheckpoint } from "../io/checkpoint.ts";
 import { ClipTokenizer } from "../text/clip_tokenizer.ts";
 import { ClipTextEncoder } from "./clip.ts";
-import type { SDConfig } from "./config.ts";
+import type { SDConfig } from "../model_config/config.ts";
 import { UNet2DConditionModel } from "./unet.ts";
 import { AutoencoderKL } from "./vae.ts";
 import { type ModelPart, type ModelWeights, uploadWeights } from "./weights.ts";

@@ -11,7 +11,7 @@
 import { scope, silu, type Tensor, timestepEmbedding } from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
 import type { TransformerSpec } from "./attention.ts";
-import type { UNetConfig } from "./config.ts";
+import type { UNetConfig } from "../model_config/config.ts";
 import { toDtype } from "./ops.ts";
 import type { NormSpec } from "./resnet.ts";
 import { DownBlock, MidBlock, UpBlock } from "./unet_blocks.ts";

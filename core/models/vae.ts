@@ -20,7 +20,7 @@ import {
   type Tensor,
 } from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
-import type { VAEConfig } from "./config.ts";
+import type { VAEConfig } from "../model_config/config.ts";
 import { rowBlockedAttention, toDtype } from "./ops.ts";
 import {
   Downsample2D,

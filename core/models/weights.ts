@@ -19,7 +19,7 @@ import {
 } from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
 import type { LoadedCheckpoint } from "../io/checkpoint.ts";
-import type { ExpectedTensor } from "./config_keys.ts";
+import type { ExpectedTensor } from "../model_config/keys.ts";
 
 /** The parts of a Stable Diffusion checkpoint, as internal-name prefixes. */
 export type ModelPart = "unet" | "vae" | "text_encoder";

@@ -8,8 +8,8 @@
  */
 import { LorakitError } from "../errors.ts";
 import type { SDConfig } from "./config.ts";
-import type { DiffusersHints, JsonConfig, LdmYamlHints } from "./config_hints.ts";
-import { jsonField, jsonPerLevel } from "./config_hints.ts";
+import type { DiffusersHints, JsonConfig, LdmYamlHints } from "./hints.ts";
+import { jsonField, jsonPerLevel } from "./hints.ts";
 
 function same(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);

@@ -1,7 +1,7 @@
 /**
  * What the weights cannot say, read from the files that travel with a checkpoint: an A1111-style
  * CompVis inference yaml (`<checkpoint stem>.yaml`) or a diffusers folder's `config.json` files.
- * Parsing only: the values are checked against the weights in `config.ts`.
+ * Parsing only: the values are checked against the weights in `infer.ts` and `check.ts`.
  *
  * @module
  */
