@@ -19,19 +19,13 @@ import {
   softmaxRaw,
   Tensor,
 } from "../gpu/mod.ts";
-import { type BenchRow, peerLabel, runPeer, table, timeGpu } from "./harness.ts";
+import { type BenchRow, peerLabel, randomSigned, runPeer, table, timeGpu } from "./harness.ts";
 
 const CASES = [
   { name: "self 8x4096x4096 d40", bh: 8, tq: 4096, tk: 4096, d: 40, causal: false },
   { name: "cross 8x4096x77 d40", bh: 8, tq: 4096, tk: 77, d: 40, causal: false },
 ];
 const SOFTMAX = { rows: 8 * 4096, n: 77 };
-
-function rand(n: number): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = Math.random() * 2 - 1;
-  return a;
-}
 
 /** Forward and backward rows per case and dtype, and a softmax row, with PyTorch ratios. */
 export async function bench(): Promise<BenchRow[]> {
@@ -42,7 +36,8 @@ export async function bench(): Promise<BenchRow[]> {
   const dtypes = gpu.gpu.hasF16 ? ["f32", "f16"] as const : ["f32"] as const;
   for (const dtype of dtypes) {
     for (const c of CASES) {
-      const mk = (t: number) => Tensor.fromArray(rand(c.bh * t * c.d), [c.bh, t, c.d], dtype);
+      const mk = (t: number) =>
+        Tensor.fromArray(randomSigned(c.bh * t * c.d), [c.bh, t, c.d], dtype);
       const q = mk(c.tq), k = mk(c.tk), v = mk(c.tk), g = mk(c.tq);
       const opts = { causal: c.causal };
       const p = peer?.[c.name] as { forward: number; backward: number } | undefined;
@@ -75,7 +70,11 @@ export async function bench(): Promise<BenchRow[]> {
       });
       for (const t of [q, k, v, g, out, lse]) t.dispose();
     }
-    const x = Tensor.fromArray(rand(SOFTMAX.rows * SOFTMAX.n), [SOFTMAX.rows, SOFTMAX.n], dtype);
+    const x = Tensor.fromArray(
+      randomSigned(SOFTMAX.rows * SOFTMAX.n),
+      [SOFTMAX.rows, SOFTMAX.n],
+      dtype,
+    );
     const sm = await timeGpu(() => softmaxRaw(x).dispose(), { iters: 5 });
     rows.push({
       name: `softmax ${SOFTMAX.rows}x${SOFTMAX.n} ${dtype}`,

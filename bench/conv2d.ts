@@ -10,15 +10,9 @@
  */
 import { conv2dGradInput, conv2dGradWeight, conv2dRaw, convDims } from "../gpu/ops/conv2d.ts";
 import { initGpu, Tensor } from "../gpu/mod.ts";
-import { type BenchRow, peerLabel, runPeer, table, timeGpu } from "./harness.ts";
+import { type BenchRow, peerLabel, randomSigned, runPeer, table, timeGpu } from "./harness.ts";
 
 const SPEC = { n: 1, cin: 320, cout: 320, h: 64, w: 64, k: 3, stride: 1, padding: 1 };
-
-function rand(n: number): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = Math.random() * 2 - 1;
-  return a;
-}
 
 /** Forward and backward rows for f32 and f16, each with the PyTorch ratio. */
 export async function bench(): Promise<BenchRow[]> {
@@ -29,11 +23,11 @@ export async function bench(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const dtypes = gpu.gpu.hasF16 ? ["f32", "f16"] as const : ["f32"] as const;
   for (const dtype of dtypes) {
-    const x = Tensor.fromArray(rand(n * cin * h * w), [n, cin, h, w], dtype);
-    const wt = Tensor.fromArray(rand(cout * cin * k * k), [cout, cin, k, k], dtype);
-    const b = Tensor.fromArray(rand(cout), [cout], dtype);
+    const x = Tensor.fromArray(randomSigned(n * cin * h * w), [n, cin, h, w], dtype);
+    const wt = Tensor.fromArray(randomSigned(cout * cin * k * k), [cout, cin, k, k], dtype);
+    const b = Tensor.fromArray(randomSigned(cout), [cout], dtype);
     const d = convDims(x, wt, b, { stride, padding });
-    const dy = Tensor.fromArray(rand(n * cout * d.ho * d.wo), [n, cout, d.ho, d.wo], dtype);
+    const dy = Tensor.fromArray(randomSigned(n * cout * d.ho * d.wo), [n, cout, d.ho, d.wo], dtype);
     const flops = 2 * n * d.ho * d.wo * cout * cin * k * k;
     const fwd = await timeGpu(() => conv2dRaw(x, wt, b, { stride, padding }).dispose(), {
       iters: 3,

@@ -22,7 +22,7 @@ import { createScheduler } from "../core/sample/sampler_registry.ts";
 import { denoise } from "../core/sample/txt2img.ts";
 import { fixture } from "../tests/fixtures.ts";
 import { type BenchRow, peerLabel, runPeer, table, timeGpu } from "./harness.ts";
-import { SD15_UNET } from "./unet.ts";
+import { SD15_UNET, sdConfig } from "./unet.ts";
 
 const STEPS = 20;
 /** sd1-tiny from the fixtures (`$LORAKIT_FIXTURES` or ../shared/fixtures). */
@@ -83,31 +83,16 @@ async function tinyRow(
 
 /** One 512x512 image (64x64 latents) with SD 1.5's U-Net shapes: seconds per sampler step. */
 async function fullRow(): Promise<BenchRow> {
-  const config = {
-    v2: false,
-    vPrediction: false,
-    unet: SD15_UNET,
-    vae: {
-      inChannels: 3,
-      outChannels: 3,
-      latentChannels: 4,
-      blockOutChannels: [32],
-      layersPerBlock: 1,
-      normGroups: 32,
-      normEps: 1e-6,
-      scalingFactor: 0.18215,
-    },
-    textEncoder: {
-      vocabSize: 8,
-      hiddenSize: 64,
-      numLayers: 1,
-      numHeads: 1,
-      intermediateSize: 64,
-      maxPositions: 77,
-      hiddenAct: "quick_gelu" as const,
-      layerNormEps: 1e-5,
-    },
-  };
+  const config = sdConfig(SD15_UNET, {
+    inChannels: 3,
+    outChannels: 3,
+    latentChannels: 4,
+    blockOutChannels: [32],
+    layersPerBlock: 1,
+    normGroups: 32,
+    normEps: 1e-6,
+    scalingFactor: 0.18215,
+  });
   const unet = new UNet2DConditionModel(
     randomWeights(expectedTensors(config), "unet", { seed: 3 }),
     SD15_UNET,

@@ -58,6 +58,35 @@ export function firstLine(e: unknown): string {
   return (e instanceof Error ? e.message : String(e)).split("\n")[0];
 }
 
+/** `n` values uniform in [-1, 1) from `Math.random` (a kernel bench's input). */
+export function randomSigned(n: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = Math.random() * 2 - 1;
+  return a;
+}
+
+/** Our measurement of one case, before the peer joins it. */
+export interface Measured<C> {
+  case: C;
+  seconds: number;
+  note: string;
+}
+
+/**
+ * `run`'s measurements of `cases`; when it throws (out of memory, a missing feature), every case
+ * as not run, with the error's first line in its note.
+ */
+export async function measureCases<C>(
+  cases: readonly C[],
+  run: () => Promise<Measured<C>[]>,
+): Promise<Measured<C>[]> {
+  try {
+    return await run();
+  } catch (e) {
+    return cases.map((c) => ({ case: c, seconds: NaN, note: `did not run: ${firstLine(e)}` }));
+  }
+}
+
 /**
  * Before a peer runs: wait for our work and hand the pool's cached buffers back to the driver,
  * since a CUDA peer shares the GPU. Returns whether the peer runs on the CPU.

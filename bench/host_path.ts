@@ -24,7 +24,7 @@ import { trainNetwork } from "../core/train/loop.ts";
 import { UNet2DConditionModel } from "../core/models/unet.ts";
 import { randomWeights } from "../core/models/weights.ts";
 import { expectedTensors } from "../core/models/config_keys.ts";
-import { SD15_UNET, sd15Config } from "./unet.ts";
+import { SD15_UNET, sdConfig } from "./unet.ts";
 
 /** Counters per step (or per forward), averaged over the measured ones. */
 export interface HostReport {
@@ -175,7 +175,7 @@ export function flopWeightedMedianThreads(records: DispatchRecord[]): number {
 /** One SD 1.5 U-Net forward at 64x64 latents: counters, host us per dispatch, threads. */
 export async function unetForwardReport(): Promise<{ report: HostReport; threads: string }> {
   await initGpu();
-  const weights = randomWeights(expectedTensors(sd15Config()), "unet", { dtype: "f16", seed: 7 });
+  const weights = randomWeights(expectedTensors(sdConfig()), "unet", { dtype: "f16", seed: 7 });
   const unet = new UNet2DConditionModel(weights, SD15_UNET);
   const forward = () =>
     noGrad(() =>

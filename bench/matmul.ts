@@ -10,7 +10,7 @@
  */
 import { type DType, initGpu, Tensor } from "../gpu/mod.ts";
 import { DEFAULT_TILE, type GemmTile, matmulRaw } from "../gpu/ops/matmul.ts";
-import { type BenchRow, peerLabel, runPeer, table, timeGpu } from "./harness.ts";
+import { type BenchRow, peerLabel, randomSigned, runPeer, table, timeGpu } from "./harness.ts";
 
 /** Variants compared at 1024 (rows x columns per invocation, workgroup x by y). */
 const VARIANTS: GemmTile[] = [
@@ -27,12 +27,6 @@ const VARIANTS: GemmTile[] = [
 const tileName = (t: GemmTile) => `${t.tm}x${t.tn} wg ${t.wx}x${t.wy}`;
 const isDefault = (t: GemmTile, d: DType) => tileName(t) === tileName(DEFAULT_TILE[d]);
 
-function rand(n: number): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = Math.random() * 2 - 1;
-  return a;
-}
-
 /** Every row, with the PyTorch ratio. */
 export async function bench(): Promise<BenchRow[]> {
   const gpu = await initGpu();
@@ -47,8 +41,8 @@ export async function bench(): Promise<BenchRow[]> {
   for (const n of sizes) {
     const flops = 2 * n ** 3;
     for (const dtype of dtypes) {
-      const a = Tensor.fromArray(rand(n * n), [n, n], dtype);
-      const b = Tensor.fromArray(rand(n * n), [n, n], dtype);
+      const a = Tensor.fromArray(randomSigned(n * n), [n, n], dtype);
+      const b = Tensor.fromArray(randomSigned(n * n), [n, n], dtype);
       // Variants at 1024 only (2048 runs the default); f16 compares the bigger tiles.
       const tiles = n !== 1024
         ? [DEFAULT_TILE[dtype]]

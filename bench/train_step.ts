@@ -36,23 +36,25 @@ import {
   scope,
   Tensor,
 } from "../gpu/mod.ts";
-import type { SDConfig, UNetConfig } from "../core/models/config.ts";
+import { uniformRandom } from "../gpu/random.ts";
+import type { UNetConfig } from "../core/models/config.ts";
 import { expectedTensors } from "../core/models/config_keys.ts";
 import { UNet2DConditionModel } from "../core/models/unet.ts";
 import { randomWeights } from "../core/models/weights.ts";
-import { makeRng } from "../core/lora/lora_module.ts";
 import { createNetwork, type LoraNetwork } from "../core/lora/network.ts";
 import { enableGradientCheckpointing, overwriteTensor } from "../core/train/network_training.ts";
 import {
   type BenchRow,
   firstLine,
+  measureCases,
+  type Measured as HarnessMeasured,
   peerLabel,
   releaseForPeer,
   runPeer,
   table,
   timeGpu,
 } from "./harness.ts";
-import { SD15_UNET, SD_VAE } from "./unet.ts";
+import { SD15_UNET, sdConfig } from "./unet.ts";
 
 /** sd1-tiny's U-Net (../shared/fixtures/sd1-tiny/README.md), random weights. */
 export const TINY_UNET: UNetConfig = {
@@ -110,31 +112,7 @@ for (const dtype of ["f32", "f16"] as const) {
 }
 
 /** Our measurement of one case, before the peer joins it. */
-interface Measured {
-  case: Case;
-  seconds: number;
-  note: string;
-}
-
-/** `expectedTensors` wants a whole pipeline; only the U-Net's names are used. */
-function sdConfig(unet: UNetConfig): SDConfig {
-  return {
-    v2: false,
-    vPrediction: false,
-    unet,
-    vae: SD_VAE,
-    textEncoder: {
-      vocabSize: 8,
-      hiddenSize: 64,
-      numLayers: 1,
-      numHeads: 1,
-      intermediateSize: 64,
-      maxPositions: CONTEXT,
-      hiddenAct: "quick_gelu",
-      layerNormEps: 1e-5,
-    },
-  };
-}
+type Measured = HarnessMeasured<Case>;
 
 const mib = (b: number) =>
   b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`;
@@ -156,7 +134,7 @@ function loraNetwork(unet: UNet2DConditionModel): LoraNetwork {
     network_train_unet_only: true,
     seed: 1,
   });
-  const rng = makeRng(2);
+  const rng = uniformRandom(2);
   for (const m of net.modules) {
     for (const up of m.ups) {
       overwriteTensor(up, Float32Array.from({ length: up.size }, () => (2 * rng() - 1) * UP_INIT));
@@ -347,13 +325,7 @@ export async function bench(): Promise<BenchRow[]> {
         }
         continue;
       }
-      try {
-        measured.push(...await runModel(kind, dtype, cases, counts));
-      } catch (e) {
-        for (const c of cases) {
-          measured.push({ case: c, seconds: NaN, note: `did not run: ${firstLine(e)}` });
-        }
-      }
+      measured.push(...await measureCases(cases, () => runModel(kind, dtype, cases, counts)));
     }
   }
   const peerCpu = await releaseForPeer();

@@ -21,6 +21,8 @@ import { randomWeights } from "../core/models/weights.ts";
 import {
   type BenchRow,
   firstLine,
+  measureCases,
+  type Measured as HarnessMeasured,
   peerLabel,
   releaseForPeer,
   runPeer,
@@ -66,13 +68,16 @@ export const SD_VAE: VAEConfig = {
   scalingFactor: 0.18215,
 };
 
-/** `expectedTensors` wants a whole pipeline; only the U-Net's and VAE's names are used here. */
-export function sd15Config(): SDConfig {
+/**
+ * A pipeline config around `unet` and `vae` (default SD 1.5's) with a one-layer placeholder text
+ * encoder: `expectedTensors` wants a whole pipeline, and the benches use its U-Net and VAE only.
+ */
+export function sdConfig(unet: UNetConfig = SD15_UNET, vae: VAEConfig = SD_VAE): SDConfig {
   return {
     v2: false,
     vPrediction: false,
-    unet: SD15_UNET,
-    vae: SD_VAE,
+    unet,
+    vae,
     textEncoder: {
       vocabSize: 8,
       hiddenSize: 64,
@@ -110,11 +115,7 @@ const CASES: Case[] = (["f32", "f16"] as const).flatMap((dtype) => [
 ]);
 
 /** Our measurement of one case, before the peer joins it. */
-interface Measured {
-  case: Case;
-  seconds: number;
-  note: string;
-}
+type Measured = HarnessMeasured<Case>;
 
 const count = (specs: readonly ExpectedTensor[], keep: (name: string) => boolean): number =>
   specs.filter((s) => keep(s.name)).reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
@@ -221,7 +222,7 @@ function joinPeer(
 export async function bench(): Promise<BenchRow[]> {
   await initGpu();
   const full = !rt().gpu.isSoftware || Deno.env.get("LORAKIT_BENCH_FULL") === "1";
-  const specs = expectedTensors(sd15Config());
+  const specs = expectedTensors(sdConfig());
   const params = paramCounts(specs);
   const measured: Measured[] = [];
   const skipped: BenchRow[] = [];
@@ -237,13 +238,7 @@ export async function bench(): Promise<BenchRow[]> {
       }
       const run = cases.filter((c) => full || !c.long);
       if (run.length === 0) continue;
-      try {
-        measured.push(...await runModel(kind, dtype, run, specs));
-      } catch (e) {
-        for (const c of run) {
-          measured.push({ case: c, seconds: NaN, note: `did not run: ${firstLine(e)}` });
-        }
-      }
+      measured.push(...await measureCases(run, () => runModel(kind, dtype, run, specs)));
     }
   }
   // PyTorch on the CPU takes seconds (U-Net 32x32) to half a minute (VAE decode) per run.

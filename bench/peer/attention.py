@@ -8,12 +8,10 @@ on stdin and prints one JSON line {"torch", "threads", "<name>": {"forward": s, 
 f32: PyTorch 1.13 has no f16 matmul on the CPU.
 """
 import json
-import os
-import sys
 
 import torch
 
-from peer_common import DEVICE, median_time
+from peer_common import median_time, read_spec
 
 
 def attention(q, k, v, scale, causal):
@@ -25,10 +23,7 @@ def attention(q, k, v, scale, causal):
 
 
 def main():
-    spec = json.loads(sys.stdin.read())
-    if DEVICE == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
-    torch.manual_seed(0)
+    spec = read_spec()
     iters = spec.get("iters", 1)
     out = {"torch": torch.__version__, "threads": torch.get_num_threads()}
     for c in spec["cases"]:

@@ -10,12 +10,10 @@ Reads {"batches": [B, ...], "steps", "latent", "iters"} on stdin; prints one JSO
 {"torch", "threads", "device", "b<B>": {"seconds"}} with median seconds per batch.
 """
 import json
-import os
-import sys
 
 import torch
 
-from peer_common import DEVICE, median_time
+from peer_common import DEVICE, median_time, read_spec
 from sd_torch import UNet, VaeDecoder
 
 TINY = {"ch": (32, 64, 64, 64), "attn": (True, True, True, False), "heads": 2, "ctx": 32}
@@ -49,10 +47,7 @@ def generate(unet, vae, batch, steps, latent, scale=7.5):
 
 
 def main():
-    spec = json.loads(sys.stdin.read())
-    if DEVICE == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
-    torch.manual_seed(0)
+    spec = read_spec()
     unet = UNet(**TINY).eval()
     vae = VaeDecoder(ch=TINY["ch"]).eval()
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": DEVICE}

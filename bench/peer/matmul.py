@@ -6,20 +6,15 @@ median seconds of an n x n x n product. PyTorch 1.13 has no f16 matmul on the CP
 ("addmm_impl_cpu_" not implemented for 'Half'); the f16 entry records the error it raises.
 """
 import json
-import os
-import sys
 
 import numpy
 import torch
 
-from peer_common import DEVICE, median_time
+from peer_common import median_time, read_spec
 
 
 def main():
-    spec = json.loads(sys.stdin.read())
-    if DEVICE == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
-    torch.manual_seed(0)
+    spec = read_spec()
     iters = spec.get("iters", 3)
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(),
            "f32": {}, "f16": {}, "numpy": {}}

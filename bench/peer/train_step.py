@@ -25,14 +25,13 @@ import contextlib
 import json
 import math
 import os
-import sys
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from peer_common import DEVICE, median_time, sync
+from peer_common import DEVICE, median_time, read_spec, sync
 from sd_torch import ResAttn, Transformer2D, UNet
 
 MODELS = {
@@ -174,11 +173,8 @@ def run_case(unet, params, case, ctx_dim):
 
 
 def main():
-    spec = json.loads(sys.stdin.read())
+    spec = read_spec()
     dim, alpha, up_init = spec["dim"], spec["alpha"], spec["up_init"]
-    if DEVICE == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
-    torch.manual_seed(0)
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": DEVICE,
            "lora": {}}
     # One model per dtype: the f16 U-Net is converted before the (f32) LoRA modules are added.

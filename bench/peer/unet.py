@@ -9,12 +9,10 @@ f16 runs only on cuda: PyTorch 1.13 has no f16 conv2d on the CPU. PyTorch's defa
 (on cuda: TF32 convolutions, full-f32 matmuls; no cudnn.benchmark).
 """
 import json
-import os
-import sys
 
 import torch
 
-from peer_common import DEVICE, median_time
+from peer_common import DEVICE, median_time, read_spec
 from sd_torch import UNet, VaeDecoder, param_count
 
 DTYPES = {"f32": torch.float32, "f16": torch.float16}
@@ -48,10 +46,7 @@ def run_case(model, case, dtype):
 
 
 def main():
-    spec = json.loads(sys.stdin.read())
-    if DEVICE == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
-    torch.manual_seed(0)
+    spec = read_spec()
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": DEVICE,
            "params": {}}
     # One model at a time, f32 cases before f16 ones (the model is converted in place).
