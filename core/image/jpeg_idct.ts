@@ -40,6 +40,33 @@ const RANGE_LIMIT: Uint8Array = (() => {
 
 const ws = new Int32Array(64);
 
+/** {@link oddPart}'s results: `tmp0..tmp3` of jidctint.c after the odd part. */
+const odd = new Float64Array(4);
+
+/**
+ * The odd part of both passes (inputs 7, 5, 3, 1 as jidctint.c's `tmp0..tmp3`): the rotations
+ * that give the terms added to and subtracted from the even part's `tmp13, tmp12, tmp11, tmp10`.
+ */
+function oddPart(tmp0: number, tmp1: number, tmp2: number, tmp3: number): void {
+  let z4 = tmp1 + tmp3;
+  let z3 = tmp0 + tmp2;
+  let z2 = tmp1 + tmp2;
+  let z1 = tmp0 + tmp3;
+  const z5 = Math.imul(z3 + z4, FIX_1_175875602);
+  tmp3 = Math.imul(tmp3, FIX_1_501321110);
+  tmp2 = Math.imul(tmp2, FIX_3_072711026);
+  tmp1 = Math.imul(tmp1, FIX_2_053119869);
+  tmp0 = Math.imul(tmp0, FIX_0_298631336);
+  z4 = z5 - Math.imul(z4, FIX_0_390180644);
+  z3 = z5 - Math.imul(z3, FIX_1_961570560);
+  z1 = Math.imul(z1, -FIX_0_899976223);
+  z2 = Math.imul(z2, -FIX_2_562915447);
+  odd[0] = tmp0 + (z1 + z3);
+  odd[1] = tmp1 + (z2 + z4);
+  odd[2] = tmp2 + (z2 + z3);
+  odd[3] = tmp3 + (z1 + z4);
+}
+
 /**
  * Inverse-transform the 64 coefficients at `coefs[cOff..cOff+64)` (natural order) with the
  * quantisation table `q` (natural order) into 8x8 samples at `out[oOff]`, rows `stride` apart.
@@ -66,46 +93,31 @@ export function idctIslow(
     }
     let z2 = Math.imul(coefs[i + 16], q[c + 16]);
     let z3 = Math.imul(coefs[i + 48], q[c + 48]);
-    let z1 = Math.imul(z2 + z3, FIX_0_541196100);
-    let tmp2 = z1 - Math.imul(z3, FIX_1_847759065);
-    let tmp3 = z1 + Math.imul(z2, FIX_0_765366865);
+    const z1 = Math.imul(z2 + z3, FIX_0_541196100);
+    const tmp2 = z1 - Math.imul(z3, FIX_1_847759065);
+    const tmp3 = z1 + Math.imul(z2, FIX_0_765366865);
     z2 = Math.imul(coefs[i], q[c]);
     z3 = Math.imul(coefs[i + 32], q[c + 32]);
-    let tmp0 = (z2 + z3) << CONST_BITS;
-    let tmp1 = (z2 - z3) << CONST_BITS;
+    const tmp0 = (z2 + z3) << CONST_BITS;
+    const tmp1 = (z2 - z3) << CONST_BITS;
     const tmp10 = tmp0 + tmp3;
     const tmp13 = tmp0 - tmp3;
     const tmp11 = tmp1 + tmp2;
     const tmp12 = tmp1 - tmp2;
-    tmp3 = Math.imul(coefs[i + 8], q[c + 8]);
-    tmp2 = Math.imul(coefs[i + 24], q[c + 24]);
-    tmp1 = Math.imul(coefs[i + 40], q[c + 40]);
-    tmp0 = Math.imul(coefs[i + 56], q[c + 56]);
-    let z4 = tmp1 + tmp3;
-    z3 = tmp0 + tmp2;
-    z2 = tmp1 + tmp2;
-    z1 = tmp0 + tmp3;
-    const z5 = Math.imul(z3 + z4, FIX_1_175875602);
-    tmp3 = Math.imul(tmp3, FIX_1_501321110);
-    tmp2 = Math.imul(tmp2, FIX_3_072711026);
-    tmp1 = Math.imul(tmp1, FIX_2_053119869);
-    tmp0 = Math.imul(tmp0, FIX_0_298631336);
-    z4 = z5 - Math.imul(z4, FIX_0_390180644);
-    z3 = z5 - Math.imul(z3, FIX_1_961570560);
-    z1 = Math.imul(z1, -FIX_0_899976223);
-    z2 = Math.imul(z2, -FIX_2_562915447);
-    tmp3 += z1 + z4;
-    tmp2 += z2 + z3;
-    tmp1 += z2 + z4;
-    tmp0 += z1 + z3;
-    ws[c] = (tmp10 + tmp3 + P1_ROUND) >> P1_SHIFT;
-    ws[c + 56] = (tmp10 - tmp3 + P1_ROUND) >> P1_SHIFT;
-    ws[c + 8] = (tmp11 + tmp2 + P1_ROUND) >> P1_SHIFT;
-    ws[c + 48] = (tmp11 - tmp2 + P1_ROUND) >> P1_SHIFT;
-    ws[c + 16] = (tmp12 + tmp1 + P1_ROUND) >> P1_SHIFT;
-    ws[c + 40] = (tmp12 - tmp1 + P1_ROUND) >> P1_SHIFT;
-    ws[c + 24] = (tmp13 + tmp0 + P1_ROUND) >> P1_SHIFT;
-    ws[c + 32] = (tmp13 - tmp0 + P1_ROUND) >> P1_SHIFT;
+    oddPart(
+      Math.imul(coefs[i + 56], q[c + 56]),
+      Math.imul(coefs[i + 40], q[c + 40]),
+      Math.imul(coefs[i + 24], q[c + 24]),
+      Math.imul(coefs[i + 8], q[c + 8]),
+    );
+    ws[c] = (tmp10 + odd[3] + P1_ROUND) >> P1_SHIFT;
+    ws[c + 56] = (tmp10 - odd[3] + P1_ROUND) >> P1_SHIFT;
+    ws[c + 8] = (tmp11 + odd[2] + P1_ROUND) >> P1_SHIFT;
+    ws[c + 48] = (tmp11 - odd[2] + P1_ROUND) >> P1_SHIFT;
+    ws[c + 16] = (tmp12 + odd[1] + P1_ROUND) >> P1_SHIFT;
+    ws[c + 40] = (tmp12 - odd[1] + P1_ROUND) >> P1_SHIFT;
+    ws[c + 24] = (tmp13 + odd[0] + P1_ROUND) >> P1_SHIFT;
+    ws[c + 32] = (tmp13 - odd[0] + P1_ROUND) >> P1_SHIFT;
   }
   // Pass 2: rows from the workspace to the output, descaled by 8 and the pass-1 scaling.
   for (let r = 0; r < 64; r += 8) {
@@ -117,43 +129,23 @@ export function idctIslow(
       for (let k = 0; k < 8; k++) out[o + k] = v;
       continue;
     }
-    let z1 = Math.imul(w2 + w6, FIX_0_541196100);
-    let tmp0 = (w0 + w4) << CONST_BITS;
-    let tmp3 = z1 + Math.imul(w2, FIX_0_765366865);
-    let tmp1 = (w0 - w4) << CONST_BITS;
-    let tmp2 = z1 - Math.imul(w6, FIX_1_847759065);
+    const z1 = Math.imul(w2 + w6, FIX_0_541196100);
+    const tmp0 = (w0 + w4) << CONST_BITS;
+    const tmp3 = z1 + Math.imul(w2, FIX_0_765366865);
+    const tmp1 = (w0 - w4) << CONST_BITS;
+    const tmp2 = z1 - Math.imul(w6, FIX_1_847759065);
     const tmp10 = tmp0 + tmp3;
     const tmp13 = tmp0 - tmp3;
     const tmp11 = tmp1 + tmp2;
     const tmp12 = tmp1 - tmp2;
-    tmp3 = w1;
-    tmp2 = w3;
-    tmp1 = w5;
-    tmp0 = w7;
-    let z4 = tmp1 + tmp3;
-    let z3 = tmp0 + tmp2;
-    let z2 = tmp1 + tmp2;
-    z1 = tmp0 + tmp3;
-    const z5 = Math.imul(z3 + z4, FIX_1_175875602);
-    tmp3 = Math.imul(tmp3, FIX_1_501321110);
-    tmp2 = Math.imul(tmp2, FIX_3_072711026);
-    tmp1 = Math.imul(tmp1, FIX_2_053119869);
-    tmp0 = Math.imul(tmp0, FIX_0_298631336);
-    z4 = z5 - Math.imul(z4, FIX_0_390180644);
-    z3 = z5 - Math.imul(z3, FIX_1_961570560);
-    z2 = Math.imul(z2, -FIX_2_562915447);
-    z1 = Math.imul(z1, -FIX_0_899976223);
-    tmp3 += z1 + z4;
-    tmp2 += z2 + z3;
-    tmp1 += z2 + z4;
-    tmp0 += z1 + z3;
-    out[o] = RANGE_LIMIT[((tmp10 + tmp3 + P2_ROUND) >> P2_SHIFT) & 1023];
-    out[o + 7] = RANGE_LIMIT[((tmp10 - tmp3 + P2_ROUND) >> P2_SHIFT) & 1023];
-    out[o + 1] = RANGE_LIMIT[((tmp11 + tmp2 + P2_ROUND) >> P2_SHIFT) & 1023];
-    out[o + 6] = RANGE_LIMIT[((tmp11 - tmp2 + P2_ROUND) >> P2_SHIFT) & 1023];
-    out[o + 2] = RANGE_LIMIT[((tmp12 + tmp1 + P2_ROUND) >> P2_SHIFT) & 1023];
-    out[o + 5] = RANGE_LIMIT[((tmp12 - tmp1 + P2_ROUND) >> P2_SHIFT) & 1023];
-    out[o + 3] = RANGE_LIMIT[((tmp13 + tmp0 + P2_ROUND) >> P2_SHIFT) & 1023];
-    out[o + 4] = RANGE_LIMIT[((tmp13 - tmp0 + P2_ROUND) >> P2_SHIFT) & 1023];
+    oddPart(w7, w5, w3, w1);
+    out[o] = RANGE_LIMIT[((tmp10 + odd[3] + P2_ROUND) >> P2_SHIFT) & 1023];
+    out[o + 7] = RANGE_LIMIT[((tmp10 - odd[3] + P2_ROUND) >> P2_SHIFT) & 1023];
+    out[o + 1] = RANGE_LIMIT[((tmp11 + odd[2] + P2_ROUND) >> P2_SHIFT) & 1023];
+    out[o + 6] = RANGE_LIMIT[((tmp11 - odd[2] + P2_ROUND) >> P2_SHIFT) & 1023];
+    out[o + 2] = RANGE_LIMIT[((tmp12 + odd[1] + P2_ROUND) >> P2_SHIFT) & 1023];
+    out[o + 5] = RANGE_LIMIT[((tmp12 - odd[1] + P2_ROUND) >> P2_SHIFT) & 1023];
+    out[o + 3] = RANGE_LIMIT[((tmp13 + odd[0] + P2_ROUND) >> P2_SHIFT) & 1023];
+    out[o + 4] = RANGE_LIMIT[((tmp13 - odd[0] + P2_ROUND) >> P2_SHIFT) & 1023];
   }
 }
