@@ -61,16 +61,20 @@ export interface BlockDims {
   convAlphas: number[] | null;
 }
 
-/** Inputs of {@link resolveBlockDims}, already parsed to numbers (see network_args.ts). */
-export interface BlockDimsInput {
-  networkDim: number;
-  networkAlpha: number;
-  convDim?: number | null;
-  convAlpha?: number | null;
+/** network_args' per-block ranks and alphas, 25 values each when given. */
+export interface BlockDimLists {
   blockDims?: readonly number[] | null;
   blockAlphas?: readonly number[] | null;
   convBlockDims?: readonly number[] | null;
   convBlockAlphas?: readonly number[] | null;
+}
+
+/** Inputs of {@link resolveBlockDims}, already parsed to numbers (see network_args.ts). */
+export interface BlockDimsInput extends BlockDimLists {
+  networkDim: number;
+  networkAlpha: number;
+  convDim?: number | null;
+  convAlpha?: number | null;
 }
 
 function checkLength(key: string, list: readonly number[]): number[] {

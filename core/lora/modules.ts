@@ -17,7 +17,7 @@
  * @module
  */
 import { LorakitError } from "../errors.ts";
-import { blockIndex, dropZeroLrBlocks, resolveBlockDims } from "./blocks.ts";
+import { type BlockDimLists, blockIndex, dropZeroLrBlocks, resolveBlockDims } from "./blocks.ts";
 
 /** One weight of the model: internal name (`unet.` / `text_encoder.` prefixed) and shape. */
 export interface WeightInfo {
@@ -62,8 +62,11 @@ export interface LoraModuleSpec extends LoraTarget {
 /** Network module implementations (`--network_module`). */
 export type NetworkModuleName = "networks.lora" | "networks.dylora";
 
-/** Options of {@link buildLoraModules}; names follow kohya's arguments. */
-export interface ModuleListOptions {
+/**
+ * Options of {@link buildLoraModules}; names follow kohya's arguments. The per-block lists
+ * ({@link BlockDimLists}) have 25 values each (see blocks.ts).
+ */
+export interface ModuleListOptions extends BlockDimLists {
   /** `--network_module`; default `networks.lora`. */
   module?: NetworkModuleName;
   /** `--network_dim`; kohya's default 4. */
@@ -73,11 +76,6 @@ export interface ModuleListOptions {
   convDim?: number | null;
   /** Default 1.0 when conv_dim is given (networks.lora); DyLoRA uses network_alpha for convs. */
   convAlpha?: number | null;
-  /** 25 per-block values each (see blocks.ts). */
-  blockDims?: readonly number[] | null;
-  blockAlphas?: readonly number[] | null;
-  convBlockDims?: readonly number[] | null;
-  convBlockAlphas?: readonly number[] | null;
   /** 25 block learning-rate weights: blocks with weight 0 get no modules. */
   blockLrWeight?: readonly number[] | null;
   trainUnetOnly?: boolean;
