@@ -27,14 +27,20 @@ import {
 import { checkPromptFileName, promptFileName } from "./file_naming.ts";
 import { GaussianGenerator } from "./noise.ts";
 
-/** Settings shared by a batch (kohya's `BatchDataExt`). */
-export interface JobSettings {
+/** The image settings a run gives and a prompt line's options may override. */
+export interface ImageSettings {
+  /** `--W`, `--H` (kohya's default 512). */
   width: number;
   height: number;
   steps: number;
   scale: number;
   negativeScale: number | null;
+  /** `--strength` (kohya's default 0.8). */
   strength: number;
+}
+
+/** Settings shared by a batch (kohya's `BatchDataExt`). */
+export interface JobSettings extends ImageSettings {
   /** Per-prompt `--am` multipliers (padded to the network count), or null for the defaults. */
   networkMuls: readonly number[] | null;
 }
@@ -66,16 +72,8 @@ export interface PromptLine {
   where: string;
 }
 
-/** Inputs of {@link planGeneration}. */
-export interface PlanOptions {
-  /** `--W`, `--H` (kohya's default 512). */
-  width: number;
-  height: number;
-  steps: number;
-  scale: number;
-  negativeScale: number | null;
-  /** `--strength` (kohya's default 0.8). */
-  strength: number;
+/** Inputs of {@link planGeneration}: the run's image settings, then how prompts become jobs. */
+export interface PlanOptions extends ImageSettings {
   imagesPerPrompt: number;
   nIter: number;
   batchSize: number;
