@@ -20,6 +20,7 @@ import type { DispatchRecord, HostCounters } from "../gpu/runtime.ts";
 import { setKernelFamily } from "../gpu/family.ts";
 import { encodePng } from "../core/image/encode.ts";
 import { parseTrainArgs } from "../core/kohya/train_args.ts";
+import { planTrainRun } from "../core/kohya/plan.ts";
 import { trainNetwork } from "../core/train/loop.ts";
 import { UNet2DConditionModel } from "../core/models/unet.ts";
 import { randomWeights } from "../core/models/weights.ts";
@@ -96,7 +97,7 @@ async function trainRun(
 ) {
   const args = await parseTrainArgs(trainArgv(model, dir, steps), { onNote: () => {} });
   const snaps: { c: HostCounters; t: number }[] = [];
-  await trainNetwork(args, {
+  await trainNetwork(planTrainRun(args), {
     message: () => {},
     stepEncoded: (step) => {
       snaps.push({ c: rt().counters(), t: performance.now() });

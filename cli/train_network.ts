@@ -16,6 +16,7 @@ import { summaryText } from "../core/train/progress.ts";
 import { tensorboardFolder } from "../core/train/tensorboard.ts";
 import { EventFileWriter } from "./tensorboard_log.ts";
 import { HelpRequested, parseTrainArgs, type TrainArgs } from "../core/kohya/train_args.ts";
+import { planTrainRun } from "../core/kohya/plan.ts";
 import { resumeCommand } from "./resume_command.ts";
 import { startDashboard } from "./train_dashboard.ts";
 
@@ -99,8 +100,9 @@ export async function main(argv: string[]): Promise<number> {
     stop = true;
     Deno.stderr.writeSync(enc.encode("\nstopping after this step (Ctrl-C again to abort)\n"));
   };
+  const plan = planTrainRun(args);
   // Checked here too (the loop checks again), so that no log is created before a failing check.
-  await checkTrainOutputs(args);
+  await checkTrainOutputs(plan);
   Deno.addSignalListener("SIGINT", onSigint);
   const startedAt = stamp();
   const log = openLog(args, startedAt);
@@ -108,7 +110,7 @@ export async function main(argv: string[]): Promise<number> {
   const dash = await startDashboard(args, log?.path ?? null);
   let lastWasProgress = false;
   try {
-    const result = await trainNetwork(args, {
+    const result = await trainNetwork(plan, {
       message: (text) => {
         if (lastWasProgress && tty) Deno.stderr.writeSync(enc.encode("\n"));
         lastWasProgress = false;

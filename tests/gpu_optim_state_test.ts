@@ -7,11 +7,26 @@ import {
   createOptimizer,
   initGpu,
   type Optimizer,
-  parseOptimizerArgs,
+  type ParamGroup,
   rt,
   Tensor,
 } from "../gpu/mod.ts";
+import {
+  chooseOptimizer,
+  type OptimizerArg,
+  parseOptimizerArgs,
+} from "../core/kohya/optimizer_choice.ts";
 import { randn } from "./op_check.ts";
+
+/** kohya's choice for a type and args, built over `groups`, with its notes for them. */
+function make(type: string, groups: ParamGroup[], args: Record<string, OptimizerArg> = {}) {
+  const choice = chooseOptimizer(type, args);
+  return {
+    ...choice,
+    optimizer: createOptimizer(choice.spec, groups),
+    notes: choice.notes(groups.map((g) => g.lr)),
+  };
+}
 
 const SHAPES = [[64, 80], [33], [4, 3, 1, 1]];
 
@@ -44,7 +59,7 @@ for (const [type, args] of CASES) {
       lr: 5e-3,
     }];
     const a = makeParams();
-    const optA = createOptimizer(type, groups(a), args).optimizer;
+    const optA = make(type, groups(a), args).optimizer;
     step(optA, a, 10);
     step(optA, a, 20);
     const saved = await optA.exportState();
@@ -54,7 +69,7 @@ for (const [type, args] of CASES) {
     const b = await Promise.all(
       a.map(async (p) => Tensor.fromArray(await p.toArray(), p.shape).param()),
     );
-    const optB = createOptimizer(type, groups(b), args).optimizer;
+    const optB = make(type, groups(b), args).optimizer;
     optB.importState(structuredClone(saved));
     step(optA, a, 30);
     step(optB, b, 30);
@@ -74,12 +89,12 @@ for (const [type, args] of CASES) {
 Deno.test("importState rejects another optimizer's or mismatched state", async () => {
   await initGpu();
   const ps = makeParams();
-  const lion = createOptimizer("lion", ps, {}).optimizer;
+  const lion = createOptimizer({ type: "Lion", options: {} }, ps);
   step(lion, ps, 1);
   const st = await lion.exportState();
-  const adamw = createOptimizer("adamw", ps, {}).optimizer;
+  const adamw = createOptimizer({ type: "AdamW", options: {} }, ps);
   assert.throws(() => adamw.importState(st), /state is for Lion/);
-  const other = createOptimizer("Lion", ps.slice(1), {}).optimizer;
+  const other = createOptimizer({ type: "Lion", options: {} }, ps.slice(1));
   assert.throws(() => other.importState(st), /has 3 parameters, the optimizer has 2/);
   st.params[1]!.exp_avg.shape = [34];
   assert.throws(() => lion.importState(st), /parameter 1 \[33\]: 'exp_avg' is \[34\]/);
@@ -89,30 +104,30 @@ Deno.test("importState rejects another optimizer's or mismatched state", async (
 
 Deno.test("createOptimizer: kohya's names, defaults and errors", () => {
   const groups = [{ params: [] as Tensor[], lr: 1e-4 }, { params: [] as Tensor[], lr: 5e-5 }];
-  assert.equal(createOptimizer("ADAMW8BIT", groups).optimizer.type, "AdamW8bit");
-  assert.equal(createOptimizer("", groups).optimizer.type, "AdamW");
-  const sgd = createOptimizer("sgdnesterov", groups, { weight_decay: 0.01 });
+  assert.equal(make("ADAMW8BIT", groups).optimizer.type, "AdamW8bit");
+  assert.equal(make("", groups).optimizer.type, "AdamW");
+  const sgd = make("sgdnesterov", groups, { weight_decay: 0.01 });
   assert.equal(sgd.name, "torch.optim.sgd.SGD");
   assert.equal(sgd.argsText, "weight_decay=0.01,momentum=0.9");
   assert.match(sgd.notes[0], /momentum to 0\.9/);
-  const af = createOptimizer("Adafactor", groups, { scale_parameter: false });
-  assert.equal(af.lrScheduler, "adafactor:0.0001");
+  const af = make("Adafactor", groups, { scale_parameter: false });
+  assert.equal(af.ownLr, true);
   assert.equal(af.argsText, "scale_parameter=False,relative_step=True");
   assert.ok(af.notes.some((n) => /text_encoder_lr are ignored/.test(n)));
-  const af2 = createOptimizer("adafactor", groups, { relative_step: false, warmup_init: true });
-  assert.equal(af2.lrScheduler, "adafactor:0.0001", "warmup_init forces relative_step");
-  const af3 = createOptimizer("adafactor", groups, { relative_step: false });
-  assert.equal(af3.lrScheduler, undefined);
+  const af2 = make("adafactor", groups, { relative_step: false, warmup_init: true });
+  assert.equal(af2.ownLr, true, "warmup_init forces relative_step");
+  const af3 = make("adafactor", groups, { relative_step: false });
+  assert.equal(af3.ownLr, false);
   assert.throws(
-    () => createOptimizer("Prodigy", groups),
+    () => make("Prodigy", groups),
     /kohya's Prodigy is not supported by lorakit; supported types are AdamW, AdamW8bit, Lion, SGDNesterov, Adafactor/,
   );
-  assert.throws(() => createOptimizer("torch.optim.RMSprop", groups), /unknown optimizer/);
-  assert.throws(() => createOptimizer("AdamW", groups, { momentum: 0.9 }), /does not take/);
-  assert.throws(() => createOptimizer("AdamW", groups, { amsgrad: true }), /not supported/);
-  assert.throws(() => createOptimizer("AdamW8bit", groups, { is_paged: true }), /paged/);
-  assert.throws(() => createOptimizer("SGDNesterov", groups, { nesterov: true }), /nesterov/);
-  assert.throws(() => createOptimizer("Lion", groups, { betas: 0.9 }), /pair/);
+  assert.throws(() => make("torch.optim.RMSprop", groups), /unknown optimizer/);
+  assert.throws(() => make("AdamW", groups, { momentum: 0.9 }), /does not take/);
+  assert.throws(() => make("AdamW", groups, { amsgrad: true }), /not supported/);
+  assert.throws(() => make("AdamW8bit", groups, { is_paged: true }), /paged/);
+  assert.throws(() => make("SGDNesterov", groups, { nesterov: true }), /nesterov/);
+  assert.throws(() => make("Lion", groups, { betas: 0.9 }), /pair/);
 });
 
 Deno.test("parseOptimizerArgs reads Python literals as kohya's ast.literal_eval", () => {

@@ -9,6 +9,7 @@ import { getGpu, initGpu, rt } from "../gpu/mod.ts";
 import type { HostCounters } from "../gpu/runtime.ts";
 import { kernelFamily } from "../gpu/family.ts";
 import { parseTrainArgs } from "../core/kohya/train_args.ts";
+import { planTrainRun } from "../core/kohya/plan.ts";
 import { trainNetwork } from "../core/train/loop.ts";
 import { fixture } from "./fixtures.ts";
 import { makeDataset, trainArgv } from "../bench/host_path.ts";
@@ -24,7 +25,7 @@ async function countSteps(model: string, ...extra: string[]): Promise<HostCounte
     await makeDataset(dir, 2);
     const args = await parseTrainArgs(trainArgv(model, dir, 6, ...extra), { onNote: () => {} });
     const at: HostCounters[] = [];
-    await trainNetwork(args, {
+    await trainNetwork(planTrainRun(args), {
       message: () => {},
       remove: (p) => Deno.remove(p, { recursive: true }).catch(() => {}),
       stepEncoded: () => at.push(rt().counters()),

@@ -10,6 +10,7 @@ import { serveDashboard } from "../cli/train_dashboard.ts";
 import { Dashboard, parseListenAddress } from "../core/train/dashboard.ts";
 import { trainNetwork } from "../core/train/loop.ts";
 import { parseTrainArgs } from "../core/kohya/train_args.ts";
+import { planTrainRun } from "../core/kohya/plan.ts";
 import { initGpu } from "../gpu/mod.ts";
 import { fixture } from "./fixtures.ts";
 import { makeTrainData, tinyLoraArgv } from "./train_fixture_data.ts";
@@ -161,7 +162,7 @@ Deno.test({
       const args = await parseTrainArgs([...argv, ...sampling], { onNote: () => {} });
       let logged = 0;
       let midRun: Promise<string> | null = null;
-      const result = await trainNetwork(args, {
+      const result = await trainNetwork(planTrainRun(args), {
         message: () => {},
         remove: (p) => Deno.remove(p, { recursive: true }).catch(() => {}),
         log: (line) => {

@@ -16,6 +16,7 @@ import { DdpmSchedule } from "../core/train/noise_schedule.ts";
 import { trainStepForward } from "../core/train/step.ts";
 import { type TrainIo, trainNetwork, type TrainResult } from "../core/train/loop.ts";
 import { parseTrainArgs } from "../core/kohya/train_args.ts";
+import { planTrainRun } from "../core/kohya/plan.ts";
 import { latentCachePath } from "../core/train/latent_cache.ts";
 import { GaussianGenerator } from "../core/sample/noise.ts";
 import { windowIds } from "../core/text/token_windows.ts";
@@ -35,7 +36,7 @@ async function train(
     remove: (p) => Deno.remove(p, { recursive: true }).catch(() => {}),
   };
   const args = await parseTrainArgs(argv, { onNote: (n) => messages.push(n) });
-  const result = await trainNetwork(args, io);
+  const result = await trainNetwork(planTrainRun(args), io);
   return { result, messages, logs };
 }
 

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { LorakitError } from "../core/errors.ts";
 import { writeFileAtomic } from "../core/io/fs.ts";
 import { parseTrainArgs } from "../core/kohya/train_args.ts";
+import { planTrainRun } from "../core/kohya/plan.ts";
 import { trainNetwork } from "../core/train/loop.ts";
 
 Deno.test("train_network: an unwritable --output_dir fails at once, naming the flag", async () => {
@@ -25,7 +26,7 @@ Deno.test("train_network: an unwritable --output_dir fails at once, naming the f
     ], { onNote: () => {} });
     const t0 = performance.now();
     await assert.rejects(
-      trainNetwork(args, { message: () => {}, remove: async () => {} }),
+      trainNetwork(planTrainRun(args), { message: () => {}, remove: async () => {} }),
       (e: Error) =>
         e instanceof LorakitError && e.message.startsWith("--output_dir: cannot write there") &&
         e.message.includes(`${inTheWay}/out`) && !e.message.includes("\n"),
@@ -67,14 +68,14 @@ Deno.test("train_network: a bad --sample_prompts line fails before training, nam
       `${dir}/p.txt`,
     ], { onNote: () => {} });
     await assert.rejects(
-      trainNetwork(args, { message: () => {}, remove: async () => {} }),
+      trainNetwork(planTrainRun(args), { message: () => {}, remove: async () => {} }),
       (e: Error) =>
         e instanceof LorakitError &&
         e.message === `${dir}/p.txt line 3: --w 100000: expected at most 4096 pixels`,
     );
     await Deno.writeTextFile(`${dir}/p.txt`, "a cat --w 512\n");
     await assert.rejects(
-      trainNetwork(args, { message: () => {}, remove: async () => {} }),
+      trainNetwork(planTrainRun(args), { message: () => {}, remove: async () => {} }),
       // A good prompt file passes; the run stops later, at the (missing) training data.
       (e: Error) => e instanceof LorakitError && !e.message.includes("p.txt"),
     );

@@ -12,6 +12,7 @@ import { parameterLearningRates } from "../core/lora/block_lr.ts";
 import { networkOptions, parseNetworkArgs } from "../core/lora/network_args.ts";
 import { type TrainIo, trainNetwork } from "../core/train/loop.ts";
 import { parseTrainArgs, type TrainArgs } from "../core/kohya/train_args.ts";
+import { planTrainRun } from "../core/kohya/plan.ts";
 import { cacheLatents, latentCachePath } from "../core/train/latent_cache.ts";
 import { planEpoch } from "../core/train/data_loader.ts";
 import { prepareData } from "../core/train/train_setup.ts";
@@ -66,14 +67,14 @@ Deno.test("train_network bad input: one clear message each, nothing written", as
     (await Deno.readTextFile(d.toml)).replace(d.regDir, `${d.root}/nope`),
   );
   await rejects(
-    async () => trainNetwork(await argsFor(missing, out), quietIo),
+    async () => trainNetwork(planTrainRun(await argsFor(missing, out)), quietIo),
     out,
     /nope: image folder not found/,
   );
   // A caption that is not UTF-8.
   await Deno.writeFile(`${d.trainDir}/a.txt`, new Uint8Array([0x73, 0xff, 0xfe, 0x6b]));
   await rejects(
-    async () => trainNetwork(await argsFor(d.toml, out), quietIo),
+    async () => trainNetwork(planTrainRun(await argsFor(d.toml, out)), quietIo),
     out,
     /a\.txt: expected UTF-8 text/,
   );
@@ -85,7 +86,7 @@ Deno.test("train_network bad input: one clear message each, nothing written", as
     (await Deno.readTextFile(d.toml)).replace("num_repeats = 1", "num_repeat = 1"),
   );
   await rejects(
-    async () => trainNetwork(await argsFor(typo, out), quietIo),
+    async () => trainNetwork(planTrainRun(await argsFor(typo, out)), quietIo),
     out,
     /typo\.toml/,
     /num_repeat/,
@@ -99,7 +100,7 @@ Deno.test("train_network bad input: one clear message each, nothing written", as
       .replace("min_bucket_reso = 64", "min_bucket_reso = 64\nbucket_reso_steps = 64"),
   );
   await rejects(
-    async () => trainNetwork(await argsFor(odd, out), quietIo),
+    async () => trainNetwork(planTrainRun(await argsFor(odd, out)), quietIo),
     out,
     /odd\.toml: datasets\[0\]\.resolution/,
     /divisible by 64/,
@@ -111,7 +112,11 @@ Deno.test("train_network bad input: one clear message each, nothing written", as
   if (fixture("sd1-tiny/model.safetensors")) {
     await initGpu();
     await rejects(
-      async () => trainNetwork(await argsFor(d.toml, out, ["--optimizer_type", "AdamQ"]), quietIo),
+      async () =>
+        trainNetwork(
+          planTrainRun(await argsFor(d.toml, out, ["--optimizer_type", "AdamQ"])),
+          quietIo,
+        ),
       out,
       /--optimizer_type AdamQ: unknown optimizer/,
       /AdamW, AdamW8bit, Lion, SGDNesterov, Adafactor/,
@@ -119,7 +124,8 @@ Deno.test("train_network bad input: one clear message each, nothing written", as
   }
   // Not implemented features are errors naming the flag.
   await rejects(
-    async () => trainNetwork(await argsFor(d.toml, out, ["--loss_type", "huber"]), quietIo),
+    async () =>
+      trainNetwork(planTrainRun(await argsFor(d.toml, out, ["--loss_type", "huber"])), quietIo),
     out,
     /--loss_type/,
   );
@@ -136,7 +142,7 @@ Deno.test("images that fail to decode are found before training, listed once, no
   // And a file with an image extension that is no image at all.
   await Deno.writeTextFile(`${d.trainDir}/c.png`, "not an image");
   const args = await argsFor(d.toml, `${d.root}/out`);
-  const data = await prepareData(args);
+  const data = await prepareData(planTrainRun(args).data);
   assert.deepEqual(
     data.skipped.map((s) => s.path).sort(),
     [`${d.trainDir}/b.png`, `${d.trainDir}/c.png`],
@@ -184,7 +190,7 @@ Deno.test("latent disk cache: reused only while image, bucket and flip are uncha
   const d = await makeTrainData();
   const opts = { seed: 3, vaeBatchSize: 1, toDisk: true, skipCheck: false, vaeId: "stub" };
   const run = async (toml = d.toml) => {
-    const data = await prepareData(await argsFor(toml, `${d.root}/out`));
+    const data = await prepareData(planTrainRun(await argsFor(toml, `${d.root}/out`)).data);
     return await cacheLatents(stubVae(), data, opts);
   };
   const first = await run();
@@ -238,8 +244,9 @@ Deno.test("block lr weights reach the optimizer groups as parameterLearningRates
     "--network_args",
     ...netArgs,
   ]);
-  const m = await loadSessionModel(args, () => {});
-  const s = await setupNetwork(m, args, 1, () => {});
+  const plan = planTrainRun(args);
+  const m = await loadSessionModel(plan, () => {});
+  const s = await setupNetwork(m, plan, 1, () => {});
   const parsed = parseNetworkArgs(netArgs);
   const want = parameterLearningRates(s.net.modules.map((x) => x.spec), {
     textEncoderLr: 5e-5,
@@ -249,7 +256,7 @@ Deno.test("block lr weights reach the optimizer groups as parameterLearningRates
     loraplusLrRatio: 4,
   });
   const got = new Map<string, number>();
-  for (const g of s.created.optimizer.groups) {
+  for (const g of s.optimizer.groups) {
     for (const p of g.params) got.set(s.groups.names.get(p)!, g.lr);
   }
   let checked = 0;
@@ -270,7 +277,7 @@ Deno.test("data order and random streams are reproducible", async () => {
   const d = await makeTrainData();
   const args = await argsFor(d.toml, `${d.root}/out`, ["--seed", "5"]);
   const order = async () => {
-    const data = await prepareData(args);
+    const data = await prepareData(planTrainRun(args).data);
     return [1, 2, 3].map((e) => planEpoch(data, 5, e).map((b) => b.keys.join("|")));
   };
   assert.deepEqual(await order(), await order());

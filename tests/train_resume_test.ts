@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { getGpu, initGpu } from "../gpu/mod.ts";
 import { parseTrainArgs } from "../core/kohya/train_args.ts";
+import { planTrainRun } from "../core/kohya/plan.ts";
 import { trainNetwork, type TrainResult } from "../core/train/loop.ts";
 import { fixture } from "./fixtures.ts";
 import { makeTrainData } from "./train_fixture_data.ts";
@@ -16,7 +17,7 @@ async function train(argv: string[], stopAfter = Infinity) {
   const messages: string[] = [];
   let steps = 0;
   const args = await parseTrainArgs(argv, { onNote: (n) => messages.push(n) });
-  const result: TrainResult = await trainNetwork(args, {
+  const result: TrainResult = await trainNetwork(planTrainRun(args), {
     message: (m) => messages.push(m),
     remove: (p) => Deno.remove(p, { recursive: true }).catch(() => {}),
     stepEncoded: () => steps++,

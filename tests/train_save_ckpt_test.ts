@@ -9,6 +9,7 @@ import { openCkpt } from "../core/io/ckpt.ts";
 import { openLoraFile } from "../core/lora/lora_file.ts";
 import { type TrainIo, trainNetwork } from "../core/train/loop.ts";
 import { parseTrainArgs } from "../core/kohya/train_args.ts";
+import { planTrainRun } from "../core/kohya/plan.ts";
 import { fixture } from "./fixtures.ts";
 import { makeTrainData } from "./train_fixture_data.ts";
 
@@ -55,7 +56,7 @@ Deno.test({
       "--seed",
       "1",
     ], { onNote: () => {} });
-    await trainNetwork(args, io);
+    await trainNetwork(planTrainRun(args), io);
     const names = [...Deno.readDirSync(out)].map((e) => e.name).sort();
     assert.deepEqual(names, ["t-step00000002.ckpt", "t-step00000003.ckpt", "t.ckpt"]);
     const ck = await openCkpt(`${out}/t.ckpt`);

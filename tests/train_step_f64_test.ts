@@ -10,6 +10,7 @@ import { loadStableDiffusion } from "../core/models/mod.ts";
 import { createNetworkFromWeights } from "../core/lora/network.ts";
 import { DdpmSchedule } from "../core/train/noise_schedule.ts";
 import { trainStepForward } from "../core/train/step.ts";
+import { sampleLossWeights } from "../core/train/batch_targets.ts";
 import { fixture } from "./fixtures.ts";
 
 /**
@@ -83,11 +84,13 @@ async function ourGradients(name: string, settings: Settings): Promise<Map<strin
     noise: Tensor.fromArray(noise.data, noise.shape),
     timesteps: settings.timesteps,
     inputIds: Int32Array.from((await f32("input_ids")).data),
-    lossWeights: settings.loss_weights,
+    lossWeights: sampleLossWeights(settings.loss_weights, settings.timesteps, new DdpmSchedule(), {
+      minSnrGamma: settings.min_snr_gamma ?? null,
+      vParameterization: settings.v_parameterization,
+    }),
   }, {
     vParameterization: settings.v_parameterization,
     clipSkip: settings.clip_skip,
-    minSnrGamma: settings.min_snr_gamma ?? null,
   });
   backward(out.loss);
   const grads = new Map<string, Float32Array>();

@@ -11,6 +11,7 @@ import { createNetworkFromWeights } from "../core/lora/network.ts";
 import { parameterLearningRates } from "../core/lora/block_lr.ts";
 import { DdpmSchedule } from "../core/train/noise_schedule.ts";
 import { trainStepForward } from "../core/train/step.ts";
+import { sampleLossWeights } from "../core/train/batch_targets.ts";
 import { fixture } from "./fixtures.ts";
 import { assertClose } from "./op_check.ts";
 
@@ -65,13 +66,21 @@ for (const name of ["step_lierla_eps", "step_c3lier_v_snr_reg"]) {
       noise: Tensor.fromArray(noise.data, noise.shape),
       timesteps: Array.from((await f32("timesteps")).data),
       inputIds: Int32Array.from((await f32("input_ids")).data),
-      lossWeights: settings.loss_weights,
+      lossWeights: [] as number[],
     };
+    batch.lossWeights = sampleLossWeights(
+      settings.loss_weights,
+      batch.timesteps,
+      new DdpmSchedule(),
+      {
+        minSnrGamma: settings.min_snr_gamma ?? null,
+        vParameterization: settings.v_parameterization,
+      },
+    );
     assert.deepEqual(batch.timesteps, settings.timesteps);
     const out = trainStepForward(sd, new DdpmSchedule(), batch, {
       vParameterization: settings.v_parameterization,
       clipSkip: settings.clip_skip,
-      minSnrGamma: settings.min_snr_gamma ?? null,
     });
     assertClose("target", await out.target.toArray(), (await f32("target")).data, 1e-5);
     assertClose("model_pred", await out.modelPred.toArray(), (await f32("model_pred")).data, 1e-4);

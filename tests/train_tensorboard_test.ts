@@ -12,7 +12,9 @@ import { tensorboardFolder } from "../core/train/tensorboard.ts";
 import { epochScalars, kohyaLrGroups, stepScalars } from "../core/train/step_logs.ts";
 import { parameterLearningRates } from "../core/lora/block_lr.ts";
 import { parseTrainArgs } from "../core/kohya/train_args.ts";
-import { checkTrainSupport } from "../core/train/train_setup.ts";
+import { checkTrainSupport } from "../core/kohya/train_support.ts";
+import { parseNetworkArgs } from "../core/lora/network_args.ts";
+import type { NetworkModuleName } from "../core/lora/modules.ts";
 import type { LoraModuleSpec } from "../core/lora/modules.ts";
 import { fixture } from "./fixtures.ts";
 import { makeTrainData } from "./train_fixture_data.ts";
@@ -116,17 +118,27 @@ function specs(parts: [LoraModuleSpec["part"], number][]): LoraModuleSpec[] {
 
 const LR_ARGS = {
   learning_rate: 1e-3,
-  unet_lr: null,
-  text_encoder_lr: null,
-  network_args: null,
+  unet_lr: null as number | null,
+  text_encoder_lr: null as number[] | null,
+  network_args: null as string[] | null,
   network_module: "networks.lora",
 };
+
+/** kohya's groups for lr flags given as kohya names them. */
+function lrGroupsFor(modules: LoraModuleSpec[], a: typeof LR_ARGS) {
+  const module = a.network_module as NetworkModuleName;
+  return kohyaLrGroups(modules, { module, args: parseNetworkArgs(a.network_args ?? [], module) }, {
+    learningRate: a.learning_rate,
+    unetLr: a.unet_lr,
+    textEncoderLr: a.text_encoder_lr?.[0] ?? null,
+  });
+}
 
 Deno.test("tensorboard tags: kohya's names for networks.lora lr setups", () => {
   const both = specs([["text_encoder", -1], ["unet", 4], ["unet", 13]]);
   const tags = (groups: ReturnType<typeof kohyaLrGroups>, unetOnly = false) =>
     stepScalars(groups, { loss: 0.5, averageLoss: 0.25, lrScale: 0.5, unetOnly });
-  assert.deepEqual(tags(kohyaLrGroups(both, { ...LR_ARGS, unet_lr: 2e-3 })), {
+  assert.deepEqual(tags(lrGroupsFor(both, { ...LR_ARGS, unet_lr: 2e-3 })), {
     "loss/current": 0.5,
     "loss/average": 0.25,
     "lr/textencoder": 0.5e-3,
@@ -134,17 +146,17 @@ Deno.test("tensorboard tags: kohya's names for networks.lora lr setups", () => {
   });
   // Only the U-Net trained: no text encoder modules, no text encoder group.
   assert.deepEqual(
-    Object.keys(tags(kohyaLrGroups(specs([["unet", 4]]), LR_ARGS), true)),
+    Object.keys(tags(lrGroupsFor(specs([["unet", 4]]), LR_ARGS), true)),
     ["loss/current", "loss/average", "lr/unet"],
   );
   // A text encoder lr of 0 drops its group.
   assert.deepEqual(
-    Object.keys(tags(kohyaLrGroups(both, { ...LR_ARGS, text_encoder_lr: [0] }))),
+    Object.keys(tags(lrGroupsFor(both, { ...LR_ARGS, text_encoder_lr: [0] }))),
     ["loss/current", "loss/average", "lr/unet"],
   );
   // LoRA+: a " plus" group after each, at lr * ratio.
   assert.deepEqual(
-    tags(kohyaLrGroups(both, {
+    tags(lrGroupsFor(both, {
       ...LR_ARGS,
       network_args: ["loraplus_lr_ratio=4", "loraplus_unet_lr_ratio=8"],
     })),
@@ -163,7 +175,7 @@ Deno.test("tensorboard tags: kohya's names for networks.lora lr setups", () => {
     ...LR_ARGS,
     network_args: ["down_lr_weight=1,1,1,1,0.25", "mid_lr_weight=0.5", "up_lr_weight=1,1,2"],
   };
-  const groups = kohyaLrGroups(blocks, args);
+  const groups = lrGroupsFor(blocks, args);
   assert.deepEqual(groups, [
     { description: "unet_block4", lr: 0.25e-3 },
     { description: "unet_block12", lr: 0.5e-3 },
@@ -205,11 +217,11 @@ Deno.test("tensorboard tags: networks.dylora gets kohya's fallback names", () =>
     Object.entries(stepScalars(groups, { loss: 0, averageLoss: 0, lrScale: 1, unetOnly }))
       .filter(([k]) => k.startsWith("lr/"));
   // Two groups with the text encoder: both are named "unet"; the U-Net's lr is what remains.
-  assert.deepEqual(lrs(kohyaLrGroups(both, dylora), false), [["lr/unet", 2e-3]]);
-  assert.deepEqual(lrs(kohyaLrGroups(specs([["unet", 4]]), dylora), true), [["lr/unet", 2e-3]]);
+  assert.deepEqual(lrs(lrGroupsFor(both, dylora), false), [["lr/unet", 2e-3]]);
+  assert.deepEqual(lrs(lrGroupsFor(specs([["unet", 4]]), dylora), true), [["lr/unet", 2e-3]]);
   // More than two: group<i>, counted from 1 when the text encoder is trained.
   const plus = { ...dylora, network_args: ["loraplus_lr_ratio=2"] };
-  assert.deepEqual(lrs(kohyaLrGroups(both, plus), false), [
+  assert.deepEqual(lrs(lrGroupsFor(both, plus), false), [
     ["lr/group1", 1e-3],
     ["lr/group2", 2e-3],
     ["lr/group3", 2e-3],

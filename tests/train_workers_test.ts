@@ -13,6 +13,7 @@ import { BatchLoader, type HostBatch, planEpoch } from "../core/train/data_loade
 import { type ImageJob, runImageJob } from "../core/train/image_job.ts";
 import { type TrainIo, trainNetwork } from "../core/train/loop.ts";
 import { parseTrainArgs, type TrainArgs } from "../core/kohya/train_args.ts";
+import { planTrainRun } from "../core/kohya/plan.ts";
 import { prepareData, type PreparedData } from "../core/train/train_setup.ts";
 import type { WindowTokenizer } from "../core/text/token_windows.ts";
 import { DecodePool } from "../core/train/worker_pool.ts";
@@ -89,14 +90,14 @@ async function loadAll(data: PreparedData, loader: BatchLoader, epochs: number) 
 Deno.test("workers give the main thread's batches, bit for bit", async () => {
   const d = await augmentedData();
   const args = await argsFor(d);
-  const inProcess = loaderFor(await prepareData(args), 0);
-  const pooled = loaderFor(await prepareData(args), 8);
+  const inProcess = loaderFor(await prepareData(planTrainRun(args).data), 0);
+  const pooled = loaderFor(await prepareData(planTrainRun(args).data), 8);
   try {
     assert.equal(inProcess.workerCount, 0);
     assert.equal(pooled.workerCount, Math.min(8, navigator.hardwareConcurrency, 5));
     assert.ok(pooled.workerCount >= 1);
-    const a = await loadAll(await prepareData(args), inProcess, 3);
-    const b = await loadAll(await prepareData(args), pooled, 3);
+    const a = await loadAll(await prepareData(planTrainRun(args).data), inProcess, 3);
+    const b = await loadAll(await prepareData(planTrainRun(args).data), pooled, 3);
     assert.equal(a.length, b.length);
     assert.ok(a.some((x) => x.images!.length > 0));
     for (let i = 0; i < a.length; i++) {
@@ -145,10 +146,10 @@ Deno.test("an image that goes bad after the scan is reported and skipped as in-p
   const args = await argsFor(d);
   // The scan decodes every image, so the file is damaged after it (replaced mid-run).
   const [dataA, dataB, planA, planB] = [
-    await prepareData(args),
-    await prepareData(args),
-    await prepareData(args),
-    await prepareData(args),
+    await prepareData(planTrainRun(args).data),
+    await prepareData(planTrainRun(args).data),
+    await prepareData(planTrainRun(args).data),
+    await prepareData(planTrainRun(args).data),
   ];
   const bytes = await Deno.readFile(`${d.trainDir}/b.png`);
   bytes.fill(0x5a, 60, bytes.length - 12);
@@ -191,7 +192,7 @@ Deno.test("an image that goes bad after the scan is reported and skipped as in-p
 Deno.test("workers stop each epoch unless persistent, always on close", async () => {
   const d = await makeTrainData();
   const args = await argsFor(d);
-  const data = await prepareData(args);
+  const data = await prepareData(planTrainRun(args).data);
   const plan = planEpoch(data, 7, 1);
   const ctx = { epoch: 1, step: 0, maxTrainSteps: 10, micro: 0 };
   for (const persistent of [false, true]) {
@@ -235,12 +236,15 @@ Deno.test({
     try {
       const base = ["--max_train_epochs", "2", "--max_data_loader_n_workers", "2"];
       const io: TrainIo = { message: () => {}, remove: async () => {} };
-      const r1 = await trainNetwork(await argsFor(d, base), io);
+      const r1 = await trainNetwork(planTrainRun(await argsFor(d, base)), io);
       assert.equal(r1.interrupted, false);
       assert.ok(r1.losses.length >= 2 && r1.losses.every((l) => Number.isFinite(l.loss)));
       const r2 = await trainNetwork(
-        await argsFor(d, [...base, "--persistent_data_loader_workers"]),
-        { ...io, interrupted: () => true },
+        planTrainRun(await argsFor(d, [...base, "--persistent_data_loader_workers"])),
+        {
+          ...io,
+          interrupted: () => true,
+        },
       );
       assert.equal(r2.interrupted, true);
       assert.equal(r2.losses.length, 1, "stopped after the first step");

@@ -10,7 +10,7 @@
 import { parse as parseToml } from "../deps/smol_toml.ts";
 import { LorakitError, oneLineReason } from "../errors.ts";
 import { readText } from "../io/fs.ts";
-import { datasetArgsToConfig } from "./dataset_config_args.ts";
+import { type DatasetArgs, datasetArgsToConfig, type UserConfig } from "./dataset_config_args.ts";
 import {
   checkValue,
   describeValue,
@@ -25,13 +25,6 @@ import {
   UNSUPPORTED_KEYS,
 } from "./dataset_schema.ts";
 
-/** A checked user config: `general` and `datasets`, values normalized (pairs as arrays). */
-export interface UserConfig {
-  general: Record<string, unknown>;
-  datasets: { table: Record<string, unknown>; subsets: Record<string, unknown>[] }[];
-}
-
-/** One subset's settings after the fallbacks (kohya's `DreamBoothSubsetParams` / `FineTuning…`). */
 /** The per-subset caption settings, named as kohya's dataset-config keys. */
 export interface CaptionSettings {
   shuffle_caption: boolean;
@@ -49,6 +42,7 @@ export interface CaptionSettings {
   token_warmup_step: number;
 }
 
+/** One subset's settings after the fallbacks (kohya's `DreamBoothSubsetParams` / `FineTuning…`). */
 export interface SubsetParams extends CaptionSettings {
   image_dir: string | null;
   num_repeats: number;
@@ -97,13 +91,6 @@ export interface Blueprint {
   datasets: DatasetBlueprint[];
   warnings: string[];
 }
-
-/**
- * The command-line values the fallbacks may use, under kohya's argparse names
- * (`train_batch_size`, `dataset_repeats`, `resolution` as "512" or "512,768", ...). Unknown keys
- * are ignored, so a whole parsed-arguments object can be passed.
- */
-export type DatasetArgs = Record<string, unknown>;
 
 const SUBSET_DEFAULTS: SubsetParams = {
   image_dir: null,
@@ -380,4 +367,10 @@ function checkDataset(p: DatasetParams, dreambooth: boolean, where: string, warn
   }
 }
 
-export { datasetArgsToConfig, parseResolution, userConfigFromArgs } from "./dataset_config_args.ts";
+export {
+  type DatasetArgs,
+  datasetArgsToConfig,
+  parseResolution,
+  type UserConfig,
+  userConfigFromArgs,
+} from "./dataset_config_args.ts";

@@ -8,7 +8,19 @@
  */
 import { LorakitError } from "../errors.ts";
 import { isDirectory, joinPath, listDir } from "../io/fs.ts";
-import type { DatasetArgs, UserConfig } from "./dataset_config.ts";
+
+/** A checked user config: `general` and `datasets`, values normalized (pairs as arrays). */
+export interface UserConfig {
+  general: Record<string, unknown>;
+  datasets: { table: Record<string, unknown>; subsets: Record<string, unknown>[] }[];
+}
+
+/**
+ * The command-line values the fallbacks may use, under kohya's argparse names
+ * (`train_batch_size`, `dataset_repeats`, `resolution` as "512" or "512,768", ...). Unknown keys
+ * are ignored, so a whole parsed-arguments object can be passed.
+ */
+export type DatasetArgs = Record<string, unknown>;
 
 /**
  * The command-line values as kohya's `prepare_dataset_args` leaves them: `--caption_extention`

@@ -21,7 +21,7 @@ import {
   type NetworkModuleName,
   type WeightInfo,
 } from "./modules.ts";
-import { networkOptions, parseNetworkArgs } from "./network_args.ts";
+import { type NetworkArgs, networkOptions, parseNetworkArgs } from "./network_args.ts";
 
 /** The parts of a model a network hooks into. */
 type Model = Pick<StableDiffusion, "unet" | "textEncoder">;
@@ -33,6 +33,8 @@ export interface NetworkOptions {
   network_alpha?: number;
   /** `--network_args` strings (`conv_dim=4`, `block_dims=...`, `unit=4`, ...). */
   network_args?: string[];
+  /** The network args already parsed (then `network_args` is not read). */
+  parsedArgs?: NetworkArgs;
   /** `--network_dropout`. */
   network_dropout?: number;
   network_train_unet_only?: boolean;
@@ -236,7 +238,7 @@ export class LoraNetwork {
 /** Build a new network with kohya's initialisation (down: kaiming uniform, up: zeros). */
 export function createNetwork(sd: Model, options: NetworkOptions = {}): LoraNetwork {
   const moduleName = options.network_module ?? "networks.lora";
-  const args = parseNetworkArgs(options.network_args ?? [], moduleName);
+  const args = options.parsedArgs ?? parseNetworkArgs(options.network_args ?? [], moduleName);
   const { modules: listOptions } = networkOptions(args, {
     module: moduleName,
     networkDim: options.network_dim,

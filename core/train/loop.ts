@@ -1,22 +1,19 @@
 /**
- * `trainNetwork(args, io)`: kohya's train_network loop for SD 1.x/2.x LoRA. Per batch: latents
- * (cached, or the VAE on the decoded images), seeded noise (plus `--noise_offset`), uniform
- * timesteps in `[--min_timestep, --max_timestep)`, the forward and loss of step.ts (epsilon or v
- * target, min-SNR, prior loss weight, and kohya's per-sample `--scale_v_pred_loss_like_noise_pred`
- * / `--v_pred_like_loss` / `--debiased_estimation_loss` factors), backward (divided by
- * `--gradient_accumulation_steps`, times the loss scale under fp16), then at each accumulation
- * boundary gradient clipping (`--max_grad_norm`, 0 = off), the optimizer step at the scheduled lr,
- * `--scale_weight_norms`, progress, saves, states and samples. The next batch is loaded while the
- * GPU works on the current one, its images decoded by the `--max_data_loader_n_workers` workers,
- * which are stopped after each epoch (unless `--persistent_data_loader_workers`) and whenever the
- * run ends, fails or is interrupted.
+ * `trainNetwork(plan, io)`: kohya's train_network loop for SD 1.x/2.x LoRA. Per batch: latents
+ * (cached, or the VAE on the decoded images), the noise, timesteps and loss weights of
+ * batch_targets.ts, the forward and loss of step.ts, backward (divided by the accumulation steps,
+ * times the loss scale under fp16), then at each accumulation boundary the optimizer step of
+ * optimizer_step.ts at the scheduled lr, max-norm regularization, progress, saves, states and
+ * samples. The next batch is loaded while the GPU works on the current one, its images decoded by
+ * the data loader's workers, which are stopped after each epoch (unless persistent) and whenever
+ * the run ends, fails or is interrupted.
  *
  * File removal, progress output, the log and interruption come through {@link TrainIo}, so this
  * module stays on web-standard APIs.
  *
  * @module
  */
-import { backward, clipGradNorm, LossScaler, mul, rt, scale, Tensor } from "../../gpu/mod.ts";
+import { backward, LossScaler, mul, rt, scale, Tensor } from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
 import { checkLatentCacheFolders, checkTrainOutputs } from "./output_checks.ts";
 import { BatchLoader, type CachedLatents, type HostBatch, planEpoch } from "./data_loader.ts";
@@ -27,8 +24,11 @@ import { logRecord, LossRecorder, progressLine, type TrainSummary } from "./prog
 import { epochScalars, kohyaLrGroups, stepScalars } from "./step_logs.ts";
 import { PendingLosses } from "./pending_losses.ts";
 import { trainStepForward } from "./step.ts";
+import { drawBatchTargets } from "./batch_targets.ts";
+import { optimizerStep } from "./optimizer_step.ts";
+import type { TrainIo } from "./train_io.ts";
+import type { TrainPlan } from "../kohya/plan_types.ts";
 import { readSamplePrompts } from "./train_samples.ts";
-import type { TrainArgs } from "../kohya/train_args.ts";
 import { type SaveContext, Saver } from "./train_saves.ts";
 import {
   checkMemory,
@@ -37,37 +37,9 @@ import {
   mergeBaseWeights,
   setupNetwork,
 } from "./train_session.ts";
-import { checkTrainSupport, dropImages, prepareData } from "./train_setup.ts";
-import { STREAM, streamGaussian, streamRandom } from "./train_rng.ts";
+import { dropImages, prepareData } from "./train_setup.ts";
 import { loadTrainState, readStateSeed } from "./checkpoint_state.ts";
 import { formatBytes } from "./progress.ts";
-
-/** What the loop needs from its host (the CLI). */
-export interface TrainIo {
-  /** Messages (notes, warnings, summaries). */
-  message(text: string): void;
-  /** The progress line, rewritten per step. */
-  progress?(line: string): void;
-  /** One JSONL record per step (`--logging_dir`). */
-  log?(record: string): void;
-  /** kohya's tracker scalars (tag -> value) at `step` (the epoch number for epoch logs). */
-  scalars?(step: number, values: Record<string, number>): void;
-  /** Remove a file or folder (old saves beyond `--save_last_n_*`). */
-  remove(path: string): Promise<void>;
-  /** True once the user asked to stop (SIGINT). */
-  interrupted?(): boolean;
-  /**
-   * Called as soon as an optimizer step is encoded (before its loss is known), with the number of
-   * steps done: the moment to sample host-side counters per step.
-   */
-  stepEncoded?(step: number): void;
-  /** The full command line that resumes from the state at `statePath` (for the Ctrl-C message). */
-  resumeCommand?(statePath: string): string;
-  /** A sample image was written (`--sample_prompts`). */
-  sampleWritten?(
-    sample: { path: string; prompt: string; step: number; epoch: number | null },
-  ): void;
-}
 
 /** What a run returns. */
 export interface TrainResult {
@@ -91,50 +63,46 @@ interface StepReport {
   bucket: readonly [number, number];
 }
 
-/** kohya's clamp of the SNR in its per-sample loss scalings. */
-function snrClamped(schedule: DdpmSchedule, t: number): number {
-  return Math.min(schedule.snr(t), 1000);
-}
+export type { TrainIo };
 
 /** Run train_network. */
-export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainResult> {
+export async function trainNetwork(plan: TrainPlan, io: TrainIo): Promise<TrainResult> {
   const t0 = performance.now();
-  checkTrainSupport(args);
+  const resume = plan.saving.resume;
   // Outputs must be writable before any model is loaded or step trained.
-  await checkTrainOutputs(args);
+  await checkTrainOutputs(plan);
   // The prompt file is read now, so a bad line fails before training, not at the first sample.
-  if (args.sample_prompts !== null) await readSamplePrompts(args.sample_prompts);
+  if (plan.sampling.prompts !== null) await readSamplePrompts(plan.sampling.prompts);
   const note = (m: string) => io.message(m);
-  // Without --seed, a resumed run continues with the seed its state was saved with.
-  const seed = args.seed ??
-    (args.resume !== null ? await readStateSeed(args.resume) : Math.floor(Math.random() * 2 ** 32));
-  const data = await prepareData(args);
-  if (args.cache_latents_to_disk) await checkLatentCacheFolders(data);
+  // Without a seed, a resumed run continues with the seed its state was saved with.
+  const seed = plan.seed ??
+    (resume !== null ? await readStateSeed(resume) : Math.floor(Math.random() * 2 ** 32));
+  const data = await prepareData(plan.data);
+  if (plan.data.cacheLatentsToDisk) await checkLatentCacheFolders(data);
   for (const m of data.messages) note(m);
-  const model = await loadSessionModel(args, note);
+  const model = await loadSessionModel(plan, note);
   let session: Awaited<ReturnType<typeof setupNetwork>> | null = null;
   let loader: BatchLoader | null = null;
   let scaler: LossScaler | null = null;
   try {
-    await mergeBaseWeights(model.sd, args, note);
-    session = await setupNetwork(model, args, seed, note);
-    const { net, created, params } = session;
-    const optimizer = created.optimizer;
-    const lrGroups = kohyaLrGroups(net.modules.map((m) => m.spec), args);
-    const est = await checkMemory(model, session, args, data);
+    await mergeBaseWeights(model.sd, plan.model.baseWeights, note);
+    session = await setupNetwork(model, plan, seed, note);
+    const { net, optimizer, params } = session;
+    const lrGroups = kohyaLrGroups(net.modules.map((m) => m.spec), plan.network, plan.optimizer);
+    const est = await checkMemory(model, session, plan, data);
     note(
       `estimated GPU memory: ${formatBytes(est.total)} (weights ${formatBytes(est.weights)}, ` +
         `LoRA+optimizer ${formatBytes(est.lora)}, activations ${formatBytes(est.activations)}` +
         (est.vae > 0 ? `, VAE ${formatBytes(est.vae)}` : "") + ")",
     );
     let cache: Map<string, CachedLatents> | null = null;
-    if (args.cache_latents) {
+    if (plan.data.cacheLatents) {
       const c = await cacheLatents(model.sd.vae, data, {
         seed,
-        vaeBatchSize: Math.max(1, args.vae_batch_size),
-        toDisk: args.cache_latents_to_disk,
-        skipCheck: args.skip_cache_check,
-        vaeId: `${args.vae ?? args.pretrained_model_name_or_path}`,
+        vaeBatchSize: Math.max(1, plan.data.vaeBatchSize),
+        toDisk: plan.data.cacheLatentsToDisk,
+        skipCheck: plan.data.skipCacheCheck,
+        vaeId: plan.model.vae ?? plan.model.path,
       });
       for (const f of c.failed) {
         note(`skipped ${f.key}: ${f.reason}`);
@@ -143,12 +111,12 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
       note(`latents: ${c.computed} computed, ${c.reused} reused from disk`);
       cache = c.cache;
     }
-    const sched = makeSchedule(args, data, created.lrScheduler);
+    const sched = makeSchedule(plan.schedule, data, plan.optimizer.learningRate);
     if (sched.batchesPerEpoch === 0) throw new LorakitError("no batches: every image was skipped");
     const fingerprint = `${net.moduleName} modules=${net.modules.length} params=${params.length} ` +
       `optimizer=${optimizer.type} args=${JSON.stringify(net.networkArgs)}`;
     const saver = new Saver({
-      args,
+      plan,
       io,
       data,
       model,
@@ -158,18 +126,18 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
       startedAt: Date.now() / 1000,
       fingerprint,
     });
-    scaler = args.mixed_precision === "fp16" ? new LossScaler() : null;
+    scaler = plan.precision.fp16 ? new LossScaler() : null;
     let step = 0, startEpoch = 1, startBatch = 0;
-    if (args.resume !== null) {
-      const st = await loadTrainState(args.resume, params, optimizer, fingerprint);
+    if (resume !== null) {
+      const st = await loadTrainState(resume, params, optimizer, fingerprint);
       if (st.seed !== seed) {
         throw new LorakitError(
-          `--resume ${args.resume}: the state was saved with --seed ${st.seed}; pass the same seed`,
+          `--resume ${resume}: the state was saved with --seed ${st.seed}; pass the same seed`,
         );
       }
       ({ step, epoch: startEpoch, batchInEpoch: startBatch } = st);
       if (scaler && st.scaler) scaler.setState(st.scaler.scale, st.scaler.growthTracker);
-      note(`resumed from ${args.resume}: step ${step}, epoch ${startEpoch}`);
+      note(`resumed from ${resume}: step ${step}, epoch ${startEpoch}`);
     }
     note(
       `running training: ${data.numTrainImages} train images (with repeats), ` +
@@ -179,24 +147,24 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
     const batches = new BatchLoader(data, {
       seed,
       tokenizer: model.sd.tokenizer,
-      maxTokenLength: args.max_token_length,
-      resizeInterpolation: args.resize_interpolation,
+      maxTokenLength: plan.model.maxTokenLength,
+      resizeInterpolation: plan.data.resizeInterpolation,
       cache,
-      workers: args.max_data_loader_n_workers,
-      persistentWorkers: args.persistent_data_loader_workers,
+      workers: plan.data.workers,
+      persistentWorkers: plan.data.persistentWorkers,
     });
     loader = batches;
     const ddpm = new DdpmSchedule();
     const recorder = new LossRecorder();
     const losses: { step: number; loss: number }[] = [];
-    const accum = args.gradient_accumulation_steps;
-    const minT = args.min_timestep ?? 0, maxT = args.max_timestep ?? 1000;
+    const accum = plan.schedule.gradientAccumulationSteps;
+    const lossPlan = { ...plan.loss, vParameterization: plan.model.vParameterization };
     const reported = new Set<string>();
     let lastLoss = 0, interrupted = false, timedSteps = 0;
     let epochNow = 0, epochLogged = 0;
     const tTrain = performance.now();
     rt().storage.resetPeak();
-    if (args.sample_at_first) await saver.sample(0, null);
+    if (plan.sampling.atFirst) await saver.sample(0, null);
     const pendingLosses = new PendingLosses<StepReport>((lossValue, r) => {
       recorder.add(r.epoch - startEpoch, r.bi, lossValue);
       lastLoss = lossValue;
@@ -225,7 +193,7 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
           loss: lossValue,
           averageLoss: recorder.average,
           lrScale: sched.lrScale(r.step),
-          unetOnly: args.network_train_unet_only,
+          unetOnly: plan.network.unetOnly,
           norms: r.norms,
         }),
       );
@@ -246,7 +214,7 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
       scaler,
     });
     outer: for (let epoch = 1; epoch <= sched.numEpochs; epoch++) {
-      const plan = planEpoch(data, seed, epoch);
+      const order = planEpoch(data, seed, epoch);
       if (epoch < startEpoch) continue;
       epochNow = epoch;
       let accumulated = 0;
@@ -256,13 +224,13 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
         epoch,
         step: (epoch - 1) * sched.updatesPerEpoch + Math.floor(bi / accum),
         maxTrainSteps: sched.maxTrainSteps,
-        micro: (epoch - 1) * plan.length + bi,
+        micro: (epoch - 1) * order.length + bi,
       });
-      for (let bi = first; bi < plan.length; bi++) {
+      for (let bi = first; bi < order.length; bi++) {
         if (step >= sched.maxTrainSteps) break outer;
         const ctx = ctxOf(bi);
-        const hb = await (pending ?? batches.load(plan[bi], ctx));
-        pending = bi + 1 < plan.length ? batches.load(plan[bi + 1], ctxOf(bi + 1)) : null;
+        const hb = await (pending ?? batches.load(order[bi], ctx));
+        pending = bi + 1 < order.length ? batches.load(order[bi + 1], ctxOf(bi + 1)) : null;
         // Handled here so that a load still in flight when training stops never goes unhandled.
         pending?.catch(() => {});
         for (const f of hb.failed) {
@@ -272,40 +240,24 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
         if (hb.keys.length === 0) continue;
         const micro = ctx.micro;
         const [bw, bh] = hb.bucket;
-        const n = hb.keys.length, per = 4 * (bh / 8) * (bw / 8);
+        const n = hb.keys.length;
         const latentData = hb.latents ??
           await encodeImagesToLatents(model.sd.vae, hb.images!, n, hb.bucket, seed, hb.keys, micro);
-        const noiseData = streamGaussian(seed, STREAM.noise, micro).gaussian(n * per);
-        if (args.noise_offset !== null && args.noise_offset !== 0) {
-          const r = streamRandom(seed, STREAM.noiseOffset, micro);
-          const g = streamGaussian(seed, STREAM.noiseOffset, micro, 1);
-          const off = args.noise_offset_random_strength
-            ? r() * args.noise_offset
-            : args.noise_offset;
-          for (let k = 0; k < n * 4; k++) {
-            const v = off * g.nextGaussian(), plane = per / 4;
-            for (let j = 0; j < plane; j++) noiseData[k * plane + j] += v;
-          }
-        }
-        const tr = streamRandom(seed, STREAM.timesteps, micro);
-        const timesteps = hb.keys.map(() => minT + Math.floor(tr() * (maxT - minT)));
-        const weights = hb.lossWeights.map((w, i) => {
-          const snr = snrClamped(ddpm, timesteps[i]);
-          const vScale = snr / (snr + 1);
-          if (args.scale_v_pred_loss_like_noise_pred) w *= vScale;
-          if (args.v_pred_like_loss) w *= 1 + args.v_pred_like_loss / vScale;
-          if (args.debiased_estimation_loss) w *= 1 / Math.sqrt(snr);
-          return w;
+        const targets = drawBatchTargets(lossPlan, ddpm, { seed, micro }, {
+          n,
+          h: bh / 8,
+          w: bw / 8,
+          baseWeights: hb.lossWeights,
         });
         reseedNetwork(net, seed, micro);
         const latents = Tensor.fromArray(latentData, [n, 4, bh / 8, bw / 8]);
-        const noise = Tensor.fromArray(noiseData, [n, 4, bh / 8, bw / 8]);
+        const noise = Tensor.fromArray(targets.noise, [n, 4, bh / 8, bw / 8]);
         const out = trainStepForward(model.stepModel, ddpm, {
           latents,
           noise,
-          timesteps,
+          timesteps: targets.timesteps,
           inputIds: hb.ids.ids,
-          lossWeights: weights,
+          lossWeights: targets.lossWeights,
         }, session.settings);
         // With fp16 the loss scale is a GPU scalar: the scaler decides it without a read-back.
         const scaled = scaler ? mul(out.loss, scaler.scaleTensor) : out.loss;
@@ -318,23 +270,16 @@ export async function trainNetwork(args: TrainArgs, io: TrainIo): Promise<TrainR
         out.modelPred.dispose();
         out.target.dispose();
         accumulated++;
-        const sync = accumulated === accum || bi === plan.length - 1;
+        const sync = accumulated === accum || bi === order.length - 1;
         let norms: StepReport["norms"];
         if (sync) {
-          const lrScale = sched.lrScale(step);
-          const maxNorm = args.max_grad_norm > 0 ? args.max_grad_norm : undefined;
-          if (scaler) {
-            const r = await scaler.step(optimizer, { lrScale, maxNorm });
-            r.clip?.dispose();
-          } else if (maxNorm !== undefined) {
-            const clip = clipGradNorm(optimizer.groups.flatMap((g) => g.params), maxNorm);
-            optimizer.update({ lrScale, gradScaleTensor: clip.scale });
-            clip.dispose();
-          } else optimizer.update({ lrScale });
-          optimizer.zeroGrad();
+          await optimizerStep(optimizer, scaler, {
+            lrScale: sched.lrScale(step),
+            maxGradNorm: plan.optimizer.maxGradNorm,
+          });
           accumulated = 0;
-          if (args.scale_weight_norms !== null && args.scale_weight_norms > 0) {
-            norms = await applyMaxNorm(net, args.scale_weight_norms);
+          if (plan.optimizer.scaleWeightNorms !== null) {
+            norms = await applyMaxNorm(net, plan.optimizer.scaleWeightNorms);
           }
           step++;
           io.stepEncoded?.(step);

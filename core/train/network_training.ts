@@ -15,28 +15,13 @@ import { parameterLearningRates } from "../lora/block_lr.ts";
 import { openLoraFile } from "../lora/lora_file.ts";
 import type { LoraModule } from "../lora/lora_module.ts";
 import { makeRng } from "../lora/lora_module.ts";
-import { networkOptions, parseNetworkArgs } from "../lora/network_args.ts";
+import { type NetworkArgs, networkOptions } from "../lora/network_args.ts";
 import { createNetwork, createNetworkFromWeights, type LoraNetwork } from "../lora/network.ts";
-import type { NetworkModuleName } from "../lora/modules.ts";
 import type { StableDiffusion } from "../models/stable_diffusion.ts";
-import type { TrainArgs } from "../kohya/train_args.ts";
+import type { NetworkPlan, OptimizerPlan } from "../kohya/plan_types.ts";
 import { mixSeed, STREAM } from "./train_rng.ts";
 
 type Model = Pick<StableDiffusion, "unet" | "textEncoder">;
-
-/** The network flags train_network passes to the network module. */
-export type NetworkArgsOf = Pick<
-  TrainArgs,
-  | "network_module"
-  | "network_dim"
-  | "network_alpha"
-  | "network_args"
-  | "network_dropout"
-  | "network_train_unet_only"
-  | "network_train_text_encoder_only"
-  | "network_weights"
-  | "dim_from_weights"
->;
 
 /** Overwrite a tensor's contents with host data (same shape). */
 export function overwriteTensor(t: Tensor, data: Float32Array): void {
@@ -45,44 +30,42 @@ export function overwriteTensor(t: Tensor, data: Float32Array): void {
   src.dispose();
 }
 
-/** Create the network to train (and load `--network_weights` into it). */
+/** Create the network to train (and load its starting weights into it). */
 export async function buildNetwork(
   sd: Model,
-  args: NetworkArgsOf,
+  plan: NetworkPlan,
   seed: number,
   note: (message: string) => void,
 ): Promise<LoraNetwork> {
-  const module = (args.network_module ?? "networks.lora") as NetworkModuleName;
-  if (args.dim_from_weights) {
-    if (args.network_weights === null) {
+  if (plan.dimFromWeights) {
+    if (plan.weights === null) {
       throw new LorakitError("--dim_from_weights: requires --network_weights");
     }
-    const net = await createNetworkFromWeights(1, args.network_weights, sd);
-    const parsed = parseNetworkArgs(args.network_args ?? [], "networks.lora");
+    const net = await createNetworkFromWeights(1, plan.weights, sd);
     for (const m of net.modules) {
       for (const p of m.parameters()) p.requiresGrad = true;
       m.dropout = {
-        dropout: args.network_dropout ?? undefined,
-        rankDropout: parsed.rankDropout,
-        moduleDropout: parsed.moduleDropout,
+        dropout: plan.dropout ?? undefined,
+        rankDropout: plan.args.rankDropout,
+        moduleDropout: plan.args.moduleDropout,
       };
     }
-    note(`network dims and alphas taken from ${args.network_weights}`);
+    note(`network dims and alphas taken from ${plan.weights}`);
     return net;
   }
   const net = createNetwork(sd, {
-    network_module: module,
-    network_dim: args.network_dim ?? 4,
-    network_alpha: args.network_alpha,
-    network_args: args.network_args ?? [],
-    network_dropout: args.network_dropout ?? undefined,
-    network_train_unet_only: args.network_train_unet_only,
-    network_train_text_encoder_only: args.network_train_text_encoder_only,
+    network_module: plan.module,
+    network_dim: plan.dim,
+    network_alpha: plan.alpha,
+    parsedArgs: plan.args,
+    network_dropout: plan.dropout ?? undefined,
+    network_train_unet_only: plan.unetOnly,
+    network_train_text_encoder_only: plan.textEncoderOnly,
     seed: mixSeed(seed, STREAM.network, 0xffff),
   });
-  if (args.network_weights !== null) {
+  if (plan.weights !== null) {
     try {
-      await loadWeightsInto(net, args.network_weights, note);
+      await loadWeightsInto(net, plan.weights, note);
     } catch (e) {
       net.dispose();
       throw e;
@@ -168,8 +151,8 @@ export interface ParameterGroups {
   lrs: Map<string, number | null>;
 }
 
-/** The lr flags, named as kohya's. */
-export type LrArgsOf = Pick<TrainArgs, "learning_rate" | "unet_lr" | "text_encoder_lr">;
+/** The learning rates a network's parameters are trained with. */
+export type LearningRates = Pick<OptimizerPlan, "learningRate" | "unetLr" | "textEncoderLr">;
 
 /**
  * kohya's `prepare_optimizer_params`: each parameter's lr from `parameterLearningRates` (block lr
@@ -178,19 +161,18 @@ export type LrArgsOf = Pick<TrainArgs, "learning_rate" | "unet_lr" | "text_encod
  */
 export function parameterGroups(
   net: LoraNetwork,
-  args: LrArgsOf & Pick<TrainArgs, "network_args" | "network_module">,
+  networkArgs: NetworkArgs,
+  rates: LearningRates,
 ): ParameterGroups {
-  const module = (args.network_module ?? "networks.lora") as NetworkModuleName;
-  const parsed = parseNetworkArgs(args.network_args ?? [], module);
-  const { blockLrWeight } = networkOptions(parsed, { module });
+  const { blockLrWeight } = networkOptions(networkArgs, { module: net.moduleName });
   const lrs = parameterLearningRates(net.modules.map((m) => m.spec), {
-    textEncoderLr: args.text_encoder_lr?.[0] ?? null,
-    unetLr: args.unet_lr,
-    learningRate: args.learning_rate,
+    textEncoderLr: rates.textEncoderLr,
+    unetLr: rates.unetLr,
+    learningRate: rates.learningRate,
     blockLrWeight,
-    loraplusLrRatio: parsed.loraplusLrRatio ?? null,
-    loraplusUnetLrRatio: parsed.loraplusUnetLrRatio ?? null,
-    loraplusTextEncoderLrRatio: parsed.loraplusTextEncoderLrRatio ?? null,
+    loraplusLrRatio: networkArgs.loraplusLrRatio ?? null,
+    loraplusUnetLrRatio: networkArgs.loraplusUnetLrRatio ?? null,
+    loraplusTextEncoderLrRatio: networkArgs.loraplusTextEncoderLrRatio ?? null,
   });
   const names = new Map<Tensor, string>();
   const byLr = new Map<number, Tensor[]>();

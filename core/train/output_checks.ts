@@ -1,7 +1,7 @@
 /**
  * What train_network will write, checked before the model is loaded or a step trained: the
- * `--output_dir` (LoRA files, states, samples), the `--logging_dir` log, a folder inside
- * `--output_name`, the sample folder, and with `--cache_latents_to_disk` the image folders the
+ * output folder (LoRA files, states, samples), the log folder, a folder inside the output name,
+ * the sample folder, and with `--cache_latents_to_disk` the image folders the
  * latent files go to. Each check takes milliseconds and creates nothing, so an unwritable path
  * fails in one line naming its flag instead of after hours of training.
  *
@@ -17,7 +17,7 @@ import {
   joinPath,
 } from "../io/fs.ts";
 import { latentCachePath } from "./latent_cache.ts";
-import type { TrainArgs } from "../kohya/train_args.ts";
+import type { TrainPlan } from "../kohya/plan_types.ts";
 import type { PreparedData } from "./train_setup.ts";
 
 /** The folder the `--logging_dir` log goes in (`--log_prefix` may name a folder below it). */
@@ -25,16 +25,19 @@ export function logFolder(loggingDir: string, logPrefix: string | null): string 
   return dirName(joinPath(loggingDir, `${logPrefix ?? ""}log.jsonl`));
 }
 
-/** Check every output path that the flags name (the latent cache comes later, with the images). */
-export async function checkTrainOutputs(args: TrainArgs): Promise<void> {
-  const dir = args.output_dir ?? ".";
+/** Check every output path of the plan (the latent cache comes later, with the images). */
+export async function checkTrainOutputs(
+  plan: Pick<TrainPlan, "saving" | "logging" | "sampling">,
+): Promise<void> {
+  const { saving, logging, sampling } = plan;
+  const dir = saving.outputDir;
   await checkWritableDir(dir, "--output_dir");
-  if (args.logging_dir !== null) {
-    await checkWritableDir(logFolder(args.logging_dir, args.log_prefix), "--logging_dir");
+  if (logging.dir !== null) {
+    await checkWritableDir(logFolder(logging.dir, logging.prefix), "--logging_dir");
   }
-  const name = args.output_name ?? "last";
-  const flag = args.output_name !== null ? "--output_name" : "--output_dir";
-  const finalFile = joinPath(dir, `${name}.${args.save_model_as ?? "safetensors"}`);
+  const name = saving.outputName ?? "last";
+  const flag = saving.outputName !== null ? "--output_name" : "--output_dir";
+  const finalFile = joinPath(dir, `${name}.${saving.format}`);
   if (name.includes("/")) {
     // Only --output_dir is created; a folder named inside --output_name must already exist.
     await checkWritableFile(finalFile, flag);
@@ -43,9 +46,8 @@ export async function checkTrainOutputs(args: TrainArgs): Promise<void> {
       `${flag}: cannot write there: ${finalFile}: a folder of that name is in the way`,
     );
   }
-  const samples = args.sample_prompts !== null &&
-    (args.sample_every_n_steps !== null || args.sample_every_n_epochs !== null ||
-      args.sample_at_first);
+  const samples = sampling.prompts !== null &&
+    (sampling.everyNSteps !== null || sampling.everyNEpochs !== null || sampling.atFirst);
   if (samples) {
     const sampleDir = joinPath(dir, "sample");
     await checkWritableDir(sampleDir, "--sample_prompts");

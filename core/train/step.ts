@@ -1,8 +1,7 @@
 /**
- * One LoRA training step's forward: text encoder (with `--clip_skip`), noising, U-Net, the target
- * and kohya's loss (per-sample MSE over C,H,W, times the sample's loss weight — `prior_loss_weight`
- * for regularization images — times the min-SNR weight, then the batch mean). The caller runs
- * backward, clipping and the optimizer.
+ * One LoRA training step's forward: text encoder (with the clip skip), noising, U-Net, the target
+ * and kohya's loss (per-sample MSE over C,H,W, times the sample's loss weight from
+ * batch_targets.ts, then the batch mean). The caller runs backward, clipping and the optimizer.
  *
  * @module
  */
@@ -20,15 +19,14 @@ export interface TrainBatch {
   timesteps: number[];
   /** Token ids, B x (77 per window). */
   inputIds: Int32Array;
-  /** 1 for training images, `prior_loss_weight` for regularization images. */
+  /** Each sample's loss weight, every factor included (see `sampleLossWeights`). */
   lossWeights: number[];
 }
 
-/** Settings named after kohya's flags. */
+/** How the step's forward runs. */
 export interface StepSettings {
   vParameterization?: boolean;
   clipSkip?: number;
-  minSnrGamma?: number | null;
   /** Run the text encoder without recording gradients (U-Net-only training). */
   frozenTextEncoder?: boolean;
 }
@@ -65,12 +63,7 @@ export function trainStepForward(
     const target = s.vParameterization ? sub(mul(noise, a), mul(latents, b)) : noise.retain();
     const perElem = mseLoss(modelPred, target, "none");
     const perSampleLoss = mean(perElem, [1, 2, 3]); // [B]
-    let w = batch.lossWeights.slice();
-    if (s.minSnrGamma) {
-      w = w.map((x, i) =>
-        x * schedule.minSnrWeight(timesteps[i], s.minSnrGamma!, !!s.vParameterization)
-      );
-    }
+    const w = batch.lossWeights;
     const weighted = mul(perSampleLoss, Tensor.fromArray(Float32Array.from(w), [w.length], dtype));
     const loss = reshape(mean(weighted), [1]);
     return { loss: scale(loss, 1), modelPred, target };

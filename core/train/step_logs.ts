@@ -6,7 +6,7 @@
  * `loss/epoch_average` at the epoch number.
  *
  * kohya's groups are not the optimizer groups here (those merge parameters of equal lr), so they
- * are rebuilt from the lr flags: networks.lora names them `textencoder`, `unet` or
+ * are rebuilt from the learning rates: networks.lora names them `textencoder`, `unet` or
  * `unet_block<i>` (per block with block lr weights), each followed by a ` plus` group for LoRA+;
  * networks.dylora names none, and kohya's fallback naming applies (`group<i>` past two groups,
  * else every group is `unet`, the later overwriting the earlier).
@@ -16,9 +16,8 @@
  * @module
  */
 import type { LoraModuleSpec } from "../lora/modules.ts";
-import type { NetworkModuleName } from "../lora/modules.ts";
-import { networkOptions, parseNetworkArgs } from "../lora/network_args.ts";
-import type { TrainArgs } from "../kohya/train_args.ts";
+import { networkOptions } from "../lora/network_args.ts";
+import type { NetworkPlan, OptimizerPlan } from "../kohya/plan_types.ts";
 
 /** One of kohya's optimizer groups: its name (null for networks.dylora) and base lr. */
 export interface KohyaLrGroup {
@@ -29,13 +28,11 @@ export interface KohyaLrGroup {
 /** kohya's optimizer groups, in its order, for a network of `modules`. */
 export function kohyaLrGroups(
   modules: readonly Pick<LoraModuleSpec, "part" | "block">[],
-  args: Pick<
-    TrainArgs,
-    "learning_rate" | "unet_lr" | "text_encoder_lr" | "network_args" | "network_module"
-  >,
+  network: Pick<NetworkPlan, "module" | "args">,
+  rates: Pick<OptimizerPlan, "learningRate" | "unetLr" | "textEncoderLr">,
 ): KohyaLrGroup[] {
-  const module = (args.network_module ?? "networks.lora") as NetworkModuleName;
-  const parsed = parseNetworkArgs(args.network_args ?? [], module);
+  const module = network.module;
+  const parsed = network.args;
   const { blockLrWeight } = networkOptions(parsed, { module });
   const named = module === "networks.lora";
   const groups: KohyaLrGroup[] = [];
@@ -51,9 +48,9 @@ export function kohyaLrGroups(
   const unetRatio = parsed.loraplusUnetLrRatio || parsed.loraplusLrRatio || null;
   const te = modules.filter((m) => m.part === "text_encoder");
   const unet = modules.filter((m) => m.part !== "text_encoder");
-  if (te.length > 0) add("textencoder", args.text_encoder_lr?.[0] ?? args.learning_rate, teRatio);
+  if (te.length > 0) add("textencoder", rates.textEncoderLr ?? rates.learningRate, teRatio);
   if (unet.length > 0) {
-    const base = args.unet_lr ?? args.learning_rate;
+    const base = rates.unetLr ?? rates.learningRate;
     if (blockLrWeight === null) add("unet", base, unetRatio);
     else {
       const blocks = [...new Set(unet.map((m) => m.block))];

@@ -9,14 +9,9 @@
  * @module
  */
 import { baseName } from "../io/fs.ts";
-import {
-  baseModelVersion,
-  modelSpecMetadata,
-  pyFloatRepr,
-  trainingMetadata,
-} from "../lora/metadata.ts";
+import { modelSpecMetadata, pyFloatRepr, trainingMetadata } from "../lora/metadata.ts";
 import type { BucketManager } from "./buckets.ts";
-import type { TrainArgs } from "../kohya/train_args.ts";
+import type { MetadataPlan } from "../kohya/plan_types.ts";
 import type { PreparedData, PreparedDataset } from "./train_setup.ts";
 
 /** What the run knows beyond the flags. */
@@ -105,7 +100,7 @@ function datasetsMetadata(data: PreparedData): {
 }
 
 /** The flat dataset keys kohya writes without a dataset config (one dataset). */
-function flatDatasetMetadata(args: TrainArgs, d: PreparedDataset): Record<string, unknown> {
+function flatDatasetMetadata(plan: MetadataPlan, d: PreparedDataset): Record<string, unknown> {
   const train: Record<string, unknown> = {};
   const reg: Record<string, unknown> = {};
   d.blueprint.subsets.forEach((s, i) => {
@@ -118,8 +113,8 @@ function flatDatasetMetadata(args: TrainArgs, d: PreparedDataset): Record<string
   const s0 = d.blueprint.subsets[0];
   const p = d.blueprint.params;
   return {
-    batch_size_per_device: args.train_batch_size,
-    total_batch_size: args.train_batch_size * args.gradient_accumulation_steps,
+    batch_size_per_device: plan.batchSizePerDevice,
+    total_batch_size: plan.totalBatchSize,
     resolution: p.resolution,
     color_aug: s0.color_aug,
     flip_aug: s0.flip_aug,
@@ -139,70 +134,35 @@ function flatDatasetMetadata(args: TrainArgs, d: PreparedDataset): Record<string
 
 /** The run's metadata, without the per-save keys (see {@link saveMetadata}). */
 export function runMetadata(
-  args: TrainArgs,
+  plan: MetadataPlan,
   data: PreparedData,
   facts: RunFacts,
 ): Record<string, string> {
-  const a = args;
   const input: Record<string, unknown> = {
+    ...plan.settings,
     session_id: facts.sessionId,
     training_started_at: facts.startedAt,
-    output_name: a.output_name,
-    learning_rate: a.learning_rate,
-    text_encoder_lr: a.text_encoder_lr?.[0] ?? null,
-    unet_lr: a.unet_lr,
     num_train_images: data.numTrainImages,
     num_reg_images: data.numRegImages,
     num_batches_per_epoch: facts.numBatchesPerEpoch,
     num_epochs: facts.numEpochs,
-    gradient_checkpointing: a.gradient_checkpointing,
-    gradient_accumulation_steps: a.gradient_accumulation_steps,
     max_train_steps: facts.maxTrainSteps,
     lr_warmup_steps: facts.lrWarmupSteps,
-    lr_scheduler: a.lr_scheduler,
-    network_module: a.network_module,
-    network_dim: a.network_dim ?? 4,
-    network_alpha: a.network_alpha,
-    network_dropout: a.network_dropout,
-    mixed_precision: a.mixed_precision,
-    full_fp16: a.full_fp16,
-    v2: a.v2,
-    base_model_version: baseModelVersion(a.v2, a.v_parameterization),
-    clip_skip: a.clip_skip,
-    max_token_length: a.max_token_length,
-    cache_latents: a.cache_latents,
     seed: facts.seed,
-    lowram: a.lowram,
-    noise_offset: a.noise_offset,
-    training_comment: a.training_comment,
     optimizer: facts.optimizer,
-    max_grad_norm: a.max_grad_norm,
-    caption_dropout_rate: a.caption_dropout_rate,
-    caption_dropout_every_n_epochs: a.caption_dropout_every_n_epochs,
-    caption_tag_dropout_rate: a.caption_tag_dropout_rate,
-    prior_loss_weight: a.prior_loss_weight,
-    min_snr_gamma: a.min_snr_gamma,
-    scale_weight_norms: a.scale_weight_norms,
-    debiased_estimation: a.debiased_estimation_loss,
-    noise_offset_random_strength: a.noise_offset_random_strength,
-    resize_interpolation: a.resize_interpolation,
-    sd_model_name: baseName(a.pretrained_model_name_or_path ?? ""),
   };
   if (facts.networkArgs && Object.keys(facts.networkArgs).length > 0) {
     input.network_args = facts.networkArgs;
   }
   if (facts.modelHash) input.sd_model_hash = facts.modelHash;
-  if (a.vae !== null) {
-    input.vae_name = baseName(a.vae);
-    if (facts.vaeHash) input.vae_hash = facts.vaeHash;
-  }
+  if (facts.vaeHash) input.vae_hash = facts.vaeHash;
   if (data.fromConfigFile) {
     const { datasets, dirs, tags } = datasetsMetadata(data);
     input.datasets = datasets;
     input.tag_frequency = tags;
     input.dataset_dirs = dirs;
   } else {
-    Object.assign(input, flatDatasetMetadata(args, data.datasets[0]));
+    Object.assign(input, flatDatasetMetadata(plan, data.datasets[0]));
   }
   return trainingMetadata(input);
 }
@@ -219,10 +179,10 @@ const MINIMUM_KEYS = [
 /** The metadata of one save: the run's plus step, epoch, finish time and `modelspec.*`. */
 export function saveMetadata(
   run: Record<string, string>,
-  args: TrainArgs,
+  plan: MetadataPlan,
   s: { step: number; epoch: number; now: number; maxBucket: [number, number] },
 ): Record<string, string> {
-  const md: Record<string, string> = args.no_metadata
+  const md: Record<string, string> = plan.minimal
     ? Object.fromEntries(Object.entries(run).filter(([k]) => MINIMUM_KEYS.includes(k)))
     : {
       ...run,
@@ -230,21 +190,20 @@ export function saveMetadata(
       ss_steps: String(s.step),
       ss_epoch: String(s.epoch),
     };
-  const title = args.metadata_title ?? args.output_name ?? "last";
   Object.assign(
     md,
     modelSpecMetadata({
-      v2: args.v2,
-      vParameterization: args.v_parameterization,
+      v2: plan.v2,
+      vParameterization: plan.vParameterization,
       timestamp: s.now,
-      title,
+      title: plan.title,
       resolution: s.maxBucket,
-      author: args.metadata_author ?? undefined,
-      description: args.metadata_description ?? undefined,
-      license: args.metadata_license ?? undefined,
-      tags: args.metadata_tags ?? undefined,
-      clipSkip: args.clip_skip ?? undefined,
-      extra: args.metadata_usage_hint ? { usage_hint: args.metadata_usage_hint } : undefined,
+      author: plan.author,
+      description: plan.description,
+      license: plan.license,
+      tags: plan.tags,
+      clipSkip: plan.clipSkip,
+      extra: plan.usageHint ? { usage_hint: plan.usageHint } : undefined,
     }),
   );
   return md;

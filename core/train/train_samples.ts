@@ -23,14 +23,15 @@ import { decodeLatents, denoise } from "../sample/txt2img.ts";
 import { parsePromptOptions, type PromptOptions } from "../text/prompt_options.ts";
 import { mixSeed } from "./train_rng.ts";
 
-/** Settings of the sampler, named as kohya's flags. */
+/** Where samples come from and go, and how they are drawn. */
 export interface SampleSettings {
-  sample_prompts: string;
-  sample_sampler: string;
-  output_dir: string;
-  output_name: string | null;
-  clip_skip: number | null;
-  v_parameterization: boolean;
+  /** The prompt file. */
+  prompts: string;
+  sampler: string;
+  outputDir: string;
+  outputName: string | null;
+  clipSkip: number;
+  vParameterization: boolean;
   seed: number;
 }
 
@@ -81,8 +82,8 @@ export async function sampleImages(
   s: SampleSettings,
   at: { step: number; epoch: number | null; onWritten?: (path: string, prompt: string) => void },
 ): Promise<string[]> {
-  const prompts = await readSamplePrompts(s.sample_prompts);
-  const dir = joinPath(s.output_dir, "sample");
+  const prompts = await readSamplePrompts(s.prompts);
+  const dir = joinPath(s.outputDir, "sample");
   await makeDir(dir);
   const files: string[] = [];
   const wasTraining = net.modules.some((m) => m.training);
@@ -98,7 +99,7 @@ export async function sampleImages(
       const steps = p.steps ?? 30;
       const scale = p.scale ?? 7.5;
       const seed = p.seeds?.[0] ?? mixSeed(s.seed, 0x5a, at.step, i);
-      const sampler = s.sample_sampler;
+      const sampler = s.sampler;
       const noise = noiseBatch([seed], {
         latentShape: [4, height / 8, width / 8],
         steps,
@@ -109,12 +110,12 @@ export async function sampleImages(
         const { context } = noGrad(() =>
           encodeConditioning(sd.tokenizer, sd.textEncoder, [p.prompt], [p.negativePrompt ?? ""], {
             guidanceScale: scale,
-            clipSkip: s.clip_skip ?? 1,
+            clipSkip: s.clipSkip,
           })
         );
         try {
           const latents = await denoise(sd.unet, {
-            scheduler: createScheduler(sampler, { vPrediction: s.v_parameterization }),
+            scheduler: createScheduler(sampler, { vPrediction: s.vParameterization }),
             steps,
             initNoise: noise.initNoise,
             context,
@@ -142,8 +143,7 @@ export async function sampleImages(
       const num = at.epoch !== null
         ? `e${String(at.epoch).padStart(6, "0")}`
         : String(at.step).padStart(6, "0");
-      const name =
-        `${s.output_name ? s.output_name + "_" : ""}${num}_${String(i).padStart(2, "0")}` +
+      const name = `${s.outputName ? s.outputName + "_" : ""}${num}_${String(i).padStart(2, "0")}` +
         `_${stamp(new Date())}_${seed}.png`;
       const path = joinPath(dir, name);
       await writeFileAtomic(path, await encodePng(makeImage(width, height, 3, rgb)));

@@ -14,8 +14,8 @@ import { rt } from "../../gpu/mod.ts";
 import type { LossScaler } from "../../gpu/mod.ts";
 import { joinPath, makeDir } from "../io/fs.ts";
 import { saveTrainState } from "./checkpoint_state.ts";
-import type { TrainIo } from "./loop.ts";
-import type { TrainArgs } from "../kohya/train_args.ts";
+import type { TrainIo } from "./train_io.ts";
+import type { TrainPlan } from "../kohya/plan_types.ts";
 import { type RunFacts, runMetadata, saveMetadata } from "./train_metadata.ts";
 import { sampleImages } from "./train_samples.ts";
 import type { Schedule, SessionModel, SessionNetwork } from "./train_session.ts";
@@ -33,7 +33,7 @@ export interface SaveContext {
 
 /** Everything a {@link Saver} needs. */
 export interface SaverOptions {
-  args: TrainArgs;
+  plan: TrainPlan;
   io: TrainIo;
   data: PreparedData;
   model: SessionModel;
@@ -61,10 +61,10 @@ export class Saver {
 
   constructor(o: SaverOptions) {
     this.#o = o;
-    const a = o.args;
-    this.#dir = a.output_dir ?? ".";
-    this.#ext = `.${a.save_model_as ?? "safetensors"}`;
-    const { created, net } = o.session;
+    const a = o.plan.saving;
+    this.#dir = a.outputDir;
+    this.#ext = `.${a.format}`;
+    const { optimizerChoice: created, net } = o.session;
     const facts: RunFacts = {
       sessionId: Math.floor(Math.random() * 2 ** 31),
       startedAt: o.startedAt,
@@ -78,26 +78,25 @@ export class Saver {
       modelHash: o.model.modelHash,
       vaeHash: o.model.vaeHash,
     };
-    this.#run = runMetadata(a, o.data, facts);
+    this.#run = runMetadata(o.plan.metadata, o.data, facts);
     const reso = o.data.datasets[0].blueprint.params.resolution ?? [512, 512];
     this.#maxBucket = [reso[0], reso[1]];
-    this.#everyEpochs = a.save_n_epoch_ratio !== null
-      ? Math.max(1, Math.floor(o.schedule.numEpochs / a.save_n_epoch_ratio))
-      : a.save_every_n_epochs;
+    this.#everyEpochs = a.nEpochRatio !== null
+      ? Math.max(1, Math.floor(o.schedule.numEpochs / a.nEpochRatio))
+      : a.everyNEpochs;
   }
 
   /** The LoRA file for a name (without extension). */
   async #saveLora(name: string, step: number, epoch: number): Promise<void> {
-    const a = this.#o.args;
     await makeDir(this.#dir);
     const path = joinPath(this.#dir, `${name}${this.#ext}`);
-    const md = saveMetadata(this.#run, a, {
+    const md = saveMetadata(this.#run, this.#o.plan.metadata, {
       step,
       epoch,
       now: Date.now() / 1000,
       maxBucket: this.#maxBucket,
     });
-    await this.#o.session.net.save(path, md, (a.save_precision ?? "float") as "float");
+    await this.#o.session.net.save(path, md, this.#o.plan.saving.precision);
     this.files.push(path);
     this.#o.io.message(`saved ${path}`);
   }
@@ -108,7 +107,7 @@ export class Saver {
     // optimizer's step count without the skipped steps).
     await c.scaler?.settle();
     const path = joinPath(this.#dir, folder);
-    await saveTrainState(path, session.params, session.created.optimizer, {
+    await saveTrainState(path, session.params, session.optimizer, {
       step: c.step,
       epoch: c.epoch,
       batchInEpoch: c.batchInEpoch,
@@ -128,10 +127,10 @@ export class Saver {
 
   /** After each optimizer step: step saves, step states, step samples. */
   async afterStep(c: SaveContext): Promise<void> {
-    const a = this.#o.args;
-    const n = a.save_every_n_steps;
+    const a = this.#o.plan.saving;
+    const n = a.everyNSteps;
     if (n !== null && n > 0 && c.step % n === 0) {
-      const name = a.output_name ?? "at";
+      const name = a.outputName ?? "at";
       await this.#saveLora(`${name}-step${pad(c.step, 8)}`, c.step, c.epoch);
       const removeNo = (last: number | null) => {
         if (last === null) return null;
@@ -139,58 +138,58 @@ export class Saver {
         const k = r - (r % n);
         return k < 0 ? null : k;
       };
-      const rm = removeNo(a.save_last_n_steps);
+      const rm = removeNo(a.lastNSteps);
       if (rm !== null && rm > 0) await this.#remove(`${name}-step${pad(rm, 8)}${this.#ext}`);
-      if (a.save_state) {
+      if (a.state) {
         await this.#saveState(`${name}-step${pad(c.step, 8)}-state`, c);
-        const rs = removeNo(a.save_last_n_steps_state ?? a.save_last_n_steps);
+        const rs = removeNo(a.lastNStepsState ?? a.lastNSteps);
         if (rs !== null && rs > 0) await this.#remove(`${name}-step${pad(rs, 8)}-state`);
       }
     }
-    const ns = a.sample_every_n_steps;
+    const ns = this.#o.plan.sampling.everyNSteps;
     if (ns !== null && c.step % ns === 0) await this.sample(c.step, null);
   }
 
   /** At the end of epoch `epoch` (1-based): epoch saves, states, samples. */
   async afterEpoch(c: SaveContext, epoch: number): Promise<void> {
-    const a = this.#o.args;
+    const a = this.#o.plan.saving;
     const every = this.#everyEpochs;
     if (every !== null && every > 0 && epoch % every === 0 && epoch < this.#o.schedule.numEpochs) {
-      const name = a.output_name ?? "epoch";
+      const name = a.outputName ?? "epoch";
       await this.#saveLora(`${name}-${pad(epoch, 6)}`, c.step, epoch);
-      if (a.save_last_n_epochs !== null) {
-        const rm = epoch - every * a.save_last_n_epochs;
+      if (a.lastNEpochs !== null) {
+        const rm = epoch - every * a.lastNEpochs;
         if (rm > 0) await this.#remove(`${name}-${pad(rm, 6)}${this.#ext}`);
       }
-      if (a.save_state) {
+      if (a.state) {
         await this.#saveState(`${name}-${pad(epoch, 6)}-state`, c);
-        const last = a.save_last_n_epochs_state ?? a.save_last_n_epochs;
+        const last = a.lastNEpochsState ?? a.lastNEpochs;
         if (last !== null) {
           const rm = epoch - every * last;
           if (rm > 0) await this.#remove(`${name}-${pad(rm, 6)}-state`);
         }
       }
     }
-    const ne = a.sample_every_n_epochs;
+    const ne = this.#o.plan.sampling.everyNEpochs;
     if (ne !== null && epoch % ne === 0) await this.sample(c.step, epoch);
   }
 
   /** After the last step: the final file and, with --save_state(_on_train_end), the state. */
   async atEnd(c: SaveContext): Promise<void> {
-    const a = this.#o.args;
-    const name = a.output_name ?? "last";
+    const a = this.#o.plan.saving;
+    const name = a.outputName ?? "last";
     await this.#saveLora(name, c.step, this.#o.schedule.numEpochs);
-    if (a.save_state || a.save_state_on_train_end) await this.#saveState(`${name}-state`, c);
+    if (a.state || a.stateOnTrainEnd) await this.#saveState(`${name}-state`, c);
   }
 
   /** Ctrl-C: with --save_state, a state to resume from; nothing else is written. */
   async onInterrupt(c: SaveContext): Promise<void> {
-    const a = this.#o.args;
-    if (!a.save_state) {
+    const a = this.#o.plan.saving;
+    if (!a.state) {
       this.#o.io.message("interrupted: no state saved (pass --save_state to save one)");
       return;
     }
-    const path = await this.#saveState(`${a.output_name ?? "at"}-step${pad(c.step, 8)}-state`, c);
+    const path = await this.#saveState(`${a.outputName ?? "at"}-step${pad(c.step, 8)}-state`, c);
     const command = this.#o.io.resumeCommand?.(path);
     this.#o.io.message(
       command
@@ -201,15 +200,15 @@ export class Saver {
 
   /** Sample images now (when `--sample_prompts` is set). */
   async sample(step: number, epoch: number | null): Promise<void> {
-    const a = this.#o.args;
-    if (a.sample_prompts === null) return;
+    const { sampling, saving, model } = this.#o.plan;
+    if (sampling.prompts === null) return;
     const files = await sampleImages(this.#o.model.sd, this.#o.session.net, {
-      sample_prompts: a.sample_prompts,
-      sample_sampler: a.sample_sampler,
-      output_dir: this.#dir,
-      output_name: a.output_name,
-      clip_skip: a.clip_skip,
-      v_parameterization: a.v_parameterization,
+      prompts: sampling.prompts,
+      sampler: sampling.sampler,
+      outputDir: this.#dir,
+      outputName: saving.outputName,
+      clipSkip: model.clipSkip,
+      vParameterization: model.vParameterization,
       seed: this.#o.seed,
     }, {
       step,

@@ -9,11 +9,10 @@
  */
 import {
   cast,
-  type CreatedOptimizer,
   createOptimizer,
   getGpu,
   initGpu,
-  parseOptimizerArgs,
+  type Optimizer,
   rt,
   type Tensor,
 } from "../../gpu/mod.ts";
@@ -23,7 +22,9 @@ import { exists, isDirectory } from "../io/fs.ts";
 import { createNetworkFromWeights, type LoraNetwork } from "../lora/network.ts";
 import { type AutoencoderKL, loadStableDiffusion, type StableDiffusion } from "../models/mod.ts";
 import { loadVaeFile } from "../sample/vae_file.ts";
-import { stitchedLength, windowCountFor } from "../text/token_windows.ts";
+import { stitchedLength } from "../text/token_windows.ts";
+import type { OptimizerChoice } from "../kohya/optimizer_choice.ts";
+import type { TrainPlan } from "../kohya/plan_types.ts";
 import { makeLrSchedule } from "./lr_schedule.ts";
 import {
   estimateTrainingMemory,
@@ -39,7 +40,6 @@ import {
   parameterGroups,
 } from "./network_training.ts";
 import type { StepSettings } from "./step.ts";
-import type { TrainArgs } from "../kohya/train_args.ts";
 import { batchesPerEpoch, type PreparedData } from "./train_setup.ts";
 
 /** The models the loop uses (the VAE may come from another file or dtype). */
@@ -56,40 +56,41 @@ export interface SessionModel {
 
 /** Load the model(s) in the training dtype. */
 export async function loadSessionModel(
-  args: TrainArgs,
+  plan: Pick<TrainPlan, "model" | "precision">,
   note: (m: string) => void,
 ): Promise<SessionModel> {
   await initGpu();
   const gpu = await getGpu();
-  const fp16 = args.mixed_precision === "fp16";
+  const m = plan.model;
+  const fp16 = plan.precision.fp16;
   if (fp16 && !gpu.hasF16) {
     throw new LorakitError(
       `--mixed_precision fp16: this adapter (${gpu.description}) has no shader-f16 support; ` +
         `use --mixed_precision no`,
     );
   }
-  const path = args.pretrained_model_name_or_path!;
+  const path = m.path;
   const dtype = fp16 ? "f16" : "f32";
-  const separateVae = args.vae !== null || (fp16 && args.no_half_vae);
+  const separateVae = m.vae !== null || (fp16 && m.noHalfVae);
   const before = rt().storage.stats().liveBytes;
   const main = await loadStableDiffusion(path, {
     dtype,
-    v2: args.v2 || undefined,
-    vPrediction: args.v_parameterization || undefined,
+    v2: m.v2,
+    vPrediction: m.vParameterization || undefined,
     parts: separateVae ? ["text_encoder", "unet"] : undefined,
   });
   let vae: AutoencoderKL | null = null;
   if (separateVae) {
-    const vaeDtype = args.no_half_vae ? "f32" : dtype;
+    const vaeDtype = m.noHalfVae ? "f32" : dtype;
     try {
-      vae = args.vae !== null
-        ? await loadVaeFile(args.vae, main.config, vaeDtype)
+      vae = m.vae !== null
+        ? await loadVaeFile(m.vae, main.config, vaeDtype)
         : (await loadStableDiffusion(path, { dtype: vaeDtype, parts: ["vae"] })).vae;
     } catch (e) {
       main.dispose();
       throw e;
     }
-    if (args.vae !== null) note(`VAE loaded from ${args.vae}`);
+    if (m.vae !== null) note(`VAE loaded from ${m.vae}`);
   }
   const weightBytes = rt().storage.stats().liveBytes - before;
   const sd: StableDiffusion = vae === null ? main : {
@@ -103,7 +104,7 @@ export async function loadSessionModel(
       vae!.dispose();
     },
   };
-  const windows = windowCountFor(args.max_token_length);
+  const windows = m.tokenWindows;
   const te = main.textEncoder;
   const unet = main.unet;
   const stepModel = {
@@ -126,19 +127,18 @@ export async function loadSessionModel(
     weightBytes,
     hasF16: gpu.hasF16,
     modelHash: await fileHash(path),
-    vaeHash: args.vae ? await fileHash(args.vae) : null,
+    vaeHash: m.vae ? await fileHash(m.vae) : null,
     dispose: () => sd.dispose(),
   };
 }
 
-/** `--base_weights`: merge LoRA files into the model before training. */
+/** Merge LoRA files into the model before training (kohya's `--base_weights`). */
 export async function mergeBaseWeights(
   sd: StableDiffusion,
-  args: TrainArgs,
+  weights: TrainPlan["model"]["baseWeights"],
   note: (m: string) => void,
 ): Promise<void> {
-  for (const [i, path] of (args.base_weights ?? []).entries()) {
-    const m = args.base_weights_multiplier?.[i] ?? 1;
+  for (const { path, multiplier: m } of weights) {
     const net = await createNetworkFromWeights(m, path, sd);
     net.mergeTo(sd);
     net.dispose();
@@ -150,7 +150,9 @@ export async function mergeBaseWeights(
 export interface SessionNetwork {
   net: LoraNetwork;
   groups: ParameterGroups;
-  created: CreatedOptimizer;
+  optimizer: Optimizer;
+  /** The optimizer as kohya names it (for metadata). */
+  optimizerChoice: OptimizerChoice;
   /** Parameters in the state's order (every module's downs then ups). */
   params: Tensor[];
   settings: StepSettings;
@@ -161,55 +163,47 @@ export interface SessionNetwork {
 /** Create the network (kohya's order: network, weights, groups, optimizer). */
 export async function setupNetwork(
   model: SessionModel,
-  args: TrainArgs,
+  plan: Pick<TrainPlan, "network" | "optimizer" | "precision" | "model">,
   seed: number,
   note: (m: string) => void,
 ): Promise<SessionNetwork> {
-  const net = await buildNetwork(model.sd, args, seed, note);
+  const n = plan.network;
+  const net = await buildNetwork(model.sd, n, seed, note);
   try {
-    if (args.full_fp16) castNetworkToF16(net);
+    if (plan.precision.fullFp16) castNetworkToF16(net);
     net.applyTo(model.sd);
     net.setTraining(true);
-    const hasRandom = args.network_dropout || net.moduleName === "networks.dylora" ||
+    const hasRandom = n.dropout || net.moduleName === "networks.dylora" ||
       "rank_dropout" in net.networkArgs || "module_dropout" in net.networkArgs;
-    if (args.gradient_checkpointing && hasRandom) {
+    if (plan.precision.gradientCheckpointing && hasRandom) {
       throw new LorakitError(
         "--gradient_checkpointing: cannot be combined with network dropout or DyLoRA in " +
           "lorakit (the recomputed forward would draw different random masks)",
       );
     }
-    const undo = args.gradient_checkpointing ? enableGradientCheckpointing(model.sd.unet) : null;
-    const groups = parameterGroups(net, args);
-    let type = args.optimizer_type;
-    if (args.use_8bit_adam) type = "AdamW8bit";
-    if (args.use_lion_optimizer) type = "Lion";
-    let created: CreatedOptimizer;
-    try {
-      created = createOptimizer(
-        type,
-        groups.groups,
-        parseOptimizerArgs(args.optimizer_args ?? []),
-      );
-    } catch (e) {
-      throw new LorakitError((e as Error).message);
-    }
-    for (const n of created.notes) note(n);
+    const undo = plan.precision.gradientCheckpointing
+      ? enableGradientCheckpointing(model.sd.unet)
+      : null;
+    const groups = parameterGroups(net, n.args, plan.optimizer);
+    const choice = plan.optimizer.choice;
+    const optimizer = createOptimizer(choice.spec, groups.groups);
+    for (const m of choice.notes(groups.groups.map((g) => g.lr))) note(m);
     const hasTe = net.modules.some((m) => m.spec.part === "text_encoder");
     return {
       net,
       groups,
-      created,
+      optimizer,
+      optimizerChoice: choice,
       params: net.parameters(),
       settings: {
-        vParameterization: args.v_parameterization,
-        clipSkip: args.clip_skip ?? 1,
-        minSnrGamma: args.min_snr_gamma,
+        vParameterization: plan.model.vParameterization,
+        clipSkip: plan.model.clipSkip,
         frozenTextEncoder: !hasTe,
       },
       undoCheckpointing: undo,
       dispose() {
         undo?.();
-        created.optimizer.dispose();
+        optimizer.dispose();
         net.dispose();
       },
     };
@@ -232,54 +226,44 @@ export interface Schedule {
 
 /** kohya's step arithmetic and scheduler. */
 export function makeSchedule(
-  args: TrainArgs,
+  plan: TrainPlan["schedule"],
   data: PreparedData,
-  optimizerScheduler: string | undefined,
+  lr: number,
 ): Schedule {
   const batches = batchesPerEpoch(data);
-  const accum = args.gradient_accumulation_steps;
+  const accum = plan.gradientAccumulationSteps;
   const updatesPerEpoch = Math.ceil(batches / accum);
-  const maxTrainSteps = args.max_train_epochs !== null
-    ? args.max_train_epochs * updatesPerEpoch
-    : args.max_train_steps;
+  const maxTrainSteps = plan.maxTrainEpochs !== null
+    ? plan.maxTrainEpochs * updatesPerEpoch
+    : plan.maxTrainSteps;
   const numEpochs = Math.ceil(maxTrainSteps / updatesPerEpoch);
-  const w = args.lr_warmup_steps;
+  const w = plan.warmup;
   const warmupSteps = w < 1 && w > 0 ? Math.floor(w * maxTrainSteps) : Math.floor(w);
-  if (optimizerScheduler !== undefined || args.lr_scheduler === "adafactor") {
-    // Adafactor with relative_step computes its own lr.
-    return {
-      batchesPerEpoch: batches,
-      updatesPerEpoch,
-      maxTrainSteps,
-      numEpochs,
-      warmupSteps,
-      lrScale: () => 1,
-    };
-  }
-  const lr = args.learning_rate;
-  const f = makeLrSchedule({
-    lr_scheduler: args.lr_scheduler,
-    learning_rate: lr,
-    lr_warmup_steps: warmupSteps,
-    max_train_steps: maxTrainSteps,
-    lr_scheduler_num_cycles: args.lr_scheduler_num_cycles,
-    lr_scheduler_power: args.lr_scheduler_power,
-  });
-  return {
+  const counts = {
     batchesPerEpoch: batches,
     updatesPerEpoch,
     maxTrainSteps,
     numEpochs,
     warmupSteps,
-    lrScale: (s) => (lr === 0 ? 1 : f(s) / lr),
   };
+  // Adafactor with relative_step computes its own lr.
+  if (plan.scheduler === "adafactor") return { ...counts, lrScale: () => 1 };
+  const f = makeLrSchedule({
+    lr_scheduler: plan.scheduler,
+    learning_rate: lr,
+    lr_warmup_steps: warmupSteps,
+    max_train_steps: maxTrainSteps,
+    lr_scheduler_num_cycles: plan.numCycles,
+    lr_scheduler_power: plan.power,
+  });
+  return { ...counts, lrScale: (s) => (lr === 0 ? 1 : f(s) / lr) };
 }
 
 /** Estimate memory; throws the advice when the largest tensor cannot fit a buffer. */
 export async function checkMemory(
   model: SessionModel,
   session: SessionNetwork,
-  args: TrainArgs,
+  plan: Pick<TrainPlan, "precision" | "data" | "model">,
   data: PreparedData,
 ): Promise<MemoryEstimate> {
   const gpu = await getGpu();
@@ -296,21 +280,21 @@ export async function checkMemory(
     config: model.sd.config,
     weightBytes: model.weightBytes,
     loraElements: session.params.reduce((a, p) => a + p.size, 0),
-    loraBytesPerElement: args.full_fp16 ? 2 : 4,
-    optimizerStateFactor: optimizerStateFactor(session.created.optimizer.type),
-    activationBytes: args.mixed_precision === "fp16" ? 2 : 4,
+    loraBytesPerElement: plan.precision.fullFp16 ? 2 : 4,
+    optimizerStateFactor: optimizerStateFactor(session.optimizer.type),
+    activationBytes: plan.precision.fp16 ? 2 : 4,
     batchSize: batch,
     maxBucket,
-    tokens: stitchedLength(windowCountFor(args.max_token_length)),
-    cacheLatents: args.cache_latents,
-    vaeBatchSize: args.vae_batch_size,
-    gradientCheckpointing: args.gradient_checkpointing,
+    tokens: stitchedLength(plan.model.tokenWindows),
+    cacheLatents: plan.data.cacheLatents,
+    vaeBatchSize: plan.data.vaeBatchSize,
+    gradientCheckpointing: plan.precision.gradientCheckpointing,
     trainTextEncoder: !session.settings.frozenTextEncoder,
   });
   const advice = memoryAdvice(est, gpu.limits, {
     batchSize: batch,
     maxBucket,
-    cacheLatents: args.cache_latents,
+    cacheLatents: plan.data.cacheLatents,
   });
   if (advice !== null) throw new LorakitError(`not enough GPU memory: ${advice}`);
   return est;

@@ -1,325 +1,43 @@
 /**
- * `createOptimizer`: kohya's `--optimizer_type` / `--optimizer_args` (train_util.get_optimizer)
- * mapped onto the optimizers here. Types are matched case-insensitively, as kohya lowercases
- * them; `optimizer_args` are "key=value" strings whose values are Python literals
- * (`parseOptimizerArgs`), passed as the keyword arguments of the class kohya would build. Keys
- * a class does not take, and features not implemented, are errors rather than silently ignored.
+ * `createOptimizer`: one of the optimizers here from a typed description. The options are those of
+ * each class without the learning rate, which comes from the parameter groups (the first group's
+ * lr is the default of any group without one).
  *
  * @module
  */
 import type { Tensor } from "../tensor.ts";
-import { Adafactor } from "./adafactor.ts";
-import { AdamW, type ParamGroup } from "./adamw.ts";
-import { AdamW8bit } from "./adamw8bit.ts";
+import { Adafactor, type AdafactorOptions } from "./adafactor.ts";
+import { AdamW, type AdamWOptions, type ParamGroup } from "./adamw.ts";
+import { AdamW8bit, type AdamW8bitOptions } from "./adamw8bit.ts";
 import type { Optimizer } from "./common.ts";
-import { Lion } from "./lion.ts";
-import { SGDNesterov } from "./sgd.ts";
+import { Lion, type LionOptions } from "./lion.ts";
+import { SGDNesterov, type SGDOptions } from "./sgd.ts";
 
-/** A parsed `optimizer_args` value. */
-export type OptimizerArg = string | number | boolean | null | number[];
+/** Which optimizer, with its options (the lr comes from the groups). */
+export type OptimizerSpec =
+  | { type: "AdamW"; options: Omit<AdamWOptions, "lr"> }
+  | { type: "AdamW8bit"; options: Omit<AdamW8bitOptions, "lr"> }
+  | { type: "Lion"; options: Omit<LionOptions, "lr"> }
+  | { type: "SGDNesterov"; options: Omit<SGDOptions, "lr"> }
+  /** With `relativeStep` the optimizer computes its own lr and the groups' lr is not used. */
+  | { type: "Adafactor"; options: Omit<AdafactorOptions, "lr"> };
 
-/** The `--optimizer_type` values implemented here, in kohya's spelling. */
-export const SUPPORTED_OPTIMIZERS = ["AdamW", "AdamW8bit", "Lion", "SGDNesterov", "Adafactor"];
+/** The optimizer types {@link OptimizerSpec} can name. */
+export type OptimizerType = OptimizerSpec["type"];
 
-/** kohya's other optimizer types, which lorakit does not implement. */
-const KOHYA_OTHERS = [
-  "SGDNesterov8bit",
-  "Lion8bit",
-  "PagedAdamW8bit",
-  "PagedAdamW",
-  "PagedAdamW32bit",
-  "PagedLion8bit",
-  "DAdaptation",
-  "DAdaptAdamPreprint",
-  "DAdaptAdaGrad",
-  "DAdaptAdam",
-  "DAdaptAdan",
-  "DAdaptAdanIP",
-  "DAdaptLion",
-  "DAdaptSGD",
-  "Prodigy",
-];
-
-/** What `createOptimizer` built, with what kohya records and prints about it. */
-export interface CreatedOptimizer {
-  optimizer: Optimizer;
-  /** kohya's optimizer_name (module.Class), for `ss_optimizer` metadata. */
-  name: string;
-  /** kohya's optimizer_args string ("k=v,..." after its own additions). */
-  argsText: string;
-  /** What kohya logs as warnings or infos for this choice. */
-  notes: string[];
-  /** Set when kohya replaces the lr scheduler (Adafactor with relative_step: "adafactor:<lr>"). */
-  lrScheduler?: string;
-}
-
-/** Parse one Python literal as `ast.literal_eval` would, for the value types optimizers take. */
-function literal(text: string, key: string): OptimizerArg {
-  const t = text.trim();
-  if (t === "True") return true;
-  if (t === "False") return false;
-  if (t === "None") return null;
-  if (/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(t)) return Number(t);
-  const q = t.match(/^(['"])(.*)\1$/);
-  if (q) return q[2];
-  const seq = t.match(/^[([]\s*(.*?)\s*,?\s*[)\]]$/);
-  if (seq) {
-    const items = seq[1] === "" ? [] : seq[1].split(",").map((s) => literal(s, key));
-    if (items.every((x) => typeof x === "number")) return items as number[];
+/** Build the optimizer `spec` describes over parameter groups (or one group of tensors). */
+export function createOptimizer(spec: OptimizerSpec, groups: ParamGroup[] | Tensor[]): Optimizer {
+  const lr = groups.length && "lr" in groups[0] ? (groups[0] as ParamGroup).lr : 0;
+  switch (spec.type) {
+    case "AdamW":
+      return new AdamW(groups, { ...spec.options, lr });
+    case "AdamW8bit":
+      return new AdamW8bit(groups, { ...spec.options, lr });
+    case "Lion":
+      return new Lion(groups, { ...spec.options, lr });
+    case "SGDNesterov":
+      return new SGDNesterov(groups, { ...spec.options, lr });
+    case "Adafactor":
+      return new Adafactor(groups, { ...spec.options, lr: spec.options.relativeStep ? null : lr });
   }
-  throw new Error(
-    `--optimizer_args ${key}=${text}: the value must be a Python literal ` +
-      `(a number, True/False/None, a quoted string, or a tuple of numbers)`,
-  );
-}
-
-/** Parse kohya's `--optimizer_args` ("key=value" each; the value a Python literal). */
-export function parseOptimizerArgs(args: string[]): Record<string, OptimizerArg> {
-  const out: Record<string, OptimizerArg> = {};
-  for (const arg of args) {
-    const eq = arg.indexOf("=");
-    if (eq <= 0) throw new Error(`--optimizer_args '${arg}': expected key=value`);
-    const key = arg.slice(0, eq).trim();
-    out[key] = literal(arg.slice(eq + 1), key);
-  }
-  return out;
-}
-
-/** Python's str() of a value, as kohya's optimizer_args string shows it. */
-function pyStr(v: OptimizerArg): string {
-  if (v === null) return "None";
-  if (typeof v === "boolean") return v ? "True" : "False";
-  if (Array.isArray(v)) return `(${v.join(", ")})`;
-  return String(v);
-}
-
-/** Typed access to the kwargs of one class, with errors naming the flag. */
-class Kwargs {
-  constructor(
-    private readonly type: string,
-    private readonly args: Record<string, OptimizerArg>,
-    allowed: string[],
-  ) {
-    for (const k of Object.keys(args)) {
-      if (k === "lr") {
-        throw new Error(
-          `--optimizer_args lr=...: kohya passes --learning_rate as lr; set the learning rate there`,
-        );
-      }
-      if (!allowed.includes(k)) {
-        throw new Error(
-          `--optimizer_args ${k}: ${type} does not take '${k}' (it takes ${allowed.join(", ")})`,
-        );
-      }
-    }
-  }
-  private bad(k: string, want: string): never {
-    throw new Error(`--optimizer_args ${k}=${pyStr(this.args[k])}: ${this.type} expects ${want}`);
-  }
-  num(k: string): number | undefined {
-    const v = this.args[k];
-    if (v === undefined) return undefined;
-    const n = typeof v === "string" ? Number(v) : v;
-    if (typeof n !== "number" || !Number.isFinite(n)) this.bad(k, "a number");
-    return n;
-  }
-  numOrNull(k: string): number | null | undefined {
-    return this.args[k] === null ? null : this.num(k);
-  }
-  bool(k: string): boolean | undefined {
-    const v = this.args[k];
-    if (v === undefined) return undefined;
-    if (typeof v === "boolean") return v;
-    if (typeof v === "string" && /^(true|false)$/i.test(v)) return v.toLowerCase() === "true";
-    if (typeof v === "number" && (v === 0 || v === 1)) return v === 1;
-    this.bad(k, "True or False");
-  }
-  pair(k: string): [number, number] | undefined {
-    let v = this.args[k];
-    if (v === undefined) return undefined;
-    if (typeof v === "string") v = literal(v.includes("(") ? v : `(${v})`, k);
-    if (!Array.isArray(v) || v.length !== 2) this.bad(k, "a pair such as (0.9, 0.999)");
-    return [v[0], v[1]];
-  }
-  /** A feature we do not implement: only its default value is accepted. */
-  onlyDefault(k: string, ok: (v: OptimizerArg) => boolean, what: string): void {
-    const v = this.args[k];
-    if (v !== undefined && !ok(v)) {
-      throw new Error(`--optimizer_args ${k}=${pyStr(v)}: ${what} is not supported by lorakit`);
-    }
-  }
-}
-
-const isFalse = (v: OptimizerArg) => v === false || v === null || v === 0;
-
-/**
- * Build the optimizer kohya's `--optimizer_type` names over parameter groups (each with its lr,
- * i.e. --learning_rate / --unet_lr / --text_encoder_lr). Unknown types are an error listing the
- * supported ones.
- */
-export function createOptimizer(
-  type: string,
-  groups: ParamGroup[] | Tensor[],
-  args: Record<string, OptimizerArg> = {},
-): CreatedOptimizer {
-  const key = (type || "AdamW").toLowerCase();
-  const gs = groups as ParamGroup[] | Tensor[];
-  const lr0 = gs.length && "lr" in gs[0] ? (gs[0] as ParamGroup).lr : 0;
-  const notes: string[] = [];
-  const kw = { ...args };
-  const text = () => Object.entries(kw).map(([k, v]) => `${k}=${pyStr(v)}`).join(",");
-  if (key === "adamw") {
-    const a = new Kwargs("AdamW", kw, [
-      "betas",
-      "eps",
-      "weight_decay",
-      "amsgrad",
-      "maximize",
-      "foreach",
-      "capturable",
-      "differentiable",
-      "fused",
-    ]);
-    a.onlyDefault("amsgrad", isFalse, "amsgrad");
-    a.onlyDefault("maximize", isFalse, "maximize");
-    const optimizer = new AdamW(groups, {
-      lr: lr0,
-      betas: a.pair("betas"),
-      eps: a.num("eps"),
-      weightDecay: a.num("weight_decay"),
-    });
-    return { optimizer, name: "torch.optim.adamw.AdamW", argsText: text(), notes };
-  }
-  if (key === "adamw8bit") {
-    const a = new Kwargs("AdamW8bit", kw, [
-      "betas",
-      "eps",
-      "weight_decay",
-      "amsgrad",
-      "optim_bits",
-      "min_8bit_size",
-      "percentile_clipping",
-      "block_wise",
-      "is_paged",
-      "block_size",
-    ]);
-    a.onlyDefault("amsgrad", isFalse, "amsgrad");
-    a.onlyDefault("optim_bits", (v) => v === 8 || v === 32, "optim_bits other than 8 or 32");
-    a.onlyDefault("percentile_clipping", (v) => v === 100, "percentile_clipping");
-    a.onlyDefault("block_wise", (v) => v === true, "block_wise=False");
-    a.onlyDefault("is_paged", isFalse, "is_paged (paged memory)");
-    const bits = a.num("optim_bits");
-    const blockSize = a.num("block_size");
-    if (blockSize !== undefined && blockSize !== 256 && blockSize !== 2048) {
-      throw new Error(`--optimizer_args block_size=${blockSize}: AdamW8bit takes 256 or 2048`);
-    }
-    const optimizer = new AdamW8bit(groups, {
-      lr: lr0,
-      betas: a.pair("betas"),
-      eps: a.num("eps"),
-      weightDecay: a.num("weight_decay"),
-      // optim_bits=32 keeps every tensor in f32, as bitsandbytes does.
-      min8bitSize: bits === 32 ? Infinity : a.num("min_8bit_size"),
-      blockSize: blockSize as 256 | 2048 | undefined,
-    });
-    return { optimizer, name: "bitsandbytes.optim.adamw.AdamW8bit", argsText: text(), notes };
-  }
-  if (key === "lion") {
-    const a = new Kwargs("Lion", kw, [
-      "betas",
-      "weight_decay",
-      "use_triton",
-      "decoupled_weight_decay",
-    ]);
-    a.onlyDefault("decoupled_weight_decay", isFalse, "decoupled_weight_decay");
-    a.bool("use_triton");
-    const optimizer = new Lion(groups, {
-      lr: lr0,
-      betas: a.pair("betas"),
-      weightDecay: a.num("weight_decay"),
-    });
-    return { optimizer, name: "lion_pytorch.lion_pytorch.Lion", argsText: text(), notes };
-  }
-  if (key === "sgdnesterov") {
-    if ("nesterov" in kw) {
-      throw new Error(
-        "--optimizer_args nesterov: SGDNesterov always sets nesterov=True; remove the argument",
-      );
-    }
-    const a = new Kwargs("SGDNesterov", kw, ["momentum", "dampening", "weight_decay", "maximize"]);
-    a.onlyDefault("maximize", isFalse, "maximize");
-    if (!("momentum" in kw)) {
-      notes.push("SGD with Nesterov must be with momentum, set momentum to 0.9");
-      kw.momentum = 0.9;
-    }
-    const optimizer = new SGDNesterov(groups, {
-      lr: lr0,
-      momentum: a.num("momentum"),
-      dampening: a.num("dampening"),
-      weightDecay: a.num("weight_decay"),
-      nesterov: true,
-    });
-    return { optimizer, name: "torch.optim.sgd.SGD", argsText: text(), notes };
-  }
-  if (key === "adafactor") {
-    const a = new Kwargs("Adafactor", kw, [
-      "eps",
-      "clip_threshold",
-      "decay_rate",
-      "beta1",
-      "weight_decay",
-      "scale_parameter",
-      "relative_step",
-      "warmup_init",
-    ]);
-    if (!("relative_step" in kw)) kw.relative_step = true;
-    if (!a.bool("relative_step") && a.bool("warmup_init")) {
-      notes.push("set relative_step to True because warmup_init is True");
-      kw.relative_step = true;
-    }
-    const relativeStep = a.bool("relative_step")!;
-    let lrScheduler: string | undefined;
-    if (relativeStep) {
-      if (lr0 !== 0) notes.push("learning rate is used as initial_lr");
-      const lrs = new Set((gs as ParamGroup[]).map((g) => ("lr" in g ? g.lr : lr0)));
-      if (lrs.size > 1) notes.push("unet_lr and text_encoder_lr are ignored");
-      notes.push("use adafactor_scheduler");
-      lrScheduler = `adafactor:${lr0}`;
-    } else {
-      notes.push("because max_grad_norm is set, clip_grad_norm is enabled. consider set to 0");
-      notes.push("constant_with_warmup will be good");
-      if ((a.num("clip_threshold") ?? 1) !== 1) notes.push("clip_threshold=1.0 will be good");
-    }
-    const optimizer = new Adafactor(groups, {
-      lr: relativeStep ? null : lr0,
-      eps: a.pair("eps"),
-      clipThreshold: a.num("clip_threshold"),
-      decayRate: a.num("decay_rate"),
-      beta1: a.numOrNull("beta1"),
-      weightDecay: a.num("weight_decay"),
-      scaleParameter: a.bool("scale_parameter"),
-      relativeStep,
-      warmupInit: a.bool("warmup_init"),
-    });
-    return {
-      optimizer,
-      name: "transformers.optimization.Adafactor",
-      argsText: text(),
-      notes,
-      lrScheduler,
-    };
-  }
-  const supported = SUPPORTED_OPTIMIZERS.join(", ");
-  const other = KOHYA_OTHERS.find((o) => o.toLowerCase() === key);
-  if (other) {
-    throw new Error(
-      `--optimizer_type ${type}: kohya's ${other} is not supported by lorakit; ` +
-        `supported types are ${supported} (case-insensitive)`,
-    );
-  }
-  throw new Error(
-    `--optimizer_type ${type}: unknown optimizer; supported types are ${supported} ` +
-      `(case-insensitive). kohya's ${KOHYA_OTHERS.join(", ")} and arbitrary ` +
-      `torch.optim / module.Class optimizers are not supported`,
-  );
 }

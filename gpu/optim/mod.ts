@@ -1,6 +1,6 @@
 /**
- * Optimizers that run on the GPU, gradient clipping, dynamic loss scaling, and the factory that
- * maps kohya's `--optimizer_type` onto them.
+ * Optimizers that run on the GPU, gradient clipping, dynamic loss scaling, and a factory that
+ * builds one from a typed description.
  *
  * @module
  */
@@ -18,11 +18,5 @@ export {
   StatefulOptimizer,
   type UpdateOptions,
 } from "./common.ts";
-export {
-  type CreatedOptimizer,
-  createOptimizer,
-  type OptimizerArg,
-  parseOptimizerArgs,
-  SUPPORTED_OPTIMIZERS,
-} from "./factory.ts";
+export { createOptimizer, type OptimizerSpec, type OptimizerType } from "./factory.ts";
 export { createDynamicMap, quantizeCode } from "./qmap.ts";
