@@ -8,20 +8,16 @@
 import type { Tensor } from "../../../gpu/mod.ts";
 import { LorakitError } from "../../errors.ts";
 import { alphasCumprod, checkSteps, leadingTimesteps, type ScheduleConfig } from "./schedule.ts";
-import { ddpmEps, ddpmX0, lincomb, type Scheduler } from "./scheduler.ts";
+import { ddpmEps, ddpmX0, lincomb, UnscaledScheduler } from "./scheduler.ts";
 
 /** diffusers' DDIMScheduler (eta 0). */
-export class DdimScheduler implements Scheduler {
+export class DdimScheduler extends UnscaledScheduler {
   readonly name = "ddim";
-  readonly drawsNoise = false;
-  readonly initNoiseSigma = 1;
-  readonly config: Readonly<ScheduleConfig>;
   readonly alphasCumprod: Float64Array;
-  timesteps: Float64Array = new Float64Array(0);
   #steps = 0;
 
   constructor(config: ScheduleConfig) {
-    this.config = Object.freeze({ ...config });
+    super(config);
     this.alphasCumprod = alphasCumprod(config);
   }
 
@@ -29,11 +25,6 @@ export class DdimScheduler implements Scheduler {
     checkSteps(steps, this.config);
     this.#steps = steps;
     this.timesteps = leadingTimesteps(steps, this.config).reverse();
-  }
-
-  /** DDIM does not scale its input: another handle on `sample`. */
-  scaleModelInput(sample: Tensor, _t: number): Tensor {
-    return sample.retain();
   }
 
   step(modelOutput: Tensor, t: number, sample: Tensor): Tensor {

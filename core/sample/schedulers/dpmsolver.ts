@@ -20,7 +20,7 @@ import {
   roundHalfEven,
   type ScheduleConfig,
 } from "./schedule.ts";
-import { hold, lincomb, release, type Scheduler } from "./scheduler.ts";
+import { hold, lincomb, release, UnscaledScheduler } from "./scheduler.ts";
 
 /** diffusers' `algorithm_type` values kohya uses. */
 export type DpmAlgorithm = "dpmsolver" | "dpmsolver++";
@@ -28,21 +28,16 @@ export type DpmAlgorithm = "dpmsolver" | "dpmsolver++";
 const f = Math.fround;
 
 /** Shared tables, timesteps and the first-order update. */
-abstract class DpmSolverBase implements Scheduler {
-  abstract readonly name: string;
-  readonly drawsNoise = false;
-  readonly initNoiseSigma = 1;
-  readonly config: Readonly<ScheduleConfig>;
+abstract class DpmSolverBase extends UnscaledScheduler {
   readonly algorithm: DpmAlgorithm;
   readonly alphaT: Float64Array;
   readonly sigmaT: Float64Array;
   readonly lambdaT: Float64Array;
-  timesteps: Float64Array = new Float64Array(0);
   /** Converted model outputs [older, newer] (solver order 2). */
   protected outputs: (Tensor | null)[] = [null, null];
 
   constructor(config: ScheduleConfig, algorithm: DpmAlgorithm) {
-    this.config = Object.freeze({ ...config });
+    super(config);
     this.algorithm = algorithm;
     const acp = alphasCumprod(config);
     this.alphaT = acp.map((a) => f(Math.sqrt(a)));
@@ -62,11 +57,6 @@ abstract class DpmSolverBase implements Scheduler {
 
   /** Per-run state besides the stored outputs. */
   protected abstract reset(): void;
-
-  /** No input scaling: another handle on `sample`. */
-  scaleModelInput(sample: Tensor, _t: number): Tensor {
-    return sample.retain();
-  }
 
   /** Index of `t` (the last index when absent, as diffusers does). */
   protected indexOf(t: number): number {
@@ -109,8 +99,6 @@ abstract class DpmSolverBase implements Scheduler {
     }
     return [this.alphaT[t] / this.alphaT[s], -this.sigmaT[t] * Math.expm1(h)];
   }
-
-  abstract step(modelOutput: Tensor, t: number, sample: Tensor): Tensor;
 
   addNoise(original: Tensor, noise: Tensor, t: number): Tensor {
     return lincomb([[this.alphaT[t], original], [this.sigmaT[t], noise]]);

@@ -9,19 +9,15 @@
 import type { Tensor } from "../../../gpu/mod.ts";
 import { LorakitError } from "../../errors.ts";
 import { alphasCumprod, checkSteps, leadingTimesteps, type ScheduleConfig } from "./schedule.ts";
-import { hold, lincomb, release, type Scheduler } from "./scheduler.ts";
+import { hold, lincomb, release, UnscaledScheduler } from "./scheduler.ts";
 
 /** Linear-multistep order (diffusers' `pndm_order`). */
 const PNDM_ORDER = 4;
 
 /** diffusers' PNDMScheduler with PRK warm-up. */
-export class PndmScheduler implements Scheduler {
+export class PndmScheduler extends UnscaledScheduler {
   readonly name = "pndm";
-  readonly drawsNoise = false;
-  readonly initNoiseSigma = 1;
-  readonly config: Readonly<ScheduleConfig>;
   readonly alphasCumprod: Float64Array;
-  timesteps: Float64Array = new Float64Array(0);
   /** The PRK part of `timesteps`. */
   prkTimesteps: Float64Array = new Float64Array(0);
   #ratio = 0;
@@ -31,7 +27,7 @@ export class PndmScheduler implements Scheduler {
   #curSample: Tensor | null = null;
 
   constructor(config: ScheduleConfig) {
-    this.config = Object.freeze({ ...config });
+    super(config);
     this.alphasCumprod = alphasCumprod(config);
   }
 
@@ -55,11 +51,6 @@ export class PndmScheduler implements Scheduler {
     this.prkTimesteps = Float64Array.from(doubled);
     const plms = Array.from(base.slice(0, -3)).reverse();
     this.timesteps = Float64Array.from([...doubled, ...plms]);
-  }
-
-  /** PNDM does not scale its input: another handle on `sample`. */
-  scaleModelInput(sample: Tensor, _t: number): Tensor {
-    return sample.retain();
   }
 
   step(modelOutput: Tensor, t: number, sample: Tensor): Tensor {

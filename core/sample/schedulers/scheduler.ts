@@ -40,6 +40,32 @@ export interface Scheduler {
   dispose(): void;
 }
 
+/**
+ * Base of the samplers that step on the alphas_cumprod schedule itself (DDIM, PNDM, DPM-Solver):
+ * they draw no noise, start from noise of standard deviation 1 and take the U-Net input unscaled.
+ */
+export abstract class UnscaledScheduler implements Scheduler {
+  abstract readonly name: string;
+  readonly drawsNoise = false;
+  readonly initNoiseSigma = 1;
+  readonly config: Readonly<ScheduleConfig>;
+  timesteps: Float64Array = new Float64Array(0);
+
+  constructor(config: ScheduleConfig) {
+    this.config = Object.freeze({ ...config });
+  }
+
+  /** No input scaling: another handle on `sample`. */
+  scaleModelInput(sample: Tensor, _t: number): Tensor {
+    return sample.retain();
+  }
+
+  abstract setTimesteps(steps: number): void;
+  abstract step(modelOutput: Tensor, t: number, sample: Tensor, noise?: Tensor): Tensor;
+  abstract addNoise(original: Tensor, noise: Tensor, t: number): Tensor;
+  abstract dispose(): void;
+}
+
 /** sum_i c_i * x_i on the GPU (same shapes); terms with a zero coefficient are skipped. */
 export function lincomb(terms: ReadonlyArray<readonly [number, Tensor]>): Tensor {
   const live = terms.filter(([c]) => c !== 0);
