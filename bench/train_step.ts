@@ -129,9 +129,9 @@ function loraNetwork(unet: UNet2DConditionModel): LoraNetwork {
     typeof createNetwork
   >[0];
   const net = createNetwork(model, {
-    network_dim: DIM,
-    network_alpha: ALPHA,
-    network_train_unet_only: true,
+    dim: DIM,
+    alpha: ALPHA,
+    unetOnly: true,
     seed: 1,
   });
   const rng = uniformRandom(2);

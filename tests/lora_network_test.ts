@@ -134,9 +134,9 @@ Deno.test("a new C3Lier network trains, saves and reloads with kohya's keys", as
   const s = await setup();
   if (!s) return;
   const net = createNetwork(s.sd, {
-    network_dim: 4,
-    network_alpha: 2,
-    network_args: ["conv_dim=2", "conv_alpha=1"],
+    dim: 4,
+    alpha: 2,
+    args: ["conv_dim=2", "conv_alpha=1"],
     seed: 1,
   });
   net.applyTo(s.sd);
@@ -173,10 +173,10 @@ Deno.test("DyLoRA trains one rank chunk per step and saves kohya's full-rank lay
   const s = await setup();
   if (!s) return;
   const net = createNetwork(s.sd, {
-    network_module: "networks.dylora",
-    network_dim: 4,
-    network_alpha: 4,
-    network_args: ["unit=2"],
+    module: "networks.dylora",
+    dim: 4,
+    alpha: 4,
+    args: ["unit=2"],
     seed: 3,
   });
   net.applyTo(s.sd);
@@ -211,10 +211,10 @@ Deno.test("dropouts apply only in training and keep shapes", async () => {
   const s = await setup();
   if (!s) return;
   const net = createNetwork(s.sd, {
-    network_dim: 4,
-    network_args: ["rank_dropout=0.5", "module_dropout=0.25"],
-    network_dropout: 0.1,
-    network_train_unet_only: true,
+    dim: 4,
+    args: ["rank_dropout=0.5", "module_dropout=0.25"],
+    dropout: 0.1,
+    unetOnly: true,
     seed: 5,
   });
   net.applyTo(s.sd);

@@ -9,7 +9,6 @@
  * @module
  */
 import { baseName } from "../io/fs.ts";
-import { baseModelVersion } from "../lora/metadata.ts";
 import type { NetworkModuleName } from "../lora/modules.ts";
 import { parseNetworkArgs } from "../lora/network_args.ts";
 import { windowCountFor } from "../text/token_windows.ts";
@@ -72,7 +71,6 @@ function metadataPlan(args: TrainArgs, cacheLatents: boolean): MetadataPlan {
     mixed_precision: a.mixed_precision,
     full_fp16: a.full_fp16,
     v2: a.v2,
-    base_model_version: baseModelVersion(a.v2, a.v_parameterization),
     clip_skip: a.clip_skip,
     max_token_length: a.max_token_length,
     cache_latents: cacheLatents,

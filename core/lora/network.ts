@@ -26,19 +26,22 @@ import { type NetworkArgs, networkOptions, parseNetworkArgs } from "./network_ar
 /** The parts of a model a network hooks into. */
 type Model = Pick<StableDiffusion, "unet" | "textEncoder">;
 
-/** Options named as kohya's flags and `network_args` keys. */
+/** What a new network is made of. */
 export interface NetworkOptions {
-  network_module?: NetworkModuleName;
-  network_dim?: number;
-  network_alpha?: number;
-  /** `--network_args` strings (`conv_dim=4`, `block_dims=...`, `unit=4`, ...). */
-  network_args?: string[];
-  /** The network args already parsed (then `network_args` is not read). */
+  /** kohya's network module (default networks.lora). */
+  module?: NetworkModuleName;
+  /** Rank (default 4) and alpha (default 1). */
+  dim?: number;
+  alpha?: number;
+  /** kohya's network args as `key=value` strings (`conv_dim=4`, `block_dims=...`, `unit=4`, ...). */
+  args?: string[];
+  /** The network args already parsed (then `args` is not read). */
   parsedArgs?: NetworkArgs;
-  /** `--network_dropout`. */
-  network_dropout?: number;
-  network_train_unet_only?: boolean;
-  network_train_text_encoder_only?: boolean;
+  /** Neuron dropout. */
+  dropout?: number;
+  /** Only the U-Net's or only the text encoder's layers. */
+  unetOnly?: boolean;
+  textEncoderOnly?: boolean;
   /** Initial multiplier (default 1). */
   multiplier?: number;
   /** Seed of the factor initialisation and of the dropout / DyLoRA draws. */
@@ -237,21 +240,21 @@ export class LoraNetwork {
 
 /** Build a new network with kohya's initialisation (down: kaiming uniform, up: zeros). */
 export function createNetwork(sd: Model, options: NetworkOptions = {}): LoraNetwork {
-  const moduleName = options.network_module ?? "networks.lora";
-  const args = options.parsedArgs ?? parseNetworkArgs(options.network_args ?? [], moduleName);
+  const moduleName = options.module ?? "networks.lora";
+  const args = options.parsedArgs ?? parseNetworkArgs(options.args ?? [], moduleName);
   const { modules: listOptions } = networkOptions(args, {
     module: moduleName,
-    networkDim: options.network_dim,
-    networkAlpha: options.network_alpha,
-    trainUnetOnly: options.network_train_unet_only,
-    trainTextEncoderOnly: options.network_train_text_encoder_only,
+    networkDim: options.dim,
+    networkAlpha: options.alpha,
+    trainUnetOnly: options.unetOnly,
+    trainTextEncoderOnly: options.textEncoderOnly,
   });
   const { byWeight, weights } = modelLayers(sd);
   const specs = buildLoraModules(weights, listOptions);
   const rng = makeRng(options.seed ?? 0);
   const unit = moduleName === "networks.dylora" ? (args.unit ?? 1) : 0;
   const dropout: DropoutOptions = {
-    dropout: options.network_dropout ?? args.dropout,
+    dropout: options.dropout ?? args.dropout,
     rankDropout: args.rankDropout,
     moduleDropout: args.moduleDropout,
   };

@@ -54,13 +54,13 @@ export async function buildNetwork(
     return net;
   }
   const net = createNetwork(sd, {
-    network_module: plan.module,
-    network_dim: plan.dim,
-    network_alpha: plan.alpha,
+    module: plan.module,
+    dim: plan.dim,
+    alpha: plan.alpha,
     parsedArgs: plan.args,
-    network_dropout: plan.dropout ?? undefined,
-    network_train_unet_only: plan.unetOnly,
-    network_train_text_encoder_only: plan.textEncoderOnly,
+    dropout: plan.dropout ?? undefined,
+    unetOnly: plan.unetOnly,
+    textEncoderOnly: plan.textEncoderOnly,
     seed: mixSeed(seed, STREAM.network, 0xffff),
   });
   if (plan.weights !== null) {

@@ -9,7 +9,12 @@
  * @module
  */
 import { baseName } from "../io/fs.ts";
-import { modelSpecMetadata, pyFloatRepr, trainingMetadata } from "../lora/metadata.ts";
+import {
+  baseModelVersion,
+  modelSpecMetadata,
+  pyFloatRepr,
+  trainingMetadata,
+} from "../lora/metadata.ts";
 import type { BucketManager } from "./buckets.ts";
 import type { MetadataPlan } from "../kohya/plan_types.ts";
 import type { PreparedData, PreparedDataset } from "./train_setup.ts";
@@ -140,6 +145,7 @@ export function runMetadata(
 ): Record<string, string> {
   const input: Record<string, unknown> = {
     ...plan.settings,
+    base_model_version: baseModelVersion(plan.v2, plan.vParameterization),
     session_id: facts.sessionId,
     training_started_at: facts.startedAt,
     num_train_images: data.numTrainImages,
