@@ -1,10 +1,9 @@
 /**
- * `quantile` with linear interpolation, as `torch.quantile(x, q)` computes it (kohya's
- * extract_lora_from_models and svd_merge_lora clamp both factors to the `clamp_quantile` quantile
- * of `torch.cat([up.flatten(), down.flatten()])`). Runs on the host: the input is at most a few
+ * `quantile` with linear interpolation, as `torch.quantile(x, q)` computes it (LoRA extraction
+ * and SVD merging clamp both factors to a quantile of all their values). Runs on the host: the input is at most a few
  * hundred thousand values (rank x (out + in)), read back once per module, and a sort of that size
  * costs milliseconds. torch.quantile refuses inputs over 2^24 elements ("quantile() input tensor
- * is too large"); kohya's inputs stay far below (rank 128 of a 1280 x 11520 conv: 1.6M), and this
+ * is too large"); LoRA factors stay far below (rank 128 of a 1280 x 11520 conv: 1.6M), and this
  * function has no such limit.
  *
  * @module

@@ -1,5 +1,5 @@
 /**
- * lorakit's SVD sign convention. Singular vectors are defined only up to sign, and kohya's
+ * lorakit's SVD sign convention. Singular vectors are defined only up to sign, and a
  * clamp-to-quantile of the signed factor values makes the result depend on it; lorakit pins it:
  * in each left singular vector the entry of largest magnitude (the first such) is positive, and
  * its right vector is flipped with it, so U·diag(S)·Vt is unchanged.

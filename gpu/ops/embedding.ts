@@ -113,7 +113,7 @@ export function embedding(weight: Tensor, ids: Int32Array | number[], idsShape?:
  * `downscale_freq_shift`, max period 10000). Timesteps come from the host; no gradient.
  *
  * Computed on the host, rounded to float32 at each step where diffusers' float32 code rounds
- * (diffusers, and kohya's U-Net, build it in float32 even for a float64 model). A GPU kernel
+ * (diffusers and the reference U-Nets build it in float32 even for a float64 model). A GPU kernel
  * cannot match it: WGSL's exp may be several ulp off (lavapipe's: up to 9 ulp on [-10, 0]), and
  * at t near 1000 one ulp of a frequency moves the argument by 6e-5, so the sines and cosines
  * (up to 1.2e-4 off) fed every ResNet's time_emb_proj a visible error.

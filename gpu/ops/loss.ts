@@ -1,7 +1,7 @@
 /**
  * Losses. MSE is built from the elementwise and reduce kernels, so its backward is theirs:
  * `reduction: "none"` returns the per-element squared error for per-sample weighting (min-SNR,
- * prior-loss weights), as kohya's training loop does.
+ * prior-loss weights), as diffusion training loops do.
  *
  * @module
  */

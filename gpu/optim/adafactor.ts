@@ -7,8 +7,8 @@
  * never waits for the host.
  *
  * With relativeStep (the default) there is no learning rate: the group lrs and `lrScale` are
- * ignored, as transformers requires lr=None and kohya then swaps the scheduler for
- * `adafactor:<lr>`, whose lr is only reported (`reportedLr`).
+ * ignored, as transformers requires lr=None; the lr a training loop reports for it is
+ * transformers' own (`reportedLr`).
  *
  * @module
  */
@@ -174,7 +174,7 @@ export class Adafactor extends StatefulOptimizer<Record<string, Tensor>> {
   }
 
   /**
-   * The lr kohya's `adafactor` scheduler reports: transformers' `_get_lr` for the first
+   * The lr transformers' `AdafactorSchedule` reports: transformers' `_get_lr` for the first
    * parameter at the last step (its RMS is kept on the GPU; this reads one float back).
    */
   async reportedLr(): Promise<number> {

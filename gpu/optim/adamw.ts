@@ -121,12 +121,12 @@ export class AdamW implements Optimizer {
     return this.state.get(p);
   }
 
-  /** Step count and moments on the host (for `--save_state`). */
+  /** Step count and moments on the host (for a saved training state). */
   exportState(): Promise<OptimizerState> {
     return exportStates(this.type, this.step, this.groups, (p) => this.state.get(p));
   }
 
-  /** Restore an exported state (for `--resume`): same parameters, same shapes. */
+  /** Restore an exported state (to resume training): same parameters, same shapes. */
   importState(state: OptimizerState): void {
     const fresh = importStates(this.type, this.groups, state, (p) => ({
       m: fill(p.shape, 0, "f32").keep(),

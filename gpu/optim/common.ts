@@ -1,14 +1,14 @@
 /**
  * What every optimizer here shares: update options (a host gradient scale and/or a GPU one, so a
  * clipping factor computed on the GPU never needs a read-back), state export/import for
- * `--save_state`/`--resume`, and the base class that walks parameter groups.
+ * saving and resuming a training state, and the base class that walks parameter groups.
  *
  * @module
  */
 import { rt } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
 
-/** A parameter group: tensors sharing one learning rate (kohya's per-block groups). */
+/** A parameter group: tensors sharing one learning rate (e.g. one per U-Net block). */
 export interface ParamGroup {
   params: Tensor[];
   lr: number;
@@ -46,7 +46,7 @@ export interface OptimizerState {
 
 /** The interface train loops use, whatever the algorithm. */
 export interface Optimizer {
-  /** kohya's name for the algorithm (`--optimizer_type`). */
+  /** The algorithm's name (`AdamW`, `Lion`, ...). */
   readonly type: string;
   readonly groups: ParamGroup[];
   step: number;

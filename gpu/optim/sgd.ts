@@ -1,7 +1,7 @@
 /**
- * SGDNesterov: torch.optim.SGD with momentum and nesterov=True, as kohya's `SGDNesterov` builds
- * it (momentum 0.9 unless given). Weight decay is added to the gradient, as torch does; the
- * momentum buffer is f32 and starts as a copy of the first (decayed) gradient.
+ * SGDNesterov: torch.optim.SGD with momentum (0.9 unless given) and nesterov=True. Weight decay is
+ * added to the gradient, as torch does; the momentum buffer is f32 and starts as a copy of the
+ * first (decayed) gradient.
  *
  * @module
  */
