@@ -13,35 +13,14 @@
 //   D = delta + sum dS0 / sum P,  dQ = scale * (sum dS0 k - (D - delta) * sum P k),
 // the correction small, so computed to full relative precision. The corrected D is written out
 // for the dK/dV kernel, which runs after this one and recomputes P and dP bit for bit alike.
-struct Params {
-  tq: u32,
-  tk: u32,
-  scale2: f32,
-  scale: f32,
-  heads: u32,
-  pad0: u32,
-  pad1: u32,
-  pad2: u32,
-}
-@group(0) @binding(0) var<storage, read> q: array<S>;
-@group(0) @binding(1) var<storage, read> k: array<S>;
-@group(0) @binding(2) var<storage, read> v: array<S>;
-@group(0) @binding(3) var<storage, read> g: array<S>;
-@group(0) @binding(4) var<storage, read> o: array<S>;
-@group(0) @binding(5) var<storage, read> lse: array<f32>;
-@group(0) @binding(6) var<storage, read_write> delta: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dq: array<S>;
-@group(0) @binding(8) var<uniform> p: Params;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let bh = wid.y;
   let first = wid.x * WG * R;
-  // Head bh % heads of batch bh / heads; a row is rs elements on from the previous one
-  // ([B, T, heads * D] token layout; heads = 1 is the contiguous [BH, T, D] layout).
-  let rs = p.heads * D;
-  let qbase = (bh / p.heads) * p.tq * rs + (bh % p.heads) * D;
-  let kbase = (bh / p.heads) * p.tk * rs + (bh % p.heads) * D;
+  let rs = rowStride();
+  let qbase = headBase(bh, p.tq);
+  let kbase = headBase(bh, p.tk);
   let row$r = first + $ru * WG + lid;
   let i$r = min(row$r, p.tq - 1u);
   let qo$r = qbase + i$r * rs;

@@ -11,18 +11,6 @@
 // e over j and `[[s]]` the statements s for every j. Unrolled code keeps the rows in registers:
 // lavapipe turns dynamically indexed private arrays into gathers. `S`, `ld_*`, `st_*`, `keep` and
 // `hsum` come from the generated prelude.
-struct Params {
-  tq: u32,
-  tk: u32,
-  scale2: f32,
-  heads: u32,
-}
-@group(0) @binding(0) var<storage, read> q: array<S>;
-@group(0) @binding(1) var<storage, read> k: array<S>;
-@group(0) @binding(2) var<storage, read> v: array<S>;
-@group(0) @binding(3) var<storage, read_write> o: array<S>;
-@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(5) var<uniform> p: Params;
 
 // A score for masked keys: exp2 of it minus any running max is exactly 0.
 const MASKED: f32 = -3.0e38;
@@ -33,11 +21,9 @@ const M0: f32 = -1.0e30;
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let bh = wid.y;
   let first = wid.x * WG * R;
-  // Head bh % heads of batch bh / heads; a row is rs elements on from the previous one
-  // ([B, T, heads * D] token layout; heads = 1 is the contiguous [BH, T, D] layout).
-  let rs = p.heads * D;
-  let qbase = (bh / p.heads) * p.tq * rs + (bh % p.heads) * D;
-  let kbase = (bh / p.heads) * p.tk * rs + (bh % p.heads) * D;
+  let rs = rowStride();
+  let qbase = headBase(bh, p.tq);
+  let kbase = headBase(bh, p.tk);
   let row$r = first + $ru * WG + lid;
   let qo$r = qbase + min(row$r, p.tq - 1u) * rs;
   let q$r_$j = ld_q(qo$r + $ju * 4u) * keep($ju);

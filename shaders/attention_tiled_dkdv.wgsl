@@ -6,25 +6,6 @@
 // attention_tiled_dq.wgsl computes them (q . k and dO . v, products in the same order, scaled
 // after the dot product): the delta that kernel corrected holds only for those very bits.
 // Template rules as attention_tiled_fwd.wgsl.
-struct Params {
-  tq: u32,
-  tk: u32,
-  scale2: f32,
-  scale: f32,
-  heads: u32,
-  pad0: u32,
-  pad1: u32,
-  pad2: u32,
-}
-@group(0) @binding(0) var<storage, read> q: array<S>;
-@group(0) @binding(1) var<storage, read> k: array<S>;
-@group(0) @binding(2) var<storage, read> v: array<S>;
-@group(0) @binding(3) var<storage, read> g: array<S>;
-@group(0) @binding(4) var<storage, read> lse: array<f32>;
-@group(0) @binding(5) var<storage, read> delta: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dk: array<S>;
-@group(0) @binding(7) var<storage, read_write> dv: array<S>;
-@group(0) @binding(8) var<uniform> p: Params;
 
 const PART: u32 = BQ / SPLIT;
 
@@ -32,7 +13,6 @@ const PART: u32 = BQ / SPLIT;
 var<workgroup> qt: array<vec4f, BQ * DV>;
 var<workgroup> gt: array<vec4f, BQ * DV>;
 var<workgroup> ld: array<vec2f, BQ>;
-var<workgroup> xch: array<vec4f, WG>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -40,9 +20,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let first = wid.x * ROWS;
   let lr = lid % ROWS;
   let part = lid / ROWS;
-  let rs = p.heads * D;
-  let qbase = (bh / p.heads) * p.tq * rs + (bh % p.heads) * D;
-  let kbase = (bh / p.heads) * p.tk * rs + (bh % p.heads) * D;
+  let rs = rowStride();
+  let qbase = headBase(bh, p.tq);
+  let kbase = headBase(bh, p.tk);
   let row = first + lr;
   let ko = kbase + min(row, p.tk - 1u) * rs;
   let k_$j = ld_k(ko + $ju * 4u) * keep($ju);
@@ -79,8 +59,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }
 
   // Sum the parts of each key row into part 0, slice by slice through `xch`.
-  xch[lid] = dk_$j; workgroupBarrier(); if (part == 0u) { dk_$j = vec4f(0.0); for (var s = 0u; s < SPLIT; s++) { dk_$j += xch[s * ROWS + lr]; } } workgroupBarrier();
-  xch[lid] = dv_$j; workgroupBarrier(); if (part == 0u) { dv_$j = vec4f(0.0); for (var s = 0u; s < SPLIT; s++) { dv_$j += xch[s * ROWS + lr]; } } workgroupBarrier();
+  dk_$j = partSum(dk_$j, lid);
+  dv_$j = partSum(dv_$j, lid);
 
   if (part == 0u && row < p.tk) { [[st_dk(ko, $ju, dk_$j * p.scale); st_dv(ko, $ju, dv_$j);]] }
 }

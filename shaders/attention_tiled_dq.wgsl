@@ -5,31 +5,8 @@
 // at the end. P and dP are computed exactly as attention_tiled_dkdv.wgsl does (the same products
 // in the same order, scaled after the dot product), so the corrected delta written here fits the
 // probabilities that kernel recomputes bit for bit.
-struct Params {
-  tq: u32,
-  tk: u32,
-  scale2: f32,
-  scale: f32,
-  heads: u32,
-  pad0: u32,
-  pad1: u32,
-  pad2: u32,
-}
-@group(0) @binding(0) var<storage, read> q: array<S>;
-@group(0) @binding(1) var<storage, read> k: array<S>;
-@group(0) @binding(2) var<storage, read> v: array<S>;
-@group(0) @binding(3) var<storage, read> g: array<S>;
-@group(0) @binding(4) var<storage, read> o: array<S>;
-@group(0) @binding(5) var<storage, read> lse: array<f32>;
-@group(0) @binding(6) var<storage, read_write> delta: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dq: array<S>;
-@group(0) @binding(8) var<uniform> p: Params;
 
 const PART: u32 = BK / SPLIT;
-
-var<workgroup> kt: array<vec4f, BK * DV>;
-var<workgroup> vt: array<vec4f, BK * DV>;
-var<workgroup> xch: array<vec4f, WG>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -37,9 +14,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let first = wid.x * ROWS;
   let lr = lid % ROWS;
   let part = lid / ROWS;
-  let rs = p.heads * D;
-  let qbase = (bh / p.heads) * p.tq * rs + (bh % p.heads) * D;
-  let kbase = (bh / p.heads) * p.tk * rs + (bh % p.heads) * D;
+  let rs = rowStride();
+  let qbase = headBase(bh, p.tq);
+  let kbase = headBase(bh, p.tk);
   let row = first + lr;
   let i = min(row, p.tq - 1u);
   let qo = qbase + i * rs;
@@ -56,12 +33,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var kend = p.tk;
   if (CAUSAL) { kend = min(p.tk, first + ROWS); }
   for (var t0 = 0u; t0 < kend; t0 += BK) {
-    for (var e = lid; e < BK * DV; e += WG) {
-      let j = e % DV;
-      let ko = kbase + min(t0 + e / DV, p.tk - 1u) * rs + j * 4u;
-      kt[e] = ld_k(ko) * keep(j);
-      vt[e] = ld_v(ko) * keep(j);
-    }
+    stageKV(t0, kbase, lid);
     workgroupBarrier();
     let c1 = min(PART * (part + 1u), kend - t0);
     for (var c = PART * part; c < c1; c++) {
@@ -84,8 +56,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var spt = 0.0;
   for (var s = 0u; s < SPLIT; s++) { let x = xch[s * ROWS + lr]; sdt += x.x; spt += x.y; }
   workgroupBarrier();
-  xch[lid] = a_$j; workgroupBarrier(); if (part == 0u) { a_$j = vec4f(0.0); for (var s = 0u; s < SPLIT; s++) { a_$j += xch[s * ROWS + lr]; } } workgroupBarrier();
-  xch[lid] = b_$j; workgroupBarrier(); if (part == 0u) { b_$j = vec4f(0.0); for (var s = 0u; s < SPLIT; s++) { b_$j += xch[s * ROWS + lr]; } } workgroupBarrier();
+  a_$j = partSum(a_$j, lid);
+  b_$j = partSum(b_$j, lid);
 
   let corr = select(0.0, sdt / spt, spt > 0.0);
   if (part == 0u && row < p.tq) { delta[bh * p.tq + row] = dl + corr; }

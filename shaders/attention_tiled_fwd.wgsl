@@ -8,18 +8,6 @@
 //
 // Template rules as attention_fwd.wgsl, with one row per invocation: a line with `$j` repeats for
 // each 4-wide slice j < DV of the head dim, `<<e>>` sums e over j, `[[s]]` repeats s for each j.
-struct Params {
-  tq: u32,
-  tk: u32,
-  scale2: f32,
-  heads: u32,
-}
-@group(0) @binding(0) var<storage, read> q: array<S>;
-@group(0) @binding(1) var<storage, read> k: array<S>;
-@group(0) @binding(2) var<storage, read> v: array<S>;
-@group(0) @binding(3) var<storage, read_write> o: array<S>;
-@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(5) var<uniform> p: Params;
 
 // A score for masked keys: exp2 of it minus any running max is exactly 0.
 const MASKED: f32 = -3.0e38;
@@ -28,21 +16,15 @@ const MASKED: f32 = -3.0e38;
 const M0: f32 = -1.0e30;
 const PART: u32 = BK / SPLIT;
 
-// Keys and values of one tile, f32, zero past D (so the q side needs no mask for them).
-var<workgroup> kt: array<vec4f, BK * DV>;
-var<workgroup> vt: array<vec4f, BK * DV>;
-// One vec4 per invocation for merging the parts of a row.
-var<workgroup> xch: array<vec4f, WG>;
-
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let bh = wid.y;
   let first = wid.x * ROWS;
   let lr = lid % ROWS;
   let part = lid / ROWS;
-  let rs = p.heads * D;
-  let qbase = (bh / p.heads) * p.tq * rs + (bh % p.heads) * D;
-  let kbase = (bh / p.heads) * p.tk * rs + (bh % p.heads) * D;
+  let rs = rowStride();
+  let qbase = headBase(bh, p.tq);
+  let kbase = headBase(bh, p.tk);
   let row = first + lr;
   let qo = qbase + min(row, p.tq - 1u) * rs;
   let q_$j = ld_q(qo + $ju * 4u) * keep($ju);
@@ -53,13 +35,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var kend = p.tk;
   if (CAUSAL) { kend = min(p.tk, first + ROWS); }
   for (var t0 = 0u; t0 < kend; t0 += BK) {
-    // Consecutive invocations load consecutive slices of a key row: coalesced, f16 stays f16.
-    for (var e = lid; e < BK * DV; e += WG) {
-      let j = e % DV;
-      let ko = kbase + min(t0 + e / DV, p.tk - 1u) * rs + j * 4u;
-      kt[e] = ld_k(ko) * keep(j);
-      vt[e] = ld_v(ko) * keep(j);
-    }
+    stageKV(t0, kbase, lid);
     workgroupBarrier();
     let c1 = min(PART * (part + 1u), kend - t0);
     for (var c = PART * part; c < c1; c++) {
@@ -84,7 +60,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   for (var s = 0u; s < SPLIT; s++) { let x = xch[s * ROWS + lr]; lt += x.y * exp2(x.x - mm); }
   let f = exp2(m - mm);
   workgroupBarrier();
-  xch[lid] = a_$j * f; workgroupBarrier(); if (part == 0u) { a_$j = vec4f(0.0); for (var s = 0u; s < SPLIT; s++) { a_$j += xch[s * ROWS + lr]; } } workgroupBarrier();
+  a_$j = partSum(a_$j * f, lid);
 
   if (part == 0u && row < p.tq) { let inv = 1.0 / lt; [[st_o(qo, $ju, a_$j * inv);]] lse[bh * p.tq + row] = mm + log2(lt); }
 }

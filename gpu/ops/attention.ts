@@ -18,6 +18,7 @@ import { type Kernel, rt, uniforms } from "../runtime.ts";
 import { dtypeBytes, Tensor } from "../tensor.ts";
 import { specialize } from "../wgsl.ts";
 import { type AttentionGeometry, expandTemplate, prelude } from "./attention_codegen.ts";
+import { attentionHeader } from "./attention_headers.ts";
 import { tiledAttention } from "./attention_tiled.ts";
 import { check, fmt, sameDtype } from "./check.ts";
 
@@ -131,7 +132,7 @@ function flops(g: AttentionGeometry, products: number): number {
 
 /** Specialise one attention template for a dtype, head dim and mask. */
 function kernel(
-  name: string,
+  name: "fwd" | "dq" | "dkdv",
   template: string,
   g: AttentionGeometry,
   dtype: Tensor["dtype"],
@@ -144,7 +145,8 @@ function kernel(
   const key =
     `attention:${name}|${dtype}|${g.d}|${g.dv}|${wg}|${rows}|${causal}|${loads}|${stores}`;
   return rt().kernel(key, () => {
-    const body = prelude(g.d, loads, stores) + expandTemplate(template, rows, g.dv);
+    const body = attentionHeader(name, false) + prelude(g.d, loads, stores) +
+      expandTemplate(template, rows, g.dv);
     return specialize(body, dtype, { D: g.d, WG: wg, R: rows, CAUSAL: String(causal) });
   });
 }

@@ -16,6 +16,7 @@ import { type Kernel, rt } from "../runtime.ts";
 import type { DType } from "../tensor.ts";
 import { specialize } from "../wgsl.ts";
 import { type AttentionGeometry, expandTemplate, prelude } from "./attention_codegen.ts";
+import { attentionHeader } from "./attention_headers.ts";
 import { check } from "./check.ts";
 import { SMS } from "./tiled_launch.ts";
 
@@ -107,7 +108,8 @@ export function tiledAttention(
     `${tile}|${causal}`;
   const kernel = rt().kernel(key, () => {
     const ps = PASSES[pass];
-    const body = prelude(g.d, [...ps.loads], [...ps.stores]) + expandTemplate(ps.src, 1, g.dv);
+    const body = attentionHeader(pass, true) + prelude(g.d, [...ps.loads], [...ps.stores]) +
+      expandTemplate(ps.src, 1, g.dv);
     return specialize(body, dtype, {
       D: g.d,
       DV: g.dv,
