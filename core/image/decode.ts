@@ -115,13 +115,7 @@ function fromRGBA(
 ): RasterImage {
   const rgba = new Uint8Array(bitmap.buffer, bitmap.byteOffset, bitmap.length);
   if (alpha) return { width: w, height: h, channels: 4, data: rgba.slice() };
-  const out = new Uint8Array(w * h * 3);
-  for (let i = 0, j = 0; j < out.length; i += 4, j += 3) {
-    out[j] = rgba[i];
-    out[j + 1] = rgba[i + 1];
-    out[j + 2] = rgba[i + 2];
-  }
-  return { width: w, height: h, channels: 3, data: out };
+  return toRGB({ width: w, height: h, channels: 4, data: rgba });
 }
 
 async function decodeWithImagescript(bytes: Uint8Array, name: string, kind: string) {

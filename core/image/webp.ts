@@ -19,7 +19,7 @@
  */
 import { webpDecoderFactory, webpDecoderWasm } from "../deps/jsquash_webp.ts";
 import { LorakitError } from "../errors.ts";
-import type { RasterImage } from "./image.ts";
+import { type RasterImage, toRGB } from "./image.ts";
 
 /** What the container says, read before decoding. */
 export interface WebpInfo {
@@ -269,12 +269,6 @@ export async function decodeWebp(
   } else {
     rgba = await libwebpRGBA(bytes, w, h, name);
   }
-  if (hasAlpha) return { width: w, height: h, channels: 4, data: rgba };
-  const rgb = new Uint8Array(w * h * 3);
-  for (let i = 0, j = 0; j < rgb.length; i += 4, j += 3) {
-    rgb[j] = rgba[i];
-    rgb[j + 1] = rgba[i + 1];
-    rgb[j + 2] = rgba[i + 2];
-  }
-  return { width: w, height: h, channels: 3, data: rgb };
+  const image: RasterImage = { width: w, height: h, channels: 4, data: rgba };
+  return hasAlpha ? image : toRGB(image);
 }
