@@ -13,7 +13,7 @@
  */
 import { initGpu, rt, Tensor } from "../gpu/mod.ts";
 import { loadStableDiffusion } from "../core/models/mod.ts";
-import { expectedTensors } from "../core/models/config_keys.ts";
+import { expectedTensors } from "../core/model_config/keys.ts";
 import { UNet2DConditionModel } from "../core/models/unet.ts";
 import { randomWeights } from "../core/models/weights.ts";
 import { generateBatch } from "../core/sample/gen_loop.ts";

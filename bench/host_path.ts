@@ -24,7 +24,7 @@ import { planTrainRun } from "../core/kohya/plan.ts";
 import { trainNetwork } from "../core/train/loop.ts";
 import { UNet2DConditionModel } from "../core/models/unet.ts";
 import { randomWeights } from "../core/models/weights.ts";
-import { expectedTensors } from "../core/models/config_keys.ts";
+import { expectedTensors } from "../core/model_config/keys.ts";
 import { SD15_UNET, sdConfig } from "./unet.ts";
 
 /** Counters per step (or per forward), averaged over the measured ones. */

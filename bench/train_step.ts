@@ -37,8 +37,8 @@ import {
   Tensor,
 } from "../gpu/mod.ts";
 import { uniformRandom } from "../gpu/random.ts";
-import type { UNetConfig } from "../core/models/config.ts";
-import { expectedTensors } from "../core/models/config_keys.ts";
+import type { UNetConfig } from "../core/model_config/config.ts";
+import { expectedTensors } from "../core/model_config/keys.ts";
 import { UNet2DConditionModel } from "../core/models/unet.ts";
 import { randomWeights } from "../core/models/weights.ts";
 import { createNetwork, type LoraNetwork } from "../core/lora/network.ts";

@@ -13,8 +13,8 @@
  * Run alone: `deno run -A bench/unet.ts`.
  */
 import { type DType, initGpu, noGrad, rt, scope, Tensor } from "../gpu/mod.ts";
-import type { SDConfig, UNetConfig, VAEConfig } from "../core/models/config.ts";
-import { type ExpectedTensor, expectedTensors } from "../core/models/config_keys.ts";
+import type { SDConfig, UNetConfig, VAEConfig } from "../core/model_config/config.ts";
+import { type ExpectedTensor, expectedTensors } from "../core/model_config/keys.ts";
 import { UNet2DConditionModel } from "../core/models/unet.ts";
 import { AutoencoderKL } from "../core/models/vae.ts";
 import { randomWeights } from "../core/models/weights.ts";

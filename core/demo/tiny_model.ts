@@ -16,8 +16,8 @@ import { uniformRandom } from "../../gpu/random.ts";
 import { type InternalTensors, saveLdmCheckpoint } from "../io/checkpoint.ts";
 import { writeFileAtomic } from "../io/fs.ts";
 import type { HostTensor, TensorInfo } from "../io/tensor_source.ts";
-import type { SDConfig } from "../models/config.ts";
-import { type ExpectedTensor, expectedTensors } from "../models/config_keys.ts";
+import type { SDConfig } from "../model_config/config.ts";
+import { type ExpectedTensor, expectedTensors } from "../model_config/keys.ts";
 
 /** The demo model's architecture (that of the `sd1-tiny` fixture). */
 export function tinySd1Config(): SDConfig {

@@ -23,8 +23,8 @@ import {
 } from "../io/keymap_vae.ts";
 import { openSafetensors } from "../io/safetensors.ts";
 import type { TensorSource } from "../io/tensor_source.ts";
-import type { SDConfig } from "../models/config.ts";
-import { expectedTensors } from "../models/config_keys.ts";
+import type { SDConfig } from "../model_config/config.ts";
+import { expectedTensors } from "../model_config/keys.ts";
 import { AutoencoderKL } from "../models/vae.ts";
 import { ModelWeights } from "../models/weights.ts";
 

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import type { SDConfig } from "../models/config.ts";
+import type { SDConfig } from "../model_config/config.ts";
 
 /** Inputs of {@link estimateTrainingMemory}. */
 export interface MemoryInputs {
