@@ -9,6 +9,7 @@ import { loadCheckpoint } from "../core/io/checkpoint.ts";
 import { extractLoraFromModels } from "../core/lora/extract.ts";
 import type { Precision } from "../core/lora/svd_ops.ts";
 import {
+  addNoMetadataFlag,
   addPrecisionFlags,
   DEVICE_HELP,
   makeParser,
@@ -82,10 +83,7 @@ function buildParser(): Parser {
     default: 0.01,
     help: "the text encoder counts as changed when a weight differs by more (default 0.01)",
   });
-  p.add_argument("--no_metadata", {
-    action: "store_true",
-    help: "do not write modelspec.* metadata (the minimum ss_* keys are always written)",
-  });
+  addNoMetadataFlag(p);
   return p;
 }
 

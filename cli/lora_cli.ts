@@ -82,6 +82,14 @@ export function addNewRankFlags(p: Parser, newRankHelp: string): void {
   });
 }
 
+/** `--no_metadata`; `ofWhat` says which files still get the minimum ss_* keys (all by default). */
+export function addNoMetadataFlag(p: Parser, ofWhat = ""): void {
+  p.add_argument("--no_metadata", {
+    action: "store_true",
+    help: `do not write modelspec.* metadata (the minimum ss_* keys ${ofWhat}are always written)`,
+  });
+}
+
 /** A tool's rank counts (rank -> modules) as `"<n> x rank <k>"` by rank, e.g. for its summary. */
 export function rankCounts(ranks: Map<number, number>): string {
   return [...ranks].sort((x, y) => x[0] - y[0]).map(([k, n]) => `${n} x rank ${k}`).join(", ");

@@ -10,6 +10,7 @@ import { mergeIntoCheckpoint } from "../core/lora/merge_model.ts";
 import type { Precision } from "../core/lora/svd_ops.ts";
 import {
   addMergeFileFlags,
+  addNoMetadataFlag,
   addPrecisionFlags,
   DEVICE_HELP,
   makeParser,
@@ -55,10 +56,7 @@ function buildParser(): Parser {
       "the LoRA files into one LoRA",
   });
   addMergeFileFlags(p);
-  p.add_argument("--no_metadata", {
-    action: "store_true",
-    help: "do not write modelspec.* metadata (the minimum ss_* keys of a LoRA are always written)",
-  });
+  addNoMetadataFlag(p, "of a LoRA ");
   p.add_argument("--concat", {
     action: "store_true",
     help: "stack the LoRAs instead of adding them (the output rank is the sum of the ranks)",

@@ -9,6 +9,7 @@ import type { Precision } from "../core/lora/svd_ops.ts";
 import {
   addMergeFileFlags,
   addNewRankFlags,
+  addNoMetadataFlag,
   addPrecisionFlags,
   DEVICE_HELP,
   makeParser,
@@ -49,10 +50,7 @@ function buildParser(): Parser {
   addMergeFileFlags(p);
   addNewRankFlags(p, "rank of the output (default 4)");
   p.add_argument("--device", { type: "str", default: null, help: DEVICE_HELP });
-  p.add_argument("--no_metadata", {
-    action: "store_true",
-    help: "do not write modelspec.* metadata (the minimum ss_* keys are always written)",
-  });
+  addNoMetadataFlag(p);
   return p;
 }
 
