@@ -10,42 +10,12 @@
 //            max(eps2, rms(p)) with scale_parameter, both from sc[] on the GPU); optional first
 //            moment m = b1*m + (1-b1)*u; p -= wd*lr*p; p -= u.
 // sc[0] holds sum(p^2) from before the update, sc[1] sum(u^2). Gradients are multiplied by
-// `gscale` and gs[0] first. Entry points bind disjoint variables. A negative gs[0] marks a step the
-// fp16 loss scaler skips: no state or parameter is written (writes are guarded, not returned
-// from, where a barrier follows).
-struct Params {
-  n: u32,
-  B: u32,
-  R: u32,
-  C: u32,
-  beta2t: f32,
-  eps1: f32,
-  gscale: f32,
-  clip: f32,
-  relStep: f32,
-  eps2: f32,
-  scaleParam: u32,
-  useM: u32,
-  beta1: f32,
-  wd: f32,
-  pad0: u32,
-  pad1: u32,
-}
+// `gscale` and gs[0] first. Entry points bind disjoint variables, declared where the
+// `// @header` lines are (gpu/optim/sources.ts). A negative gs[0] marks a step the fp16 loss
+// scaler skips: no state or parameter is written (writes are guarded, not returned from, where a
+// barrier follows).
 
-var<workgroup> part: array<f32, WG>;
-
-fn treeSum(lid: u32) {
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) { part[lid] += part[lid + s]; }
-    workgroupBarrier();
-  }
-}
-
-@group(0) @binding(0) var<storage, read> rGrad: array<T>;
-@group(0) @binding(1) var<storage, read> rGs: array<f32>;
-@group(0) @binding(2) var<storage, read_write> rRow: array<f32>;
-@group(0) @binding(3) var<uniform> rp: Params;
+// @header rows
 
 @compute @workgroup_size(WG)
 fn rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -60,17 +30,13 @@ fn rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       acc += g * g + rp.eps1;
     }
   }
-  part[lid] = acc;
-  treeSum(lid);
+  let total = wgSum(acc, lid);
   if (live && lid == 0u && rGs[0] >= 0.0) {
-    rRow[row] = rp.beta2t * rRow[row] + (1.0 - rp.beta2t) * (part[0] / f32(rp.C));
+    rRow[row] = rp.beta2t * rRow[row] + (1.0 - rp.beta2t) * (total / f32(rp.C));
   }
 }
 
-@group(0) @binding(0) var<storage, read> cGrad: array<T>;
-@group(0) @binding(1) var<storage, read> cGs: array<f32>;
-@group(0) @binding(2) var<storage, read_write> cCol: array<f32>;
-@group(0) @binding(3) var<uniform> cp: Params;
+// @header cols
 
 @compute @workgroup_size(WG)
 fn cols(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -87,9 +53,7 @@ fn cols(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   cCol[k] = cp.beta2t * cCol[k] + (1.0 - cp.beta2t) * (acc / f32(cp.R));
 }
 
-@group(0) @binding(0) var<storage, read> mRow: array<f32>;
-@group(0) @binding(1) var<storage, read_write> mMean: array<f32>;
-@group(0) @binding(2) var<uniform> mp: Params;
+// @header rowmean
 
 @compute @workgroup_size(WG)
 fn rowmean(@builtin(global_invocation_id) gid: vec3u) {
@@ -100,13 +64,7 @@ fn rowmean(@builtin(global_invocation_id) gid: vec3u) {
   mMean[b] = acc / f32(mp.R);
 }
 
-@group(0) @binding(0) var<storage, read> fGrad: array<T>;
-@group(0) @binding(1) var<storage, read> fGs: array<f32>;
-@group(0) @binding(2) var<storage, read> fRow: array<f32>;
-@group(0) @binding(3) var<storage, read> fCol: array<f32>;
-@group(0) @binding(4) var<storage, read> fMean: array<f32>;
-@group(0) @binding(5) var<storage, read_write> fPart: array<f32>;
-@group(0) @binding(6) var<uniform> fp: Params;
+// @header fsumsq
 
 fn factoredU(i: u32, g: f32) -> f32 {
   let c = i % fp.C;
@@ -124,16 +82,11 @@ fn fsumsq(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
     let u = factoredU(i, f32(fGrad[i]) * sc);
     acc += u * u;
   }
-  part[lid] = acc;
-  treeSum(lid);
-  if (lid == 0u) { fPart[wid.x] = part[0]; }
+  let total = wgSum(acc, lid);
+  if (lid == 0u) { fPart[wid.x] = total; }
 }
 
-@group(0) @binding(0) var<storage, read> vGrad: array<T>;
-@group(0) @binding(1) var<storage, read> vGs: array<f32>;
-@group(0) @binding(2) var<storage, read_write> vV: array<f32>;
-@group(0) @binding(3) var<storage, read_write> vPart: array<f32>;
-@group(0) @binding(4) var<uniform> vp: Params;
+// @header vsumsq
 
 @compute @workgroup_size(WG)
 fn vsumsq(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -147,9 +100,8 @@ fn vsumsq(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
     let u = inverseSqrt(v) * g;
     acc += u * u;
   }
-  part[lid] = acc;
-  treeSum(lid);
-  if (lid == 0u) { vPart[wid.x] = part[0]; }
+  let total = wgSum(acc, lid);
+  if (lid == 0u) { vPart[wid.x] = total; }
 }
 
 // Shared tail of apply_f / apply_v: scale u, first moment, weight decay, parameter update.
@@ -168,15 +120,7 @@ fn finish(w0: f32, u0: f32, mi: ptr<function, f32>, sumP: f32, sumU: f32, q: Par
   return w - u;
 }
 
-@group(0) @binding(0) var<storage, read_write> aParam: array<T>;
-@group(0) @binding(1) var<storage, read> aGrad: array<T>;
-@group(0) @binding(2) var<storage, read> aGs: array<f32>;
-@group(0) @binding(3) var<storage, read> aRow: array<f32>;
-@group(0) @binding(4) var<storage, read> aCol: array<f32>;
-@group(0) @binding(5) var<storage, read> aMean: array<f32>;
-@group(0) @binding(6) var<storage, read_write> aM: array<f32>;
-@group(0) @binding(7) var<storage, read> aSc: array<f32>;
-@group(0) @binding(8) var<uniform> ap: Params;
+// @header apply_f
 
 @compute @workgroup_size(WG)
 fn apply_f(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -194,13 +138,7 @@ fn apply_f(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) n
   aParam[i] = T(w);
 }
 
-@group(0) @binding(0) var<storage, read_write> bParam: array<T>;
-@group(0) @binding(1) var<storage, read> bGrad: array<T>;
-@group(0) @binding(2) var<storage, read> bGs: array<f32>;
-@group(0) @binding(3) var<storage, read> bV: array<f32>;
-@group(0) @binding(4) var<storage, read_write> bM: array<f32>;
-@group(0) @binding(5) var<storage, read> bSc: array<f32>;
-@group(0) @binding(6) var<uniform> bp: Params;
+// @header apply_v
 
 @compute @workgroup_size(WG)
 fn apply_v(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

@@ -7,30 +7,6 @@
 // threads write one word. A non-finite gradient leaves its parameter alone and zeroes its
 // moments, as bitsandbytes does. A negative gs[0] marks a step the fp16 loss scaler skips: after
 // the last barrier the workgroup returns without writing anything.
-struct Params {
-  n: u32,
-  lr: f32,
-  b1: f32,
-  b2: f32,
-  eps: f32,
-  wd: f32,
-  c2: f32,
-  stepSize: f32,
-  gscale: f32,
-  pad0: u32,
-  pad1: u32,
-  pad2: u32,
-}
-@group(0) @binding(0) var<storage, read_write> param: array<T>;
-@group(0) @binding(1) var<storage, read> grad: array<T>;
-@group(0) @binding(2) var<storage, read_write> q1: array<u32>;
-@group(0) @binding(3) var<storage, read_write> q2: array<u32>;
-@group(0) @binding(4) var<storage, read_write> absmax1: array<f32>;
-@group(0) @binding(5) var<storage, read_write> absmax2: array<f32>;
-// 512 entries: the signed map for m, then the unsigned map for v.
-@group(0) @binding(6) var<storage, read> qmap: array<f32>;
-@group(0) @binding(7) var<storage, read> gs: array<f32>;
-@group(0) @binding(8) var<uniform> p: Params;
 
 const WORDS: u32 = BLOCK / (4u * WG);
 const PER: u32 = 4u * WORDS;
@@ -48,59 +24,7 @@ fn signbit(x: f32) -> u32 {
   return bitcast<u32>(x) >> 31u;
 }
 
-// bitsandbytes' quantize_2D<1>: binary search from pivot 127, then the nearer bracketing entry.
-fn quantSigned(x: f32) -> u32 {
-  var pivot = 127u;
-  var upperPivot = 255u;
-  var lowerPivot = 0u;
-  var lower = -1.0;
-  var upper = 1.0;
-  var val = qs[127];
-  for (var i = 64u; i > 0u; i = i >> 1u) {
-    if (x > val) {
-      lowerPivot = pivot;
-      lower = val;
-      pivot += i;
-    } else {
-      upperPivot = pivot;
-      upper = val;
-      pivot -= i;
-    }
-    val = qs[pivot];
-  }
-  if (x > val) {
-    return select(pivot, upperPivot, x > (upper + val) * 0.5);
-  }
-  return select(pivot, lowerPivot, x < (lower + val) * 0.5);
-}
-
-// quantize_2D<0> over the unsigned map. The same search as quantSigned on the other map: WGSL
-// cannot pass a workgroup array by pointer without unrestricted_pointer_parameters, which this
-// runtime does not offer, so each map has its own copy.
-fn quantUnsigned(x: f32) -> u32 {
-  var pivot = 127u;
-  var upperPivot = 255u;
-  var lowerPivot = 0u;
-  var lower = 0.0;
-  var upper = 1.0;
-  var val = qu[127];
-  for (var i = 64u; i > 0u; i = i >> 1u) {
-    if (x > val) {
-      lowerPivot = pivot;
-      lower = val;
-      pivot += i;
-    } else {
-      upperPivot = pivot;
-      upper = val;
-      pivot -= i;
-    }
-    val = qu[pivot];
-  }
-  if (x > val) {
-    return select(pivot, upperPivot, x > (upper + val) * 0.5);
-  }
-  return select(pivot, lowerPivot, x < (lower + val) * 0.5);
-}
+// quantSigned and quantUnsigned: quant_search.wgsl over qs and qu (the launcher writes them).
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,

@@ -3,27 +3,12 @@
 // sign(0) is 0, as torch.sign. The gradient is scaled by `gscale` and the GPU scalar gs[0].
 // A negative gs[0] marks a step the fp16 loss scaler skips (a gradient overflowed): nothing is
 // written, so parameters and state stay as they were.
-struct Params {
-  n: u32,
-  lr: f32,
-  b1: f32,
-  b2: f32,
-  wd: f32,
-  gscale: f32,
-  pad0: u32,
-  pad1: u32,
-}
-@group(0) @binding(0) var<storage, read_write> param: array<T>;
-@group(0) @binding(1) var<storage, read> grad: array<T>;
-@group(0) @binding(2) var<storage, read_write> m: array<f32>;
-@group(0) @binding(3) var<storage, read> gs: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * nwg.x * WG;
-  if (i >= p.n || gs[0] < 0.0) { return; }
-  let g = f32(grad[i]) * p.gscale * gs[0];
+  if (skipped(i)) { return; }
+  let g = scaledGrad(i);
   var w = f32(param[i]) * (1.0 - p.lr * p.wd);
   let mi = m[i];
   w = w - p.lr * sign(p.b1 * mi + (1.0 - p.b1) * g);

@@ -6,23 +6,6 @@
 // `norm` holds the global norm of the still-scaled gradients on entry (clipping only) and that of
 // the unscaled ones on exit. rec = [overflowed, scale used, new scale, new tracker] is read by the
 // host later, without waiting, to keep its step count and its copy of the scale.
-struct Params {
-  inScale: f32,
-  growth: f32,
-  backoff: f32,
-  interval: f32,
-  maxNorm: f32,
-  clip: u32,
-  pad0: u32,
-  pad1: u32,
-}
-@group(0) @binding(0) var<storage, read> flag: array<u32>;
-@group(0) @binding(1) var<storage, read_write> scale: array<f32>;
-@group(0) @binding(2) var<storage, read_write> tracker: array<f32>;
-@group(0) @binding(3) var<storage, read_write> norm: array<f32>;
-@group(0) @binding(4) var<storage, read_write> gs: array<f32>;
-@group(0) @binding(5) var<storage, read_write> rec: array<f32>;
-@group(0) @binding(6) var<uniform> p: Params;
 
 @compute @workgroup_size(1)
 fn main() {

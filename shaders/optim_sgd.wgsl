@@ -4,28 +4,13 @@
 // torch makes the buffer a copy of d on a parameter's first step (no dampening), hence `first`.
 // A negative gs[0] marks a step the fp16 loss scaler skips (a gradient overflowed): nothing is
 // written, so parameters and state stay as they were.
-struct Params {
-  n: u32,
-  lr: f32,
-  momentum: f32,
-  dampening: f32,
-  wd: f32,
-  gscale: f32,
-  first: u32,
-  nesterov: u32,
-}
-@group(0) @binding(0) var<storage, read_write> param: array<T>;
-@group(0) @binding(1) var<storage, read> grad: array<T>;
-@group(0) @binding(2) var<storage, read_write> buf: array<f32>;
-@group(0) @binding(3) var<storage, read> gs: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * nwg.x * WG;
-  if (i >= p.n || gs[0] < 0.0) { return; }
+  if (skipped(i)) { return; }
   let w = f32(param[i]);
-  var d = f32(grad[i]) * p.gscale * gs[0] + p.wd * w;
+  var d = scaledGrad(i) + p.wd * w;
   if (p.momentum != 0.0) {
     var b = d;
     if (p.first == 0u) { b = p.momentum * buf[i] + (1.0 - p.dampening) * d; }

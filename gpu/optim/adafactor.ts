@@ -12,7 +12,7 @@
  *
  * @module
  */
-import afSrc from "../../shaders/optim_adafactor.wgsl" with { type: "text" };
+import { ADAFACTOR } from "./sources.ts";
 import { fill } from "../ops/embedding.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
@@ -128,7 +128,7 @@ export class Adafactor extends StatefulOptimizer<Record<string, Tensor>> {
     const f = factoredShape(p.shape);
     const [B, R, C] = f ?? [1, 1, n];
     const sc = this.scratchFor(B);
-    const pipe = (entry: string) => specKernel("adafactor", afSrc, p.dtype, { WG }, entry);
+    const pipe = (entry: string) => specKernel("adafactor", ADAFACTOR, p.dtype, { WG }, entry);
     const beta2t = 1 - this.step ** this.decayRate;
     const u = uniforms().u(n, B, R, C).f(beta2t, this.eps[0], gscale, this.clipThreshold)
       .f(this.relStepSize(lr), this.eps[1]).u(

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import adamSrc from "../../shaders/optim_adam.wgsl" with { type: "text" };
+import { ADAM } from "./sources.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { grid, specKernel } from "../wgsl.ts";
@@ -52,7 +52,7 @@ export function adamKernel(p: Tensor, m: Tensor, v: Tensor, gs: GPUBuffer, s: Ad
   if (!p.grad) return;
   const n = p.size;
   rt().dispatch(
-    specKernel("adamw:adamSrc", adamSrc, p.dtype, { WG, BNB: s.bnb ? 1 : 0 }),
+    specKernel("adamw:adamSrc", ADAM, p.dtype, { WG, BNB: s.bnb ? 1 : 0 }),
     [p.buffer, p.grad.buffer, m.buffer, v.buffer, gs],
     uniforms().u(n).f(s.lr, s.b1, s.b2, s.eps, s.wd, s.bc1, s.bc2, s.gscale).u(0, 0, 0),
     grid(n, WG),

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import src8 from "../../shaders/optim_adamw8bit.wgsl" with { type: "text" };
+import { ADAMW8BIT } from "./sources.ts";
 import { fill } from "../ops/embedding.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
@@ -109,7 +109,7 @@ export class AdamW8bit extends StatefulOptimizer<State8> {
     const c2 = Math.sqrt(bc2);
     const wg = Math.min(256, this.blockSize / 4);
     rt().dispatch(
-      specKernel("adamw8bit:src8", src8, p.dtype, { WG: wg, BLOCK: this.blockSize }),
+      specKernel("adamw8bit:src8", ADAMW8BIT, p.dtype, { WG: wg, BLOCK: this.blockSize }),
       [
         p.buffer,
         p.grad!.buffer,

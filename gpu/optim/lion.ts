@@ -5,7 +5,7 @@
  *
  * @module
  */
-import lionSrc from "../../shaders/optim_lion.wgsl" with { type: "text" };
+import { LION } from "./sources.ts";
 import { fill } from "../ops/embedding.ts";
 import { rt, uniforms } from "../runtime.ts";
 import type { Tensor } from "../tensor.ts";
@@ -46,7 +46,7 @@ export class Lion extends StatefulOptimizer<{ exp_avg: Tensor }> {
   ): void {
     const n = p.size;
     rt().dispatch(
-      specKernel("lion:lionSrc", lionSrc, p.dtype, { WG }),
+      specKernel("lion:lionSrc", LION, p.dtype, { WG }),
       [p.buffer, p.grad!.buffer, s.exp_avg.buffer, gs],
       uniforms().u(n).f(lr, this.betas[0], this.betas[1], this.weightDecay, gscale).u(0, 0),
       grid(n, WG),

@@ -15,7 +15,7 @@
  *
  * @module
  */
-import scaleSrc from "../../shaders/optim_loss_scale.wgsl" with { type: "text" };
+import { LOSS_SCALE } from "./sources.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { specKernel } from "../wgsl.ts";
@@ -107,7 +107,7 @@ export class LossScaler {
     const gs = clip?.scale ?? Tensor.empty([1]);
     const rec = Tensor.empty([4]);
     rt().dispatch(
-      specKernel("optim_loss_scale", scaleSrc, "f32"),
+      specKernel("optim_loss_scale", LOSS_SCALE, "f32"),
       [
         flag.buffer,
         this.#scaleT.buffer,

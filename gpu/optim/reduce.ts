@@ -5,7 +5,7 @@
  *
  * @module
  */
-import reduceSrc from "../../shaders/optim_reduce.wgsl" with { type: "text" };
+import { REDUCE } from "./sources.ts";
 import { type Kernel, rt, uniforms } from "../runtime.ts";
 import type { DType, Tensor } from "../tensor.ts";
 import { specKernel } from "../wgsl.ts";
@@ -23,7 +23,7 @@ export function partsFor(n: number): number {
 
 /** The reduction kernel `entry` specialised for a dtype. */
 export function reduceKernel(dtype: DType, entry: string): Kernel {
-  return specKernel("optim_reduce", reduceSrc, dtype, { WG: RED_WG }, entry);
+  return specKernel("optim_reduce", REDUCE, dtype, { WG: RED_WG }, entry);
 }
 
 /** Write `partsFor(x.size)` partial sums of (x*scale)^2 into `out[off..]`. */

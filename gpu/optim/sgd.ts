@@ -5,7 +5,7 @@
  *
  * @module
  */
-import sgdSrc from "../../shaders/optim_sgd.wgsl" with { type: "text" };
+import { SGD } from "./sources.ts";
 import { fill } from "../ops/embedding.ts";
 import { rt, uniforms } from "../runtime.ts";
 import type { Tensor } from "../tensor.ts";
@@ -63,7 +63,7 @@ export class SGDNesterov extends StatefulOptimizer<{ momentum_buffer: Tensor }> 
     const first = this.seeded.has(p) ? 0 : 1;
     this.seeded.add(p);
     rt().dispatch(
-      specKernel("sgd:sgdSrc", sgdSrc, p.dtype, { WG }),
+      specKernel("sgd:sgdSrc", SGD, p.dtype, { WG }),
       [p.buffer, p.grad!.buffer, s.momentum_buffer.buffer, gs],
       uniforms().u(n).f(lr, this.momentum, this.dampening, this.weightDecay, gscale)
         .u(first, this.nesterov ? 1 : 0),
