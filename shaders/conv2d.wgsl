@@ -12,29 +12,6 @@
 // Requires RM, CN (multiple of 4), WG, MODE. Accumulates in f32. The `// @...` lines are expanded
 // by gpu/ops/conv2d.ts into straight-line code over named registers (acc<r>_<j>, a<r>, b<j>):
 // llvmpipe does not unroll the loops itself, and unrolling is worth 1.5x there.
-struct Params {
-  cs: u32,
-  cd: u32,
-  cdPad: u32,
-  m: u32,
-  hs: u32,
-  ws: u32,
-  hd: u32,
-  wd: u32,
-  kw: u32,
-  taps: u32,
-  stride: u32,
-  padTop: u32,
-  padLeft: u32,
-  hasBias: u32,
-  alpha: f32,
-  p1: u32,
-}
-@group(0) @binding(0) var<storage, read> src: array<T>;
-@group(0) @binding(1) var<storage, read> wt: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> bias: array<T>;
-@group(0) @binding(3) var<storage, read_write> dst: array<T>;
-@group(0) @binding(4) var<uniform> p: Params;
 
 const CN4: u32 = CN / 4u;
 

@@ -7,24 +7,6 @@
 // is a uniform branch rather than a mask. Requires RO, CI, WG. Accumulates in f32. The `// @...`
 // lines are expanded by gpu/ops/conv2d.ts into straight-line code over named registers
 // (acc<r>_<j>, g<r>, a<j>), as in conv2d.wgsl.
-struct Params {
-  cin: u32,
-  cout: u32,
-  h: u32,
-  w: u32,
-  ho: u32,
-  wo: u32,
-  n: u32,
-  kw: u32,
-  taps: u32,
-  stride: u32,
-  padTop: u32,
-  padLeft: u32,
-}
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read> dy: array<T>;
-@group(0) @binding(2) var<storage, read_write> dw: array<T>;
-@group(0) @binding(3) var<uniform> p: Params;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {

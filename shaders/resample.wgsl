@@ -10,29 +10,6 @@
 //   4 box    (INTER_AREA shrinking, integer factor): integer box sums
 // Integer kinds keep the intermediate sums as i32 (exact); the float kind as f32 bits. Pixels are
 // bytes packed four to a u32, in both the source and the result.
-struct Params {
-  // Source image width (horizontal) or intermediate row count (vertical).
-  in_size: u32,
-  // Output columns (horizontal: output width) or output rows (vertical).
-  out_size: u32,
-  // Interleaved channels (horizontal) or bytes per intermediate row (vertical).
-  ch: u32,
-  taps: u32,
-  // Threads to run: intermediate values (horizontal) or output words (vertical).
-  n: u32,
-  // Cubic: first column of OpenCV's scalar tail. Box: 1 for the 2x2 fast path.
-  simd_end: u32,
-  // Box: float32(1 / (kx * ky)).
-  box_scale: f32,
-  // Vertical: total output bytes (the last word may be partly past the end).
-  n_bytes: u32,
-}
-
-@group(0) @binding(0) var<storage, read> src: array<u32>;
-@group(0) @binding(1) var<storage, read> start: array<i32>;
-@group(0) @binding(2) var<storage, read> weights: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dst: array<u32>;
-@group(0) @binding(4) var<uniform> p: Params;
 
 fn src_byte(i: u32) -> u32 {
   return (src[i >> 2u] >> ((i & 3u) * 8u)) & 255u;

@@ -9,8 +9,9 @@
  * @module
  */
 import convSrc from "../../shaders/conv2d.wgsl" with { type: "text" };
-import packSrc from "../../shaders/conv2d_pack.wgsl" with { type: "text" };
 import wgradSrc from "../../shaders/conv2d_wgrad.wgsl" with { type: "text" };
+import { kernelHeader } from "../kernel_header.ts";
+import { CONV, PACK, WGRAD } from "./conv_headers.ts";
 import { noGrad, record } from "../autograd.ts";
 import { kernelFamily } from "../family.ts";
 import { rt, uniforms } from "../runtime.ts";
@@ -93,7 +94,7 @@ function convKernel(rm: number, cn4: number): string {
   for (let r = 0; r < rm; r++) inner.push(`base[${r}] += hsws;`);
   for (let j = 0; j < cn4; j++) inner.push(`let b${j} = wt[wi + ${j}u];`);
   for (const [r, j] of block(rm, cn4)) inner.push(`acc${r}_${j} += a${r} * b${j};`);
-  return expand(convSrc, {
+  return kernelHeader(CONV) + expand(convSrc, {
     "acc-decl": block(rm, cn4).map(([r, j]) => `var acc${r}_${j}: vec4<f32>;`),
     "inner": inner,
     "acc-gather": block(rm, cn4).map(([r, j]) => `acc[${r * cn4 + j}] = acc${r}_${j};`),
@@ -106,7 +107,7 @@ function wgradKernel(ro: number, ci: number): string {
   for (let j = 0; j < ci; j++) inner.push(`let a${j} = f32(x[xRow[${j}] + xi]);`);
   for (let r = 0; r < ro; r++) inner.push(`let g${r} = f32(dy[gRow[${r}] + gi]);`);
   for (const [r, j] of block(ro, ci)) inner.push(`acc${r}_${j} += g${r} * a${j};`);
-  return expand(wgradSrc, {
+  return kernelHeader(WGRAD) + expand(wgradSrc, {
     "acc-decl": block(ro, ci).map(([r, j]) => `var acc${r}_${j} = 0.0;`),
     "inner": inner,
     "acc-gather": block(ro, ci).map(([r, j]) => `acc[${r * ci + j}] = acc${r}_${j};`),
@@ -178,7 +179,7 @@ function packWeight(weight: Tensor, d: ConvDims, mode: 0 | 1, nbPad: number): Te
   const total = taps * na * nbPad;
   const out = Tensor.empty([total], "f32");
   const u = uniforms().u(total, na, nb, nbPad, sa, sb, taps, 0);
-  const pack = specKernel("conv2d_pack", packSrc, weight.dtype, { WG: WG_PACK });
+  const pack = specKernel("conv2d_pack", PACK, weight.dtype, { WG: WG_PACK });
   rt().dispatch(pack, [weight.buffer, out.buffer], u, grid(total, WG_PACK));
   return out;
 }

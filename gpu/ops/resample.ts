@@ -12,6 +12,7 @@
  * @module
  */
 import resampleSrc from "../../shaders/resample.wgsl" with { type: "text" };
+import { headed } from "../kernel_header.ts";
 import { initGpu, rt, uniforms } from "../runtime.ts";
 import { grid, specKernel } from "../wgsl.ts";
 import { check } from "./check.ts";
@@ -52,6 +53,10 @@ const KIND_CODE: Record<ResampleRounding, number> = {
   box: 4,
 };
 const WG = 256;
+const RESAMPLE = headed({
+  bindings: "src: u32; start: i32; weights: f32; dst: rw u32",
+  params: "in_size out_size ch taps n simd_end: u32; box_scale: f32; n_bytes: u32",
+}, resampleSrc);
 const OP = "resampleGpu";
 
 /** A pooled storage buffer holding `data` (padded to 4 bytes); released by the caller. */
@@ -121,13 +126,13 @@ export async function resampleGpu<C extends number>(
     const simdEnd = plan.kind === "cubic" ? rowLen - (rowLen % 8) : box2 ? 1 : 0;
     const boxScale = Math.fround(1 / (plan.x.taps * plan.y.taps));
     r.dispatch(
-      specKernel("resample", resampleSrc, "f32", { WG, KIND: kind }, "horizontal"),
+      specKernel("resample", RESAMPLE, "f32", { WG, KIND: kind }, "horizontal"),
       [src, xs, xw, mid],
       uniforms().u(img.width, outW, c, plan.x.taps, nMid, simdEnd).f(boxScale).u(nBytes),
       grid(nMid, WG),
     );
     r.dispatch(
-      specKernel("resample", resampleSrc, "f32", { WG, KIND: kind }, "vertical"),
+      specKernel("resample", RESAMPLE, "f32", { WG, KIND: kind }, "vertical"),
       [mid, ys, yw, out],
       uniforms().u(img.height, outH, rowLen, plan.y.taps, nWords, simdEnd).f(boxScale).u(nBytes),
       grid(nWords, WG),
