@@ -20,7 +20,8 @@ import { openSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import type { Size } from "./buckets.ts";
 import { type CachedLatents, imageToTensorData, loadBucketImage } from "./data_loader.ts";
 import type { ImageEntry } from "./dataset_scan.ts";
-import type { PreparedData } from "./train_setup.ts";
+import { dropImages, type PreparedData } from "./train_setup.ts";
+import type { TrainPlan } from "../kohya/plan_types.ts";
 import { hashString, STREAM, streamGaussian } from "./train_rng.ts";
 import type { Interpolation } from "../image/resample_tables.ts";
 
@@ -260,4 +261,30 @@ export async function encodeImagesToLatents(
     }
   }
   return out;
+}
+
+/**
+ * The run's latent cache: every image encoded once (or read from its disk cache), images that
+ * fail left out of the datasets with a note each.
+ */
+export async function cacheRunLatents(
+  vae: EncoderVae,
+  data: PreparedData,
+  plan: Pick<TrainPlan, "data" | "model">,
+  seed: number,
+  note: (message: string) => void,
+): Promise<Map<string, CachedLatents>> {
+  const c = await cacheLatents(vae, data, {
+    seed,
+    vaeBatchSize: Math.max(1, plan.data.vaeBatchSize),
+    toDisk: plan.data.cacheLatentsToDisk,
+    skipCheck: plan.data.skipCacheCheck,
+    vaeId: plan.model.vae ?? plan.model.path,
+  });
+  for (const f of c.failed) {
+    note(`skipped ${f.key}: ${f.reason}`);
+    dropImages(data.datasets[f.datasetIndex], new Set([f.key]));
+  }
+  note(`latents: ${c.computed} computed, ${c.reused} reused from disk`);
+  return c.cache;
 }

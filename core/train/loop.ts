@@ -13,18 +13,18 @@
  *
  * @module
  */
-import { backward, LossScaler, mul, rt, scale, Tensor } from "../../gpu/mod.ts";
+import { LossScaler, rt } from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
 import { checkLatentCacheFolders, checkTrainOutputs } from "./output_checks.ts";
-import { BatchLoader, type CachedLatents, type HostBatch, planEpoch } from "./data_loader.ts";
-import { cacheLatents, encodeImagesToLatents } from "./latent_cache.ts";
+import { BatchLoader, type HostBatch, planEpoch } from "./data_loader.ts";
+import { cacheRunLatents } from "./latent_cache.ts";
 import { DdpmSchedule } from "./noise_schedule.ts";
-import { applyMaxNorm, reseedNetwork } from "./network_training.ts";
-import { logRecord, LossRecorder, progressLine, type TrainSummary } from "./progress.ts";
-import { epochScalars, kohyaLrGroups, stepScalars } from "./step_logs.ts";
+import { applyMaxNorm } from "./network_training.ts";
+import type { TrainSummary } from "./progress.ts";
+import { epochScalars, kohyaLrGroups } from "./step_logs.ts";
+import { type StepReport, StepReporter } from "./step_report.ts";
 import { PendingLosses } from "./pending_losses.ts";
-import { trainStepForward } from "./step.ts";
-import { drawBatchTargets } from "./batch_targets.ts";
+import { type MicroBatchRun, trainMicroBatch } from "./micro_batch.ts";
 import { optimizerStep } from "./optimizer_step.ts";
 import type { TrainIo } from "./train_io.ts";
 import type { TrainPlan } from "../kohya/plan_types.ts";
@@ -37,7 +37,7 @@ import {
   mergeBaseWeights,
   setupNetwork,
 } from "./train_session.ts";
-import { dropImages, prepareData } from "./train_setup.ts";
+import { prepareData } from "./train_setup.ts";
 import { loadTrainState, readStateSeed } from "./checkpoint_state.ts";
 import { formatBytes } from "./progress.ts";
 
@@ -47,20 +47,6 @@ export interface TrainResult {
   /** The loss of every optimizer step of this run, in order (index = global step - 1). */
   losses: { step: number; loss: number }[];
   interrupted: boolean;
-}
-
-/** What a micro-batch's report needs once its loss has arrived. */
-interface StepReport {
-  epoch: number;
-  bi: number;
-  /** True at an optimizer step (the end of an accumulation). */
-  sync: boolean;
-  /** Optimizer steps done, this one included. */
-  step: number;
-  /** `--scale_weight_norms` figures of this step. */
-  norms?: { keysScaled: number; meanNorm: number; maxNorm: number };
-  /** The batch's bucket (width, height). */
-  bucket: readonly [number, number];
 }
 
 export type { TrainIo };
@@ -95,22 +81,9 @@ export async function trainNetwork(plan: TrainPlan, io: TrainIo): Promise<TrainR
         `LoRA+optimizer ${formatBytes(est.lora)}, activations ${formatBytes(est.activations)}` +
         (est.vae > 0 ? `, VAE ${formatBytes(est.vae)}` : "") + ")",
     );
-    let cache: Map<string, CachedLatents> | null = null;
-    if (plan.data.cacheLatents) {
-      const c = await cacheLatents(model.sd.vae, data, {
-        seed,
-        vaeBatchSize: Math.max(1, plan.data.vaeBatchSize),
-        toDisk: plan.data.cacheLatentsToDisk,
-        skipCheck: plan.data.skipCacheCheck,
-        vaeId: plan.model.vae ?? plan.model.path,
-      });
-      for (const f of c.failed) {
-        note(`skipped ${f.key}: ${f.reason}`);
-        dropImages(data.datasets[f.datasetIndex], new Set([f.key]));
-      }
-      note(`latents: ${c.computed} computed, ${c.reused} reused from disk`);
-      cache = c.cache;
-    }
+    const cache = plan.data.cacheLatents
+      ? await cacheRunLatents(model.sd.vae, data, plan, seed, note)
+      : null;
     const sched = makeSchedule(plan.schedule, data, plan.optimizer.learningRate);
     if (sched.batchesPerEpoch === 0) throw new LorakitError("no batches: every image was skipped");
     const fingerprint = `${net.moduleName} modules=${net.modules.length} params=${params.length} ` +
@@ -154,59 +127,31 @@ export async function trainNetwork(plan: TrainPlan, io: TrainIo): Promise<TrainR
       persistentWorkers: plan.data.persistentWorkers,
     });
     loader = batches;
-    const ddpm = new DdpmSchedule();
-    const recorder = new LossRecorder();
-    const losses: { step: number; loss: number }[] = [];
     const accum = plan.schedule.gradientAccumulationSteps;
-    const lossPlan = { ...plan.loss, vParameterization: plan.model.vParameterization };
+    const run: MicroBatchRun = {
+      model,
+      session,
+      schedule: new DdpmSchedule(),
+      loss: { ...plan.loss, vParameterization: plan.model.vParameterization },
+      seed,
+      scaler,
+      accumulationSteps: accum,
+    };
     const reported = new Set<string>();
-    let lastLoss = 0, interrupted = false, timedSteps = 0;
+    let interrupted = false;
     let epochNow = 0, epochLogged = 0;
-    const tTrain = performance.now();
+    const reporter = new StepReporter({
+      io,
+      schedule: sched,
+      optimizer,
+      lrGroups,
+      unetOnly: plan.network.unetOnly,
+      scaler,
+      startEpoch,
+    });
     rt().storage.resetPeak();
     if (plan.sampling.atFirst) await saver.sample(0, null);
-    const pendingLosses = new PendingLosses<StepReport>((lossValue, r) => {
-      recorder.add(r.epoch - startEpoch, r.bi, lossValue);
-      lastLoss = lossValue;
-      if (!r.sync) return;
-      losses.push({ step: r.step, loss: lossValue });
-      timedSteps++;
-      const stats = rt().storage.stats();
-      const info = {
-        step: r.step,
-        totalSteps: sched.maxTrainSteps,
-        epoch: r.epoch,
-        totalEpochs: sched.numEpochs,
-        loss: lossValue,
-        averageLoss: recorder.average,
-        lr: optimizer.groups[0].lr * sched.lrScale(r.step - 1),
-        elapsed: (performance.now() - tTrain) / 1000,
-        stepsTimed: timedSteps,
-        liveBytes: stats.liveBytes,
-        peakBytes: stats.peakBytes,
-        lossScale: scaler?.scale,
-      };
-      io.progress?.(progressLine(info));
-      io.scalars?.(
-        r.step,
-        stepScalars(lrGroups, {
-          loss: lossValue,
-          averageLoss: recorder.average,
-          lrScale: sched.lrScale(r.step),
-          unetOnly: plan.network.unetOnly,
-          norms: r.norms,
-        }),
-      );
-      const lrs = optimizer.groups.map((g) => g.lr * sched.lrScale(r.step - 1));
-      io.log?.(logRecord(info, lrs, {
-        total_steps: sched.maxTrainSteps,
-        total_epochs: sched.numEpochs,
-        batch: r.bi + 1,
-        batches_per_epoch: sched.batchesPerEpoch,
-        bucket_width: r.bucket[0],
-        bucket_height: r.bucket[1],
-      }));
-    });
+    const pendingLosses = new PendingLosses<StepReport>((loss, r) => reporter.report(loss, r));
     const saveCtx = (epoch: number, batchInEpoch: number): SaveContext => ({
       step,
       epoch,
@@ -238,37 +183,7 @@ export async function trainNetwork(plan: TrainPlan, io: TrainIo): Promise<TrainR
           reported.add(f.key);
         }
         if (hb.keys.length === 0) continue;
-        const micro = ctx.micro;
-        const [bw, bh] = hb.bucket;
-        const n = hb.keys.length;
-        const latentData = hb.latents ??
-          await encodeImagesToLatents(model.sd.vae, hb.images!, n, hb.bucket, seed, hb.keys, micro);
-        const targets = drawBatchTargets(lossPlan, ddpm, { seed, micro }, {
-          n,
-          h: bh / 8,
-          w: bw / 8,
-          baseWeights: hb.lossWeights,
-        });
-        reseedNetwork(net, seed, micro);
-        const latents = Tensor.fromArray(latentData, [n, 4, bh / 8, bw / 8]);
-        const noise = Tensor.fromArray(targets.noise, [n, 4, bh / 8, bw / 8]);
-        const out = trainStepForward(model.stepModel, ddpm, {
-          latents,
-          noise,
-          timesteps: targets.timesteps,
-          inputIds: hb.ids.ids,
-          lossWeights: targets.lossWeights,
-        }, session.settings);
-        // With fp16 the loss scale is a GPU scalar: the scaler decides it without a read-back.
-        const scaled = scaler ? mul(out.loss, scaler.scaleTensor) : out.loss;
-        const root = accum === 1 ? scaled : scale(scaled, 1 / accum);
-        backward(root);
-        if (root !== out.loss) root.dispose();
-        if (scaled !== out.loss && scaled !== root) scaled.dispose();
-        latents.dispose();
-        noise.dispose();
-        out.modelPred.dispose();
-        out.target.dispose();
+        const loss = await trainMicroBatch(run, hb, ctx.micro);
         accumulated++;
         const sync = accumulated === accum || bi === order.length - 1;
         let norms: StepReport["norms"];
@@ -285,7 +200,7 @@ export async function trainNetwork(plan: TrainPlan, io: TrainIo): Promise<TrainR
           io.stepEncoded?.(step);
         }
         // The loss arrives later; its report runs then (see PendingLosses).
-        pendingLosses.push(out.loss.readLater(), {
+        pendingLosses.push(loss.readLater(), {
           epoch,
           bi,
           sync,
@@ -293,7 +208,7 @@ export async function trainNetwork(plan: TrainPlan, io: TrainIo): Promise<TrainR
           norms,
           bucket: hb.bucket,
         });
-        out.loss.dispose();
+        loss.dispose();
         await pendingLosses.settle();
         if (!sync) continue;
         await saver.afterStep(saveCtx(epoch, bi + 1));
@@ -309,7 +224,7 @@ export async function trainNetwork(plan: TrainPlan, io: TrainIo): Promise<TrainR
       if (io.scalars) {
         // kohya logs the epoch's average once every step of it has been logged.
         await pendingLosses.drain();
-        io.scalars(epoch, epochScalars(recorder.average));
+        io.scalars(epoch, epochScalars(reporter.recorder.average));
         epochLogged = epoch;
       }
       await saver.afterEpoch(saveCtx(epoch + 1, 0), epoch);
@@ -317,7 +232,7 @@ export async function trainNetwork(plan: TrainPlan, io: TrainIo): Promise<TrainR
     await pendingLosses.drain();
     // kohya also logs the last epoch when the step limit ends it early.
     if (io.scalars && !interrupted && epochNow > epochLogged) {
-      io.scalars(epochNow, epochScalars(recorder.average));
+      io.scalars(epochNow, epochScalars(reporter.recorder.average));
     }
     if (!interrupted) await saver.atEnd(saveCtx(sched.numEpochs + 1, 0));
     await scaler?.settle();
@@ -325,13 +240,13 @@ export async function trainNetwork(plan: TrainPlan, io: TrainIo): Promise<TrainR
       seconds: (performance.now() - t0) / 1000,
       steps: step,
       epochs: Math.min(sched.numEpochs, Math.ceil(step / sched.updatesPerEpoch)),
-      finalLoss: lastLoss,
-      averageLoss: recorder.average,
+      finalLoss: reporter.lastLoss,
+      averageLoss: reporter.recorder.average,
       skippedSteps: scaler?.skippedSteps ?? 0,
       peakBytes: rt().storage.stats().peakBytes,
       files: saver.files,
     };
-    return { summary, losses, interrupted };
+    return { summary, losses: reporter.losses, interrupted };
   } finally {
     loader?.close();
     scaler?.dispose();
