@@ -11,22 +11,8 @@
 // The block's rows and columns are clamped to the last valid row/column, so ragged edges read
 // valid (duplicate) data and no load needs a bounds branch; only the final store is masked.
 // `gpu/ops/matmul_codegen.ts` fills in the unrolled parts (the @-delimited markers) for one tile
-// shape, transpose pair, alignment and bias choice.
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  nRed: u32,
-  // Element offsets of operand A and B per output batch (z) and per reduced batch (r).
-  aOut: u32,
-  bOut: u32,
-  aRed: u32,
-  bRed: u32,
-  alpha: f32,
-  pad0: u32,
-  pad1: u32,
-  pad2: u32,
-}
+// shape, transpose pair, alignment and bias choice, and the bindings marker becomes the Params
+// block (gpu/ops/gemm_params.ts) and the bindings.
 @BINDINGS@
 
 @compute @workgroup_size(WX, WY)

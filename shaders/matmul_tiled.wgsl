@@ -11,39 +11,8 @@
 // (alpha, bias, residual).
 // `gpu/ops/tiled_codegen.ts` fills in the @-delimited parts: the operand loads (plain row- or
 // column-major operands with vec4 loads where aligned, or the gathers of a convolution computed as
-// an implicit GEMM), the unrolled register block and the store (row-major or NCHW).
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  nRed: u32,
-  // Element offsets of operand A and B per output batch (z) and per reduced batch (r).
-  aOut: u32,
-  bOut: u32,
-  aRed: u32,
-  bRed: u32,
-  splits: u32,
-  kChunk: u32,
-  // Elements of the whole output (the stride between split-K partial sums).
-  outSize: u32,
-  // Pixels per image of an NCHW output whose columns run over (image, pixel).
-  hwD: u32,
-  // Convolution sizes, for the implicit-GEMM gathers.
-  cin: u32,
-  cout: u32,
-  h: u32,
-  w: u32,
-  ho: u32,
-  wo: u32,
-  // Zero padding above and left of a convolution's input.
-  padTop: u32,
-  padLeft: u32,
-  // Multiplies the product (not the bias or residual) in the variants that scale.
-  alpha: f32,
-  p1: u32,
-  p2: u32,
-  p3: u32,
-}
+// an implicit GEMM), the unrolled register block and the store (row-major or NCHW); the bindings
+// marker becomes the Params block (gpu/ops/gemm_params.ts) and the bindings.
 @BINDINGS@
 
 var<workgroup> As: array<vec4<f32>, BK * BM / 4u>;

@@ -6,6 +6,8 @@
  * @module
  */
 import matmulSrc from "../../shaders/matmul.wgsl" with { type: "text" };
+import { wgslStruct } from "../kernel_header.ts";
+import { MATMUL_PARAMS } from "./gemm_params.ts";
 import type { DType } from "../tensor.ts";
 import { specialize } from "../wgsl.ts";
 
@@ -200,7 +202,7 @@ function build(v: GemmVariant): string {
   }
 
   const body = matmulSrc
-    .replace("@BINDINGS@", bindings)
+    .replace("@BINDINGS@", wgslStruct("Params", MATMUL_PARAMS) + bindings)
     .replace("@SETUP@", setup.map(ind(2)).join("\n"))
     .replace("@ACC@", acc.map(ind(2)).join("\n"))
     .replace("@BASES@", bases.map(ind(4)).join("\n"))

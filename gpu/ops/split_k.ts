@@ -6,6 +6,7 @@
  * @module
  */
 import reduceSrc from "../../shaders/split_k_reduce.wgsl" with { type: "text" };
+import { withHeader } from "../kernel_header.ts";
 import { rt, uniforms } from "../runtime.ts";
 import type { DType, Tensor } from "../tensor.ts";
 import { grid, specialize } from "../wgsl.ts";
@@ -34,20 +35,16 @@ interface Variant {
 }
 
 function source(dtype: DType, v: Variant): string {
-  const decls: string[] = [];
-  if (v.bias) decls.push("var<storage, read> bias: array<T>;");
-  if (v.residual) decls.push("var<storage, read> res: array<T>;");
-  decls.push("var<uniform> p: Params;");
-  // part and out are bindings 0 and 1 of the shader itself.
-  const binds = decls.map((d, i) => `@group(0) @binding(${i + 2}) ${d}`);
+  const bindings = "part: f32; out: rw T" + (v.bias ? "; bias: T" : "") +
+    (v.residual ? "; res: T" : "");
+  // alpha multiplies the sum (not the bias or residual) in the variants that scale.
+  const params = "size splits biasDiv biasMod: u32; alpha: f32; p0 p1 p2: u32";
   const epilogue: string[] = [];
   if (v.scaled) epilogue.push("s *= p.alpha;");
   if (v.bias) epilogue.push("s += f32(bias[(i / p.biasDiv) % p.biasMod]);");
   if (v.residual) epilogue.push("s += f32(res[i]);");
-  const src = reduceSrc
-    .replace("// @bindings", binds.join("\n"))
-    .replace("// @epilogue", epilogue.join("\n  "));
-  return specialize(src, dtype, { WG });
+  const src = reduceSrc.replace("// @epilogue", epilogue.join("\n  "));
+  return specialize(withHeader({ bindings, params }, src), dtype, { WG });
 }
 
 /** out[i] = alpha · Σ_s part[s · out.size + i] (+ bias) (+ residual), for every element of out. */

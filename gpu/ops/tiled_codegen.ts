@@ -7,6 +7,8 @@
  * @module
  */
 import tiledSrc from "../../shaders/matmul_tiled.wgsl" with { type: "text" };
+import { wgslStruct } from "../kernel_header.ts";
+import { TILED_PARAMS } from "./gemm_params.ts";
 import type { DType } from "../tensor.ts";
 import { type Consts, specialize } from "../wgsl.ts";
 
@@ -223,7 +225,7 @@ export function tiledSource(k: TiledKernel): string {
   }
 
   const body = tiledSrc
-    .replace("@BINDINGS@", bindings)
+    .replace("@BINDINGS@", wgslStruct("Params", TILED_PARAMS) + bindings)
     .replace("@PRELUDE@", [...la.once, ...lb.once].map(ind(2)).join("\n"))
     .replace("@ACC@", acc.map(ind(2)).join("\n"))
     .replace("@LOAD@", [...la.step, ...lb.step].map(ind(6)).join("\n"))
