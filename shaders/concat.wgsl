@@ -10,13 +10,11 @@ fn window(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
   // n counts dst elements.
   let k = gid.x + gid.y * nwg.x * WG;
   if (k >= p.n) { return; }
-  let i = k % p.inner;
-  let d = (k / p.inner) % p.dLen;
-  let o = k / (p.inner * p.dLen);
-  let sd = i32(d) + p.off;
+  let c = split3(k, p.inner, p.dLen);  // (i, d, o)
+  let sd = i32(c.y) + p.off;
   var v = T(0.0);
   if (sd >= 0 && sd < i32(p.sLen)) {
-    v = src[(o * p.sLen + u32(sd)) * p.inner + i];
+    v = src[(c.z * p.sLen + u32(sd)) * p.inner + c.x];
   }
   dst[k] = v;
 }
@@ -26,8 +24,6 @@ fn place(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
   // n counts src elements.
   let k = gid.x + gid.y * nwg.x * WG;
   if (k >= p.n) { return; }
-  let i = k % p.inner;
-  let d = (k / p.inner) % p.sLen;
-  let o = k / (p.inner * p.sLen);
-  dst[(o * p.dLen + d + u32(p.off)) * p.inner + i] = src[k];
+  let c = split3(k, p.inner, p.sLen);  // (i, d, o)
+  dst[(c.z * p.dLen + c.y + u32(p.off)) * p.inner + c.x] = src[k];
 }

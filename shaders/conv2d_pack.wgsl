@@ -7,10 +7,8 @@
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * nwg.x * WG;
   if (i >= p.n) { return; }
-  let b = i % p.nbPad;
-  let a = (i / p.nbPad) % p.na;
-  let t = i / (p.nbPad * p.na);
+  let c = split3(i, p.nbPad, p.na);  // (b, a, t)
   var v = 0.0;
-  if (b < p.nb) { v = f32(w[a * p.sa + b * p.sb + t]); }
+  if (c.x < p.nb) { v = f32(w[c.y * p.sa + c.x * p.sb + c.z]); }
   out[i] = v;
 }

@@ -11,10 +11,8 @@ fn resize(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
   // n counts output elements.
   let i = gid.x + gid.y * nwg.x * WG;
   if (i >= p.n) { return; }
-  let x = i % p.ow;
-  let y = (i / p.ow) % p.oh;
-  let q = i / (p.ow * p.oh);
-  out[i] = src[(q * p.h + y * p.h / p.oh) * p.w + x * p.w / p.ow];
+  let c = split3(i, p.ow, p.oh);  // (x, y, q)
+  out[i] = src[(c.z * p.h + c.y * p.h / p.oh) * p.w + c.x * p.w / p.ow];
 }
 
 // The first output index along an axis whose source index is at least `s`: ceil(s * o / n).

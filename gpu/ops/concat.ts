@@ -6,6 +6,7 @@
  * @module
  */
 import concatSrc from "../../shaders/concat.wgsl" with { type: "text" };
+import split3Src from "../../shaders/split3.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
@@ -17,6 +18,7 @@ const WG = 256;
 const CONCAT = headed(
   { bindings: "src: T; dst: rw T", params: "n inner sLen dLen: u32; off: i32; p0 p1 p2: u32" },
   concatSrc,
+  split3Src,
 );
 
 function prod(xs: number[]): number {

@@ -6,6 +6,7 @@
  * @module
  */
 import packSrc from "../../shaders/conv2d_pack.wgsl" with { type: "text" };
+import split3Src from "../../shaders/split3.wgsl" with { type: "text" };
 import { headed, type KernelHeader } from "../kernel_header.ts";
 
 /** conv2d.wgsl's header; the residual variant adds `res` before the uniform (withResidualStore). */
@@ -25,4 +26,5 @@ export const WGRAD: KernelHeader = {
 export const PACK = headed(
   { bindings: "w: T; out: rw f32", params: "n na nb nbPad sa sb taps p0: u32" },
   packSrc,
+  split3Src,
 );

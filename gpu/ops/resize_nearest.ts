@@ -7,6 +7,7 @@
  * @module
  */
 import resizeSrc from "../../shaders/resize_nearest.wgsl" with { type: "text" };
+import split3Src from "../../shaders/split3.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
@@ -18,6 +19,7 @@ const WG = 256;
 const RESIZE = headed(
   { bindings: "src: T; out: rw T", params: "n h w oh ow p0 p1 p2: u32" },
   resizeSrc,
+  split3Src,
 );
 
 /**
