@@ -16,34 +16,32 @@ import afSrc from "../../shaders/optim_adafactor.wgsl" with { type: "text" };
 import wgSumSrc from "../../shaders/wg_sum.wgsl" with { type: "text" };
 import { fillHeaders, headed, wgslBindings, wgslStruct } from "../kernel_header.ts";
 
+/**
+ * An elementwise step in place: bindings param and grad, the f32 state buffers `state`, then gs
+ * (the gradient scale on the GPU); uniform fields `params`; scaledGrad and skipped from
+ * shaders/optim_grad.wgsl.
+ */
+function step(state: string, params: string, body: string): () => string {
+  return headed(
+    { bindings: `param: rw T; grad: T; ${state}: rw f32; gs: f32`, params },
+    body,
+    gradSrc,
+  );
+}
+
 /** Fused Adam(W) step (shaders/optim_adam.wgsl). */
-export const ADAM = headed(
-  {
-    bindings: "param: rw T; grad: T; m v: rw f32; gs: f32",
-    params: "n: u32; lr b1 b2 eps wd bc1 bc2 gscale: f32; pad0 pad1 pad2: u32",
-  },
+export const ADAM = step(
+  "m v",
+  "n: u32; lr b1 b2 eps wd bc1 bc2 gscale: f32; pad0 pad1 pad2: u32",
   adamSrc,
-  gradSrc,
 );
-
 /** Lion step (shaders/optim_lion.wgsl). */
-export const LION = headed(
-  {
-    bindings: "param: rw T; grad: T; m: rw f32; gs: f32",
-    params: "n: u32; lr b1 b2 wd gscale: f32; pad0 pad1: u32",
-  },
-  lionSrc,
-  gradSrc,
-);
-
+export const LION = step("m", "n: u32; lr b1 b2 wd gscale: f32; pad0 pad1: u32", lionSrc);
 /** SGD step (shaders/optim_sgd.wgsl). */
-export const SGD = headed(
-  {
-    bindings: "param: rw T; grad: T; buf: rw f32; gs: f32",
-    params: "n: u32; lr momentum dampening wd gscale: f32; first nesterov: u32",
-  },
+export const SGD = step(
+  "buf",
+  "n: u32; lr momentum dampening wd gscale: f32; first nesterov: u32",
   sgdSrc,
-  gradSrc,
 );
 
 /**
