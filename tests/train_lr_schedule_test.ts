@@ -17,9 +17,12 @@ Deno.test("lr schedules equal diffusers' get_scheduler at every step", async () 
   assert.equal(cases.length, 6);
   for (const c of cases) {
     const f = makeLrSchedule({
-      ...c,
-      lr_scheduler_num_cycles: c.args.num_cycles,
-      lr_scheduler_power: c.args.power,
+      name: c.lr_scheduler,
+      lr: c.learning_rate,
+      warmupSteps: c.lr_warmup_steps,
+      totalSteps: c.max_train_steps,
+      numCycles: c.args.num_cycles,
+      power: c.args.power,
     });
     c.lr_per_step.forEach((want, step) => {
       const got = f(step);
@@ -33,7 +36,7 @@ Deno.test("lr schedules equal diffusers' get_scheduler at every step", async () 
 
 Deno.test("unknown scheduler is a clear error", () => {
   assert.throws(
-    () => makeLrSchedule({ lr_scheduler: "cosine_restart", learning_rate: 1, max_train_steps: 1 }),
+    () => makeLrSchedule({ name: "cosine_restart", lr: 1, totalSteps: 1 }),
     (e: Error) => e instanceof LorakitError && /cosine_with_restarts/.test(e.message),
   );
 });

@@ -116,7 +116,7 @@ export const TRAINING_FLAGS = [
   { name: "optimizer_args", type: "str", nargs: "*", default: null, help: 'optimizer arguments, e.g. "weight_decay=0.01 betas=0.9,0.999"' },
   { name: "lr_scheduler_type", type: "str", default: "", help: "custom scheduler class", support: "reject", note: "lorakit cannot import Python scheduler classes; use --lr_scheduler" },
   { name: "lr_scheduler_args", type: "str", nargs: "*", default: null, help: "scheduler arguments" },
-  { name: "lr_scheduler", type: "str", default: "constant", help: "linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup, adafactor" },
+  { name: "lr_scheduler", type: "str", default: "constant", choices: ["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "adafactor"], help: "learning-rate schedule" },
   { name: "lr_warmup_steps", type: "int_or_float", default: 0, help: "warmup steps, or a ratio of the steps when < 1 (also '10%')" },
   { name: "lr_decay_steps", type: "int_or_float", default: 0, help: "decay steps, or a ratio of the steps when < 1" },
   { name: "lr_scheduler_num_cycles", type: "int", default: 1, help: "restarts of cosine_with_restarts" },

@@ -14,7 +14,12 @@
 import { type Optimizer, type OptimizerState, Tensor } from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
 import { exists, isDirectory, joinPath, makeDir } from "../io/fs.ts";
-import { openSafetensors, type TensorToWrite, writeSafetensors } from "../io/safetensors.ts";
+import {
+  openSafetensors,
+  type SafetensorsFile,
+  type TensorToWrite,
+  writeSafetensors,
+} from "../io/safetensors.ts";
 import { overwriteTensor } from "./network_training.ts";
 
 /** The file inside a state folder. */
@@ -89,6 +94,25 @@ export async function saveTrainState(
  * continues with it, so the same command line resumes exactly.
  */
 export async function readStateSeed(path: string): Promise<number> {
+  return await withStateFile(path, (_f, raw, file) => {
+    let seed: unknown;
+    try {
+      seed = (JSON.parse(raw) as { seed?: unknown }).seed;
+    } catch (e) {
+      throw new LorakitError(`--resume ${file}: ${(e as Error).message}`);
+    }
+    if (typeof seed !== "number" || !Number.isInteger(seed)) {
+      throw new LorakitError(`--resume ${file}: the state records no seed`);
+    }
+    return Promise.resolve(seed);
+  });
+}
+
+/** Open the state file of a `--resume` path and read it with its lorakit metadata text. */
+async function withStateFile<T>(
+  path: string,
+  read: (f: SafetensorsFile, raw: string, file: string) => Promise<T>,
+): Promise<T> {
   const file = await stateFilePath(path);
   if (!(await exists(file))) {
     throw new LorakitError(
@@ -100,14 +124,7 @@ export async function readStateSeed(path: string): Promise<number> {
   try {
     const raw = f.metadata.lorakit_state;
     if (raw === undefined) throw new LorakitError(`--resume ${file}: not a lorakit state file`);
-    const seed = (JSON.parse(raw) as { seed?: unknown }).seed;
-    if (typeof seed !== "number" || !Number.isInteger(seed)) {
-      throw new LorakitError(`--resume ${file}: the state records no seed`);
-    }
-    return seed;
-  } catch (e) {
-    if (e instanceof LorakitError) throw e;
-    throw new LorakitError(`--resume ${file}: ${(e as Error).message}`);
+    return await read(f, raw, file);
   } finally {
     f.close();
   }
@@ -124,17 +141,7 @@ export async function loadTrainState(
   optimizer: Optimizer,
   fingerprint: string,
 ): Promise<TrainState> {
-  const file = await stateFilePath(path);
-  if (!(await exists(file))) {
-    throw new LorakitError(
-      `--resume ${path}: no ${STATE_FILE} found (lorakit resumes only states it saved with ` +
-        `--save_state; kohya's accelerate state folders cannot be read)`,
-    );
-  }
-  const f = await openSafetensors(file);
-  try {
-    const raw = f.metadata.lorakit_state;
-    if (raw === undefined) throw new LorakitError(`--resume ${file}: not a lorakit state file`);
+  return await withStateFile(path, async (f, raw, file) => {
     const s = JSON.parse(raw) as TrainState & {
       optimizer: { type: string; step: number; count: number; packed: string[] };
       params: number[][];
@@ -192,7 +199,5 @@ export async function loadTrainState(
       scaler: s.scaler,
       fingerprint: s.fingerprint,
     };
-  } finally {
-    f.close();
-  }
+  });
 }

@@ -150,6 +150,26 @@ async function sizeOrSkip(path: string, out: ScannedDataset): Promise<Size | nul
   }
 }
 
+/** kohya's subset skips: no repeats, or a folder or file already used (the first one wins). */
+function skippedSubset(
+  key: "image_dir" | "metadata_file",
+  name: string,
+  repeats: number,
+  seen: Set<string>,
+  warnings: string[],
+): boolean {
+  if (repeats < 1) {
+    warnings.push(`ignore subset with ${key}='${name}': num_repeats is less than 1`);
+    return true;
+  }
+  if (seen.has(name)) {
+    warnings.push(`ignore duplicated subset with ${key}='${name}': use the first one`);
+    return true;
+  }
+  seen.add(name);
+  return false;
+}
+
 async function scanDreambooth(
   subsets: SubsetParams[],
   out: ScannedDataset,
@@ -161,15 +181,7 @@ async function scanDreambooth(
   let numReg = 0;
   for (const [index, s] of subsets.entries()) {
     const dir = s.image_dir ?? "";
-    if (s.num_repeats < 1) {
-      out.warnings.push(`ignore subset with image_dir='${dir}': num_repeats is less than 1`);
-      continue;
-    }
-    if (seen.has(dir)) {
-      out.warnings.push(`ignore duplicated subset with image_dir='${dir}': use the first one`);
-      continue;
-    }
-    seen.add(dir);
+    if (skippedSubset("image_dir", dir, s.num_repeats, seen, out.warnings)) continue;
     if (s.cache_info) {
       out.warnings.push(`${dir}: cache_info ignored; lorakit reads sizes from image headers`);
     }
@@ -258,15 +270,7 @@ async function scanFineTuning(
   let allRecorded = true;
   for (const [index, s] of subsets.entries()) {
     const file = s.metadata_file ?? "";
-    if (s.num_repeats < 1) {
-      out.warnings.push(`ignore subset with metadata_file='${file}': num_repeats is less than 1`);
-      continue;
-    }
-    if (seen.has(file)) {
-      out.warnings.push(`ignore duplicated subset with metadata_file='${file}': use the first one`);
-      continue;
-    }
-    seen.add(file);
+    if (skippedSubset("metadata_file", file, s.num_repeats, seen, out.warnings)) continue;
     if (!(await exists(file))) throw new LorakitError(`${file}: metadata file not found`);
     let metadata: unknown;
     try {

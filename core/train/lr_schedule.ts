@@ -1,12 +1,12 @@
 /**
- * Learning-rate schedules, as kohya's trainer gets them from diffusers' `get_scheduler`: the
- * factor applied to the base learning rate before optimizer step `step` (0-based).
+ * Learning-rate schedules, as diffusers' `get_scheduler` makes them: the learning rate before
+ * optimizer step `step` (0-based).
  *
  * @module
  */
 import { LorakitError } from "../errors.ts";
 
-/** kohya's `--lr_scheduler` values. */
+/** The schedules' names (diffusers' and kohya's). */
 export const LR_SCHEDULERS = [
   "constant",
   "constant_with_warmup",
@@ -17,32 +17,36 @@ export const LR_SCHEDULERS = [
 ] as const;
 export type LrSchedulerName = typeof LR_SCHEDULERS[number];
 
-/** Settings named as kohya's flags. */
+/** One schedule. */
 export interface LrScheduleOptions {
-  lr_scheduler: string;
-  learning_rate: number;
-  lr_warmup_steps?: number;
-  max_train_steps: number;
-  /** `--lr_scheduler_num_cycles` (cosine_with_restarts; default 1). */
-  lr_scheduler_num_cycles?: number;
-  /** `--lr_scheduler_power` (polynomial; default 1). */
-  lr_scheduler_power?: number;
+  name: string;
+  /** The base learning rate. */
+  lr: number;
+  warmupSteps?: number;
+  totalSteps: number;
+  /** Hard restarts of cosine_with_restarts (default 1). */
+  numCycles?: number;
+  /** The polynomial's power (default 1). */
+  power?: number;
 }
+
+/** The polynomial schedule's end value (diffusers' `lr_end`): the base lr must be above it. */
+export const POLYNOMIAL_LR_END = 1e-7;
 
 /** A function of the step returning the learning rate. */
 export type LrSchedule = (step: number) => number;
 
 /** Build the schedule; an unknown name is an error listing the known ones. */
 export function makeLrSchedule(o: LrScheduleOptions): LrSchedule {
-  const name = o.lr_scheduler as LrSchedulerName;
+  const name = o.name as LrSchedulerName;
   if (!LR_SCHEDULERS.includes(name)) {
     throw new LorakitError(
-      `--lr_scheduler: expected one of ${LR_SCHEDULERS.join(", ")}, found '${o.lr_scheduler}'`,
+      `lr schedule: expected one of ${LR_SCHEDULERS.join(", ")}, found '${o.name}'`,
     );
   }
-  const lr = o.learning_rate;
-  const warm = o.lr_warmup_steps ?? 0;
-  const total = o.max_train_steps;
+  const lr = o.lr;
+  const warm = o.warmupSteps ?? 0;
+  const total = o.totalSteps;
   const warmup = (s: number) => s / Math.max(1, warm);
   const progress = (s: number) => (s - warm) / Math.max(1, total - warm);
   switch (name) {
@@ -58,7 +62,7 @@ export function makeLrSchedule(o: LrScheduleOptions): LrSchedule {
       return (s) =>
         lr * (s < warm ? warmup(s) : Math.max(0, 0.5 * (1 + Math.cos(Math.PI * progress(s)))));
     case "cosine_with_restarts": {
-      const cycles = o.lr_scheduler_num_cycles ?? 1;
+      const cycles = o.numCycles ?? 1;
       return (s) => {
         if (s < warm) return lr * warmup(s);
         const p = progress(s);
@@ -67,11 +71,11 @@ export function makeLrSchedule(o: LrScheduleOptions): LrSchedule {
       };
     }
     case "polynomial": {
-      const power = o.lr_scheduler_power ?? 1;
-      const lrEnd = 1e-7;
+      const power = o.power ?? 1;
+      const lrEnd = POLYNOMIAL_LR_END;
       if (lrEnd > lr) {
         throw new LorakitError(
-          `--learning_rate ${lr} must be above the polynomial schedule's end value ${lrEnd}`,
+          `learning rate ${lr}: must be above the polynomial schedule's end value ${lrEnd}`,
         );
       }
       return (s) => {

@@ -249,12 +249,12 @@ export function makeSchedule(
   // Adafactor with relative_step computes its own lr.
   if (plan.scheduler === "adafactor") return { ...counts, lrScale: () => 1 };
   const f = makeLrSchedule({
-    lr_scheduler: plan.scheduler,
-    learning_rate: lr,
-    lr_warmup_steps: warmupSteps,
-    max_train_steps: maxTrainSteps,
-    lr_scheduler_num_cycles: plan.numCycles,
-    lr_scheduler_power: plan.power,
+    name: plan.scheduler,
+    lr,
+    warmupSteps,
+    totalSteps: maxTrainSteps,
+    numCycles: plan.numCycles,
+    power: plan.power,
   });
   return { ...counts, lrScale: (s) => (lr === 0 ? 1 : f(s) / lr) };
 }
