@@ -35,6 +35,8 @@ export {
   LoraNetwork,
   type NetworkOptions,
 } from "./core/lora/network.ts";
+export type { NetworkArgs } from "./core/lora/network_args.ts";
+export { parseNetworkArgs } from "./core/kohya/network_args.ts";
 export { ClipTokenizer } from "./core/text/clip_tokenizer.ts";
 export { loadCheckpoint, saveLdmCheckpoint } from "./core/io/checkpoint.ts";
 export { openSafetensors, writeSafetensors } from "./core/io/safetensors.ts";

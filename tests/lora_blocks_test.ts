@@ -4,7 +4,8 @@ import { openSafetensors } from "../core/io/safetensors.ts";
 import { blockLrWeights, parameterLearningRates, presetWeights } from "../core/lora/block_lr.ts";
 import { blockIndex, blockLabel, resolveBlockDims } from "../core/lora/blocks.ts";
 import { buildLoraModules, type WeightInfo } from "../core/lora/modules.ts";
-import { networkOptions, parseNetworkArgs } from "../core/lora/network_args.ts";
+import { networkOptions } from "../core/lora/network_args.ts";
+import { parseNetworkArgs } from "../core/kohya/network_args.ts";
 import { fixture } from "./fixtures.ts";
 
 interface BlockLrFixture {

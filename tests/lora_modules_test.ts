@@ -7,7 +7,8 @@ import {
   loraTargets,
   type WeightInfo,
 } from "../core/lora/modules.ts";
-import { networkOptions, parseNetworkArgs } from "../core/lora/network_args.ts";
+import { networkOptions } from "../core/lora/network_args.ts";
+import { parseNetworkArgs } from "../core/kohya/network_args.ts";
 import { fixture } from "./fixtures.ts";
 
 /** Names and shapes of the sd1-tiny diffusers folder, prefixed as the internal naming does. */

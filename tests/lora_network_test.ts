@@ -4,6 +4,7 @@
  * applying; two networks add; a new network trains its parameters; save/load round trips.
  */
 import assert from "node:assert/strict";
+import { parseNetworkArgs } from "../core/kohya/network_args.ts";
 import { backward, initGpu, mseLoss, noGrad, scope, Tensor } from "../gpu/mod.ts";
 import { openSafetensors } from "../core/io/safetensors.ts";
 import { loadStableDiffusion, type StableDiffusion } from "../core/models/mod.ts";
@@ -136,7 +137,7 @@ Deno.test("a new C3Lier network trains, saves and reloads with kohya's keys", as
   const net = createNetwork(s.sd, {
     dim: 4,
     alpha: 2,
-    args: ["conv_dim=2", "conv_alpha=1"],
+    args: parseNetworkArgs(["conv_dim=2", "conv_alpha=1"]),
     seed: 1,
   });
   net.applyTo(s.sd);
@@ -176,7 +177,7 @@ Deno.test("DyLoRA trains one rank chunk per step and saves kohya's full-rank lay
     module: "networks.dylora",
     dim: 4,
     alpha: 4,
-    args: ["unit=2"],
+    args: parseNetworkArgs(["unit=2"], "networks.dylora"),
     seed: 3,
   });
   net.applyTo(s.sd);
@@ -212,7 +213,7 @@ Deno.test("dropouts apply only in training and keep shapes", async () => {
   if (!s) return;
   const net = createNetwork(s.sd, {
     dim: 4,
-    args: ["rank_dropout=0.5", "module_dropout=0.25"],
+    args: parseNetworkArgs(["rank_dropout=0.5", "module_dropout=0.25"]),
     dropout: 0.1,
     unetOnly: true,
     seed: 5,

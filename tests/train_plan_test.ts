@@ -13,7 +13,7 @@ import { planTrainRun } from "../core/kohya/plan.ts";
 import type { TrainPlan } from "../core/kohya/plan_types.ts";
 import { parseTrainArgs } from "../core/kohya/train_args.ts";
 import { openLoraFile } from "../core/lora/lora_file.ts";
-import { parseNetworkArgs } from "../core/lora/network_args.ts";
+import { parseNetworkArgs } from "../core/kohya/network_args.ts";
 import { type TrainIo, trainNetwork } from "../core/train/loop.ts";
 import { fixture } from "./fixtures.ts";
 import { makeTrainData, tinyLoraArgv } from "./train_fixture_data.ts";

@@ -13,7 +13,7 @@ import { epochScalars, kohyaLrGroups, stepScalars } from "../core/train/step_log
 import { parameterLearningRates } from "../core/lora/block_lr.ts";
 import { parseTrainArgs } from "../core/kohya/train_args.ts";
 import { checkTrainSupport } from "../core/kohya/train_support.ts";
-import { parseNetworkArgs } from "../core/lora/network_args.ts";
+import { parseNetworkArgs } from "../core/kohya/network_args.ts";
 import type { NetworkModuleName } from "../core/lora/modules.ts";
 import type { LoraModuleSpec } from "../core/lora/modules.ts";
 import { fixture } from "./fixtures.ts";

@@ -10,7 +10,7 @@
  */
 import { baseName } from "../io/fs.ts";
 import type { NetworkModuleName } from "../lora/modules.ts";
-import { parseNetworkArgs } from "../lora/network_args.ts";
+import { parseNetworkArgs } from "./network_args.ts";
 import { windowCountFor } from "../text/token_windows.ts";
 import { generateBlueprint, loadDatasetConfig, userConfigFromArgs } from "./dataset_config.ts";
 import { chooseOptimizer, parseOptimizerArgs } from "./optimizer_choice.ts";

@@ -21,7 +21,7 @@ import {
   type NetworkModuleName,
   type WeightInfo,
 } from "./modules.ts";
-import { type NetworkArgs, networkOptions, parseNetworkArgs } from "./network_args.ts";
+import { type NetworkArgs, networkOptions } from "./network_args.ts";
 
 /** The parts of a model a network hooks into. */
 type Model = Pick<StableDiffusion, "unet" | "textEncoder">;
@@ -33,10 +33,8 @@ export interface NetworkOptions {
   /** Rank (default 4) and alpha (default 1). */
   dim?: number;
   alpha?: number;
-  /** kohya's network args as `key=value` strings (`conv_dim=4`, `block_dims=...`, `unit=4`, ...). */
-  args?: string[];
-  /** The network args already parsed (then `args` is not read). */
-  parsedArgs?: NetworkArgs;
+  /** The network's args (conv dims, block dims, DyLoRA unit, dropouts, ...). */
+  args?: NetworkArgs;
   /** Neuron dropout. */
   dropout?: number;
   /** Only the U-Net's or only the text encoder's layers. */
@@ -241,7 +239,7 @@ export class LoraNetwork {
 /** Build a new network with kohya's initialisation (down: kaiming uniform, up: zeros). */
 export function createNetwork(sd: Model, options: NetworkOptions = {}): LoraNetwork {
   const moduleName = options.module ?? "networks.lora";
-  const args = options.parsedArgs ?? parseNetworkArgs(options.args ?? [], moduleName);
+  const args: NetworkArgs = options.args ?? { raw: {}, ignored: [] };
   const { modules: listOptions } = networkOptions(args, {
     module: moduleName,
     networkDim: options.dim,

@@ -57,7 +57,7 @@ export async function buildNetwork(
     module: plan.module,
     dim: plan.dim,
     alpha: plan.alpha,
-    parsedArgs: plan.args,
+    args: plan.args,
     dropout: plan.dropout ?? undefined,
     unetOnly: plan.unetOnly,
     textEncoderOnly: plan.textEncoderOnly,
