@@ -68,9 +68,19 @@ export function kernelHeader(h: KernelHeader): string {
   return wgslStruct("Params", h.params) + wgslBindings(h.bindings, "p: Params");
 }
 
-/** `body` with the header of `h` and the helper snippets `helpers` in front of it. */
+/**
+ * `body` with the header of `h` in front of it and the helper snippets `helpers` after it (WGSL
+ * declarations may come in any order; the body's own description stays the source's first
+ * comment, which the runtime quotes when a pipeline fails).
+ */
 export function withHeader(h: KernelHeader, body: string, ...helpers: string[]): string {
-  return kernelHeader(h) + helpers.join("") + body;
+  return kernelHeader(h) + withHelpers(body, helpers);
+}
+
+/** `body`, then the helper snippets `helpers` (on a line of their own). */
+export function withHelpers(body: string, helpers: string[]): string {
+  if (!helpers.length) return body;
+  return body + (body.endsWith("\n") ? "" : "\n") + helpers.join("");
 }
 
 /**

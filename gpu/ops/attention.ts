@@ -18,7 +18,7 @@ import { type Kernel, rt, uniforms } from "../runtime.ts";
 import { dtypeBytes, Tensor } from "../tensor.ts";
 import { specialize } from "../wgsl.ts";
 import { type AttentionGeometry, expandTemplate, prelude } from "./attention_codegen.ts";
-import { attentionHeader } from "./attention_headers.ts";
+import { attentionSource } from "./attention_headers.ts";
 import { tiledAttention } from "./attention_tiled.ts";
 import { check, fmt, sameDtype } from "./check.ts";
 
@@ -145,8 +145,11 @@ function kernel(
   const key =
     `attention:${name}|${dtype}|${g.d}|${g.dv}|${wg}|${rows}|${causal}|${loads}|${stores}`;
   return rt().kernel(key, () => {
-    const body = attentionHeader(name, false) + prelude(g.d, loads, stores) +
-      expandTemplate(template, rows, g.dv);
+    const body = attentionSource(
+      name,
+      false,
+      prelude(g.d, loads, stores) + expandTemplate(template, rows, g.dv),
+    );
     return specialize(body, dtype, { D: g.d, WG: wg, R: rows, CAUSAL: String(causal) });
   });
 }

@@ -8,7 +8,7 @@
 import headsSrc from "../../shaders/attention_heads.wgsl" with { type: "text" };
 import partsSrc from "../../shaders/attention_parts.wgsl" with { type: "text" };
 import kvTileSrc from "../../shaders/attention_kv_tile.wgsl" with { type: "text" };
-import { type KernelHeader, kernelHeader } from "../kernel_header.ts";
+import { type KernelHeader, withHeader } from "../kernel_header.ts";
 
 /** The backward passes' uniform block. */
 const BWD = "tq tk: u32; scale2 scale: f32; heads pad0 pad1 pad2: u32";
@@ -23,11 +23,12 @@ const HEADERS: Record<"fwd" | "dq" | "dkdv", KernelHeader> = {
 };
 
 /**
- * The header of attention pass `pass` and the helpers its body uses: the head addressing, and for
- * the tiled kernels the merge of a row's parts (and the K/V tile staging of the passes over keys).
+ * The source of attention pass `pass` from its expanded `body`: the header in front, and after it
+ * the helpers the body uses: the head addressing, and for the tiled kernels the merge of a row's
+ * parts (and the K/V tile staging of the passes over keys).
  */
-export function attentionHeader(pass: keyof typeof HEADERS, tiled: boolean): string {
-  let s = kernelHeader(HEADERS[pass]) + headsSrc;
-  if (tiled) s += partsSrc + (pass === "dkdv" ? "" : kvTileSrc);
-  return s;
+export function attentionSource(pass: keyof typeof HEADERS, tiled: boolean, body: string): string {
+  const helpers = [headsSrc];
+  if (tiled) helpers.push(partsSrc, ...(pass === "dkdv" ? [] : [kvTileSrc]));
+  return withHeader(HEADERS[pass], body, ...helpers);
 }

@@ -16,7 +16,7 @@ import { type Kernel, rt } from "../runtime.ts";
 import type { DType } from "../tensor.ts";
 import { specialize } from "../wgsl.ts";
 import { type AttentionGeometry, expandTemplate, prelude } from "./attention_codegen.ts";
-import { attentionHeader } from "./attention_headers.ts";
+import { attentionSource } from "./attention_headers.ts";
 import { check } from "./check.ts";
 import { SMS } from "./tiled_launch.ts";
 
@@ -108,8 +108,8 @@ export function tiledAttention(
     `${tile}|${causal}`;
   const kernel = rt().kernel(key, () => {
     const ps = PASSES[pass];
-    const body = attentionHeader(pass, true) + prelude(g.d, [...ps.loads], [...ps.stores]) +
-      expandTemplate(ps.src, 1, g.dv);
+    const expanded = prelude(g.d, [...ps.loads], [...ps.stores]) + expandTemplate(ps.src, 1, g.dv);
+    const body = attentionSource(pass, true, expanded);
     return specialize(body, dtype, {
       D: g.d,
       DV: g.dv,

@@ -14,7 +14,7 @@ import scaleSrc from "../../shaders/optim_loss_scale.wgsl" with { type: "text" }
 import reduceSrc from "../../shaders/optim_reduce.wgsl" with { type: "text" };
 import afSrc from "../../shaders/optim_adafactor.wgsl" with { type: "text" };
 import wgSumSrc from "../../shaders/wg_sum.wgsl" with { type: "text" };
-import { fillHeaders, headed, wgslBindings, wgslStruct } from "../kernel_header.ts";
+import { fillHeaders, headed, wgslBindings, wgslStruct, withHelpers } from "../kernel_header.ts";
 
 /**
  * An elementwise step in place: bindings param and grad, the f32 state buffers `state`, then gs
@@ -72,30 +72,36 @@ export const LOSS_SCALE = headed({
 export const REDUCE = (): string => {
   const fin = "count slot: u32; maxNorm inScale: f32";
   return wgslStruct("SqParams", "n off: u32; scale: f32; pad0: u32") +
-    wgslStruct("FinalParams", fin) + wgSumSrc + fillHeaders(reduceSrc, {
-      sumsq: wgslBindings("sqX: T; sqOut: rw f32", "sq: SqParams"),
-      sum_final: wgslBindings("fin: f32; finOut: rw f32", "fp: FinalParams"),
-      clip_final: wgslBindings("cfin: f32; clipScale clipNorm: rw f32", "cp: FinalParams"),
-    });
+    wgslStruct("FinalParams", fin) + withHelpers(
+      fillHeaders(reduceSrc, {
+        sumsq: wgslBindings("sqX: T; sqOut: rw f32", "sq: SqParams"),
+        sum_final: wgslBindings("fin: f32; finOut: rw f32", "fp: FinalParams"),
+        clip_final: wgslBindings("cfin: f32; clipScale clipNorm: rw f32", "cp: FinalParams"),
+      }),
+      [wgSumSrc],
+    );
 };
 
 /** Adafactor's passes (shaders/optim_adafactor.wgsl), one header per entry point. */
 export const ADAFACTOR = (): string => {
   const params = "n B R C: u32; beta2t eps1 gscale clip relStep eps2: f32; scaleParam useM: u32; " +
     "beta1 wd: f32; pad0 pad1: u32";
-  return wgslStruct("Params", params) + wgSumSrc + fillHeaders(afSrc, {
-    rows: wgslBindings("rGrad: T; rGs: f32; rRow: rw f32", "rp: Params"),
-    cols: wgslBindings("cGrad: T; cGs: f32; cCol: rw f32", "cp: Params"),
-    rowmean: wgslBindings("mRow: f32; mMean: rw f32", "mp: Params"),
-    fsumsq: wgslBindings("fGrad: T; fGs fRow fCol fMean: f32; fPart: rw f32", "fp: Params"),
-    vsumsq: wgslBindings("vGrad: T; vGs: f32; vV vPart: rw f32", "vp: Params"),
-    apply_f: wgslBindings(
-      "aParam: rw T; aGrad: T; aGs aRow aCol aMean: f32; aM: rw f32; aSc: f32",
-      "ap: Params",
-    ),
-    apply_v: wgslBindings(
-      "bParam: rw T; bGrad: T; bGs bV: f32; bM: rw f32; bSc: f32",
-      "bp: Params",
-    ),
-  });
+  return wgslStruct("Params", params) + withHelpers(
+    fillHeaders(afSrc, {
+      rows: wgslBindings("rGrad: T; rGs: f32; rRow: rw f32", "rp: Params"),
+      cols: wgslBindings("cGrad: T; cGs: f32; cCol: rw f32", "cp: Params"),
+      rowmean: wgslBindings("mRow: f32; mMean: rw f32", "mp: Params"),
+      fsumsq: wgslBindings("fGrad: T; fGs fRow fCol fMean: f32; fPart: rw f32", "fp: Params"),
+      vsumsq: wgslBindings("vGrad: T; vGs: f32; vV vPart: rw f32", "vp: Params"),
+      apply_f: wgslBindings(
+        "aParam: rw T; aGrad: T; aGs aRow aCol aMean: f32; aM: rw f32; aSc: f32",
+        "ap: Params",
+      ),
+      apply_v: wgslBindings(
+        "bParam: rw T; bGrad: T; bGs bV: f32; bM: rw f32; bSc: f32",
+        "bp: Params",
+      ),
+    }),
+    [wgSumSrc],
+  );
 };
