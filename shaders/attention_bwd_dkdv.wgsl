@@ -4,6 +4,7 @@
 // with D per query row as the dQ kernel (run first) corrected it: sum_j P_j dP_j over the same P
 // and dP, computed here bit for bit alike (see attention_bwd_dq.wgsl).
 // Same template rules as attention_fwd.wgsl ($r rows, $j slices, <<sum>>, [[statements]]).
+// Bindings and uniform block: generated from the descriptor in gpu/ops/attention_headers.ts.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {

@@ -13,6 +13,7 @@
 //   D = delta + sum dS0 / sum P,  dQ = scale * (sum dS0 k - (D - delta) * sum P k),
 // the correction small, so computed to full relative precision. The corrected D is written out
 // for the dK/dV kernel, which runs after this one and recomputes P and dP bit for bit alike.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/attention_headers.ts.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {

@@ -11,6 +11,7 @@
 // e over j and `[[s]]` the statements s for every j. Unrolled code keeps the rows in registers:
 // lavapipe turns dynamically indexed private arrays into gathers. `S`, `ld_*`, `st_*`, `keep` and
 // `hsum` come from the generated prelude.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/attention_headers.ts.
 
 // A score for masked keys: exp2 of it minus any running max is exactly 0.
 const MASKED: f32 = -3.0e38;

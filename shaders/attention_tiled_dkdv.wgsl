@@ -6,6 +6,7 @@
 // attention_tiled_dq.wgsl computes them (q . k and dO . v, products in the same order, scaled
 // after the dot product): the delta that kernel corrected holds only for those very bits.
 // Template rules as attention_tiled_fwd.wgsl.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/attention_headers.ts.
 
 const PART: u32 = BQ / SPLIT;
 

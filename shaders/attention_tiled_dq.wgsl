@@ -5,6 +5,7 @@
 // at the end. P and dP are computed exactly as attention_tiled_dkdv.wgsl does (the same products
 // in the same order, scaled after the dot product), so the corrected delta written here fits the
 // probabilities that kernel recomputes bit for bit.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/attention_headers.ts.
 
 const PART: u32 = BK / SPLIT;
 

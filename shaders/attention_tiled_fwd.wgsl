@@ -8,6 +8,7 @@
 //
 // Template rules as attention_fwd.wgsl, with one row per invocation: a line with `$j` repeats for
 // each 4-wide slice j < DV of the head dim, `<<e>>` sums e over j, `[[s]]` repeats s for each j.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/attention_headers.ts.
 
 // A score for masked keys: exp2 of it minus any running max is exactly 0.
 const MASKED: f32 = -3.0e38;

@@ -1,5 +1,6 @@
 // Broadcasting binary op: out[i] = OP(a[ia], b[ib]). Index maps use per-input strides over the
 // output's (up to 6) dimensions, with stride 0 on broadcast dimensions.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/elementwise_raw.ts.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

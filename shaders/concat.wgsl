@@ -4,6 +4,7 @@
 //           gradient of slice/concat as a zero-padded window; off may be negative)
 //   place:  dst[o][d + off][i] = src[o][d][i], elements of dst outside the window untouched
 //           (writes one input of a concat into its place)
+// Bindings and uniform block: generated from the descriptor in gpu/ops/concat.ts.
 
 @compute @workgroup_size(WG)
 fn window(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

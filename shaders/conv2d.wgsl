@@ -12,6 +12,7 @@
 // Requires RM, CN (multiple of 4), WG, MODE. Accumulates in f32. The `// @...` lines are expanded
 // by gpu/ops/conv2d.ts into straight-line code over named registers (acc<r>_<j>, a<r>, b<j>):
 // llvmpipe does not unroll the loops itself, and unrolling is worth 1.5x there.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/conv_headers.ts.
 
 const CN4: u32 = CN / 4u;
 

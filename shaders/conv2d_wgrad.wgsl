@@ -7,6 +7,7 @@
 // is a uniform branch rather than a mask. Requires RO, CI, WG. Accumulates in f32. The `// @...`
 // lines are expanded by gpu/ops/conv2d.ts into straight-line code over named registers
 // (acc<r>_<j>, g<r>, a<j>), as in conv2d.wgsl.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/conv_headers.ts.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {

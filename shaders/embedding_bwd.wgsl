@@ -1,6 +1,7 @@
 // Embedding backward as a scatter-add without float atomics: the host groups token positions by
 // id (CSR: for unique id u, positions pos[start[u]..start[u+1]]), and one thread per (u, c) sums
 // the rows of g and writes dweight[id[u], c]. dweight is zero-filled beforehand.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/embedding.ts.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

@@ -1,4 +1,5 @@
 // out[i] = value.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/embedding.ts.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

@@ -1,6 +1,7 @@
 // GEGLU: x [..., 2F] -> out [..., F] = a * gelu(gate), with a = x[..., :F], gate = x[..., F:]
 // (diffusers' GEGLU: `hidden, gate = proj(x).chunk(2, -1); hidden * gelu(gate)`, exact erf GELU).
 // The backward entry writes dx [..., 2F] from g [..., F].
+// Bindings and uniform block: generated from the descriptor in gpu/ops/geglu.ts.
 
 // The normal CDF Phi(z) = 0.5 * erfc(-z / sqrt(2)), with erfc from Numerical Recipes' Chebyshev
 // fit (erfc_fit.wgsl, relative error under 1.2e-7 for all arguments). Taking erfc of |z| / sqrt(2) and

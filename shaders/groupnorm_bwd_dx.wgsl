@@ -4,6 +4,7 @@
 // mean(xhat) is 0 in exact arithmetic but not for the rounded mean; subtracting it keeps
 // sum(dx) = 0 to rounding, which matters where the true sum is exactly 0: a per-channel bias
 // feeding a GroupNorm with one channel per group (time_emb_proj) gets no gradient at all.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/norm.ts.
 
 // Gradient at the affine output: through SiLU when fused.
 fn gradAffine(i: u32, c: u32, xhat: f32) -> f32 {

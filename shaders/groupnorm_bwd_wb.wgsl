@@ -1,5 +1,6 @@
 // GroupNorm backward for the affine parameters, one workgroup per channel:
 // dw[c] = sum over samples and positions of gy * xhat, db[c] = sum of gy.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/norm.ts.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {

@@ -1,6 +1,7 @@
 // GroupNorm forward, one workgroup per (sample, group): two-pass mean and variance in f32 over the
 // group's C/G channels x S spatial elements, then y = xhat * w + b, optionally through SiLU.
 // Saves mean and 1/std per (sample, group) for the backward kernels.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/norm.ts.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {

@@ -1,5 +1,6 @@
 // LayerNorm backward for the input, one workgroup per row:
 // dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = gy * w.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/norm.ts.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,

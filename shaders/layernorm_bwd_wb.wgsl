@@ -1,5 +1,6 @@
 // LayerNorm backward for weight and bias: each thread owns one column and walks the rows
 // (coalesced across the workgroup): dw[c] = sum gy * xhat, db[c] = sum gy.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/norm.ts.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u) {

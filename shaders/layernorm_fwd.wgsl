@@ -1,5 +1,6 @@
 // LayerNorm over the last dimension, one workgroup per row: two-pass mean/variance in f32, then
 // y = xhat * w + b. Saves mean and 1/std per row for the backward kernels.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/norm.ts.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,

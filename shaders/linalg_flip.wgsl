@@ -1,4 +1,5 @@
 // Scale a row-major [rows, cols] matrix by a sign vector: per column (mode 0) or per row (mode 1).
+// Bindings and uniform block: generated from the descriptor in gpu/linalg/sign.ts.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

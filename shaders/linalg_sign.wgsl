@@ -2,6 +2,7 @@
 // (the first such, by row) is made positive, and the matching row of Vt [cols, n] flips with it.
 // `colsign` writes sign[j] in {-1, 1} (one workgroup per column); `flip` scales a matrix by it,
 // per column (mode 0, U) or per row (mode 1, Vt).
+// Bindings and uniform block: generated from the descriptor in gpu/linalg/sign.ts.
 
 var<workgroup> best_abs: array<f32, WG>;
 var<workgroup> best_row: array<u32, WG>;

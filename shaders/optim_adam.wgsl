@@ -6,6 +6,7 @@
 // so a factor computed on the GPU needs no read-back.
 // A negative gs[0] marks a step the fp16 loss scaler skips (a gradient overflowed): nothing is
 // written, so parameters and state stay as they were.
+// Bindings and uniform block: generated from the descriptor in gpu/optim/sources.ts.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

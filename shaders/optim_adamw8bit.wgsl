@@ -7,6 +7,7 @@
 // threads write one word. A non-finite gradient leaves its parameter alone and zeroes its
 // moments, as bitsandbytes does. A negative gs[0] marks a step the fp16 loss scaler skips: after
 // the last barrier the workgroup returns without writing anything.
+// Bindings and uniform block: generated from the descriptor in gpu/optim/sources.ts.
 
 const WORDS: u32 = BLOCK / (4u * WG);
 const PER: u32 = 4u * WORDS;

@@ -6,6 +6,7 @@
 // `norm` holds the global norm of the still-scaled gradients on entry (clipping only) and that of
 // the unscaled ones on exit. rec = [overflowed, scale used, new scale, new tracker] is read by the
 // host later, without waiting, to keep its step count and its copy of the scale.
+// Bindings and uniform block: generated from the descriptor in gpu/optim/sources.ts.
 
 @compute @workgroup_size(1)
 fn main() {

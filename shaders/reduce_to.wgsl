@@ -1,5 +1,6 @@
 // Sum over a set of dimensions: one workgroup per output element; its threads stride over the
 // reduced index space and combine in workgroup memory. Accumulates in f32.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/reduce.ts.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,

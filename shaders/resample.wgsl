@@ -10,6 +10,7 @@
 //   4 box    (INTER_AREA shrinking, integer factor): integer box sums
 // Integer kinds keep the intermediate sums as i32 (exact); the float kind as f32 bits. Pixels are
 // bytes packed four to a u32, in both the source and the result.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/resample.ts.
 
 fn src_byte(i: u32) -> u32 {
   return (src[i >> 2u] >> ((i & 3u) * 8u)) & 255u;

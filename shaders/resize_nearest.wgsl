@@ -5,6 +5,7 @@
 //   grad:   out[q][y][x] = sum of src[q][i][j] over the output pixels (i, j) that read input pixel
 //           (y, x): i in [ceil(y * oh / h), ceil((y + 1) * oh / h)), j likewise; one invocation
 //           per input element gathers them, so no two invocations write one element.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/resize_nearest.ts.
 
 @compute @workgroup_size(WG)
 fn resize(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

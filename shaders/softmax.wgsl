@@ -1,6 +1,7 @@
 // Softmax over the last axis: one invocation per row of N elements (three passes: max, sum of
 // exp(x - max), write), f32 arithmetic. No workgroup memory or barriers: on lavapipe a barrier
 // is a coroutine switch, and rows (77 to 4096 wide) are many.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/softmax.ts.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

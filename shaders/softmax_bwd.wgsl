@@ -1,4 +1,5 @@
 // Softmax backward over the last axis: dx = y * (g - sum(g * y)), one invocation per row, f32.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/softmax.ts.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

@@ -1,5 +1,6 @@
 // Elementwise unary op (forward) or its backward (out = g * f'(x)), chosen by the expression
 // substituted for each variant. TO is the output type (differs from T only for casts). `x` is the input value, `g` the upstream gradient.
+// Bindings and uniform block: generated from the descriptor in gpu/ops/elementwise_raw.ts.
 
 const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
 const INV_SQRT_2: f32 = 0.7071067811865476;
