@@ -13,9 +13,14 @@ import { LorakitError } from "../errors.ts";
 import type { SDConfig } from "../model_config/config.ts";
 import { type ConfigHints, inferConfig } from "../model_config/infer.ts";
 import { parseLdmYaml } from "../model_config/hints.ts";
-import { expectedTensors } from "../model_config/keys.ts";
+import { type ExpectedTensor, expectedTensors } from "../model_config/keys.ts";
 import { openCkpt } from "./ckpt.ts";
-import { type BoundEntry, isDiffusersFolder, openDiffusersFolder } from "./diffusers_folder.ts";
+import {
+  type BoundEntry,
+  hasTextEncoder2,
+  isDiffusersFolder,
+  openDiffusersFolder,
+} from "./diffusers_folder.ts";
 import { baseName, dirName, exists, joinPath, readText } from "./fs.ts";
 import {
   ldmKeysFor,
@@ -24,7 +29,8 @@ import {
   mapLdmKeys,
   planLdmWrite,
 } from "./keymap_ldm.ts";
-import { elementCount, shapeText } from "./keymap_types.ts";
+import { DTYPE_SIZE } from "./dtype.ts";
+import { elementCount, shapeText, transposeBytes } from "./keymap_types.ts";
 import { openSafetensors, type TensorToWrite, writeSafetensors } from "./safetensors.ts";
 import type { FileDType, HostTensor, TensorInfo, TensorSource } from "./tensor_source.ts";
 
@@ -41,11 +47,11 @@ export interface LoadCheckpointOptions {
   headsOptional?: boolean;
 }
 
-/** A checkpoint opened in the internal naming. */
-export interface LoadedCheckpoint {
+/** A checkpoint opened in the internal naming (`C`: `SDXLConfig` for an SDXL checkpoint). */
+export interface LoadedCheckpoint<C = SDConfig> {
   readonly path: string;
   readonly format: CheckpointFormat;
-  readonly config: SDConfig;
+  readonly config: C;
   /** Internal names, in stored order. */
   names(): string[];
   has(name: string): boolean;
@@ -64,7 +70,20 @@ export interface LoadedCheckpoint {
 
 /** Checks the bound entries against the tensors the config implies, naming stored keys. */
 function validate(entries: readonly BoundEntry[], config: SDConfig, where: string): void {
-  const expected = new Map(expectedTensors(config).map((t) => [t.name, t.shape]));
+  validateEntries(entries, expectedTensors(config), `SD ${config.v2 ? "2.x" : "1.x"}`, where);
+}
+
+/**
+ * Checks bound entries against an expected tensor list (`model` names the architecture in
+ * messages): no duplicate, unknown, mis-shaped or missing tensor.
+ */
+export function validateEntries(
+  entries: readonly BoundEntry[],
+  expectedList: readonly ExpectedTensor[],
+  model: string,
+  where: string,
+): void {
+  const expected = new Map(expectedList.map((t) => [t.name, t.shape]));
   const seen = new Map<string, BoundEntry>();
   for (const e of entries) {
     const stored = `'${e.key}' (${e.source.path})`;
@@ -79,7 +98,7 @@ function validate(entries: readonly BoundEntry[], config: SDConfig, where: strin
     if (shape === undefined) {
       throw new LorakitError(
         `${where}: unknown key ${stored}: it maps to '${e.name}', which the inferred ` +
-          `SD ${config.v2 ? "2.x" : "1.x"} architecture does not have`,
+          `${model} architecture does not have`,
       );
     }
     if (shapeText(shape) !== shapeText(e.shape)) {
@@ -99,15 +118,15 @@ function validate(entries: readonly BoundEntry[], config: SDConfig, where: strin
 }
 
 /** Builds the lazily-reading checkpoint over validated entries. */
-function makeCheckpoint(
+export function makeCheckpoint<C = SDConfig>(
   path: string,
   format: CheckpointFormat,
-  config: SDConfig,
+  config: C,
   entries: BoundEntry[],
   extras: TensorInfo[],
   template: LdmTemplate | null,
   close: () => void,
-): LoadedCheckpoint {
+): LoadedCheckpoint<C> {
   const byName = new Map(entries.map((e) => [e.name, e]));
   const get = (name: string): BoundEntry => {
     const e = byName.get(name);
@@ -134,6 +153,12 @@ function makeCheckpoint(
     async readF32(name) {
       const e = get(name);
       const t = await readStoredF32(e);
+      if (e.transpose) {
+        const [rows, cols] = [e.shape[1], e.shape[0]];
+        const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+        const out = transposeBytes(bytes, rows, cols, 4);
+        return { shape: [...e.shape], data: new Float32Array(out.buffer) };
+      }
       if (e.parts === undefined) return { shape: [...e.shape], data: t.data };
       if (e.part === e.parts - 1) fused = null; // v is read last: release the fused tensor
       const n = elementCount(e.shape);
@@ -142,6 +167,10 @@ function makeCheckpoint(
     async readRaw(name) {
       const e = get(name);
       const bytes = await e.source.readRaw(e.key);
+      if (e.transpose) {
+        const size = DTYPE_SIZE[e.source.info(e.key).dtype];
+        return transposeBytes(bytes, e.shape[1], e.shape[0], size);
+      }
       if (e.parts === undefined) return bytes;
       const n = bytes.length / e.parts;
       return bytes.slice(e.part! * n, (e.part! + 1) * n);
@@ -216,6 +245,12 @@ export async function loadCheckpoint(
     throw new LorakitError(`${opts.yamlPath}: yaml config not found`);
   }
   if (await isDiffusersFolder(path)) {
+    if (await hasTextEncoder2(path)) {
+      throw new LorakitError(
+        `${path}: expected an SD 1.x/2.x diffusers folder, found SDXL's 'text_encoder_2/'; ` +
+          `SDXL is not supported here (the SDXL loader is loadSdxlCheckpoint)`,
+      );
+    }
     if (opts.yamlPath !== undefined) {
       hints.yaml = parseLdmYaml(await readText(opts.yamlPath), opts.yamlPath);
     }

@@ -1,9 +1,10 @@
 /**
- * A diffusers pipeline folder (`unet/`, `vae/`, `text_encoder/`, `scheduler/`) opened as one set of
- * tensors in the internal naming: the folder's own module names, prefixed by part. Weights are
- * read from `diffusion_pytorch_model.safetensors` (or `.bin`, a PyTorch pickle read without
- * executing code) and `model.safetensors` (or `pytorch_model.bin`); the `config.json` files
- * become hints that `core/model_config/infer.ts` checks against the weights.
+ * A diffusers pipeline folder (`unet/`, `vae/`, `text_encoder/`, SDXL's `text_encoder_2/`,
+ * `scheduler/`) opened as one set of tensors in the internal naming: the folder's own module
+ * names, prefixed by part. Weights are read from `diffusion_pytorch_model.safetensors` (or
+ * `.bin`, a PyTorch pickle read without executing code) and `model.safetensors` (or
+ * `pytorch_model.bin`); the `config.json` files become hints that `core/model_config/infer.ts`
+ * (`infer_sdxl.ts`) checks against the weights.
  *
  * VAE attention names of diffusers < 0.17 (`query`, `key`, `value`, `proj_attn`) are renamed to
  * the 0.17+ names lorakit uses, as diffusers itself does when it loads such a folder.
@@ -55,6 +56,18 @@ const PARTS = [
   },
 ] as const;
 
+/** SDXL's second text encoder (`CLIPTextModelWithProjection`), read when the folder has it. */
+const TEXT_ENCODER_2 = {
+  dir: "text_encoder_2",
+  prefix: "text_encoder_2.",
+  files: ["model.safetensors", "pytorch_model.bin"],
+} as const;
+
+/** True when a diffusers folder has SDXL's `text_encoder_2/`. */
+export function hasTextEncoder2(path: string): Promise<boolean> {
+  return isDirectory(joinPath(path, TEXT_ENCODER_2.dir));
+}
+
 /** True when `path` is a folder with a `unet/` subfolder and a `model_index.json` or `vae/`. */
 export async function isDiffusersFolder(path: string): Promise<boolean> {
   if (!(await isDirectory(path)) || !(await isDirectory(joinPath(path, "unet")))) return false;
@@ -97,7 +110,8 @@ export async function openDiffusersFolder(path: string): Promise<DiffusersFolder
   const entries: BoundEntry[] = [];
   const extras: TensorInfo[] = [];
   try {
-    for (const part of PARTS) {
+    const parts = (await hasTextEncoder2(path)) ? [...PARTS, TEXT_ENCODER_2] : PARTS;
+    for (const part of parts) {
       const dir = joinPath(path, part.dir);
       let file: string | undefined;
       for (const f of part.files) {
@@ -123,6 +137,7 @@ export async function openDiffusersFolder(path: string): Promise<DiffusersFolder
       unet: await readConfig(joinPath(path, "unet/config.json")),
       vae: await readConfig(joinPath(path, "vae/config.json")),
       textEncoder: await readConfig(joinPath(path, "text_encoder/config.json")),
+      textEncoder2: await readConfig(joinPath(path, "text_encoder_2/config.json")),
       scheduler: await readConfig(joinPath(path, "scheduler/scheduler_config.json")),
     };
     return {

@@ -9,7 +9,8 @@
  * How one internal tensor is made from a stored tensor. Internal names are diffusers/HF module
  * names namespaced by part (`unet.`, `vae.`, `text_encoder.`). The element order is always the
  * stored row-major order: layouts differ only in shape (a 1x1 conv vs a linear weight has the
- * same bytes) or by a split of a fused tensor along dim 0 (a contiguous byte range).
+ * same bytes) or by a split of a fused tensor along dim 0 (a contiguous byte range), with one
+ * exception: SDXL's OpenCLIP `text_projection`, stored transposed (`transpose`).
  */
 export interface MapEntry {
   /** Internal (namespaced diffusers/HF) name. */
@@ -22,6 +23,31 @@ export interface MapEntry {
   part?: number;
   /** Number of equal dim-0 chunks of the stored tensor (OpenCLIP's q,k,v: 3). */
   parts?: number;
+  /**
+   * The internal 2-D tensor is the stored one transposed (`shape` is the internal one): SDXL's
+   * OpenCLIP `text_projection` (stored in x out, used as a Linear weight out x in).
+   */
+  transpose?: boolean;
+}
+
+/**
+ * A row-major [rows, cols] matrix of `size`-byte elements transposed to [cols, rows]; works on
+ * raw bytes, so any dtype.
+ */
+export function transposeBytes(
+  src: Uint8Array,
+  rows: number,
+  cols: number,
+  size: number,
+): Uint8Array {
+  const out = new Uint8Array(src.length);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const from = (r * cols + c) * size;
+      out.set(src.subarray(from, from + size), (c * rows + r) * size);
+    }
+  }
+  return out;
 }
 
 /** Number of elements of a shape (1 for a 0-d scalar). */

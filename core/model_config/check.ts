@@ -15,7 +15,8 @@ function same(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-function check(file: string, fieldName: string, says: unknown, weights: unknown): void {
+/** Throws when a config file says `says` for `fieldName` and the weights show otherwise. */
+export function check(file: string, fieldName: string, says: unknown, weights: unknown): void {
   if (says === undefined || same(says, weights)) return;
   throw new LorakitError(
     `${file}: '${fieldName}' says ${JSON.stringify(says)}, but the weights show ` +

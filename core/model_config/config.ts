@@ -1,5 +1,5 @@
 /**
- * The architecture of an SD 1.x/2.x pipeline as the model code builds it: U-Net, VAE and text
+ * The architecture of an SD 1.x/2.x or SDXL pipeline as the model code builds it: U-Net, VAE and text
  * encoder sizes (`infer.ts` infers them from a checkpoint's tensor names and shapes).
  *
  * The files of this folder depend on nothing in `core/io` or `core/models`: the checkpoint
@@ -47,6 +47,22 @@ export interface UNetConfig {
   transformerNormEps: number;
   /** Transformer LayerNorm eps. */
   layerNormEps: number;
+  /**
+   * SDXL's added conditioning (`label_emb` / diffusers `add_embedding`, "text_time"): a vector
+   * `y` of `inChannels` (the pooled text embedding, then `timeIdEmbedDim` sinusoidal features
+   * per time id) through Linear, SiLU, Linear, added to the time embedding. Absent in SD 1.x/2.x.
+   */
+  addEmbedding?: AddEmbeddingConfig;
+}
+
+/** SDXL's `label_emb` sizes (diffusers `projection_class_embeddings_input_dim`, ...). */
+export interface AddEmbeddingConfig {
+  /** Width of `y` (2816 in SDXL base = 1280 pooled + 6 x 256). */
+  inChannels: number;
+  /** Sinusoidal width per time id (256 in SDXL; diffusers `addition_time_embed_dim`). */
+  timeIdEmbedDim: number;
+  /** Number of time ids (6: original h, w, crop top, left, target h, w). */
+  numTimeIds: number;
 }
 
 /** VAE architecture (diffusers `AutoencoderKL` terms). */
@@ -59,8 +75,13 @@ export interface VAEConfig {
   layersPerBlock: number;
   normGroups: number;
   normEps: number;
-  /** Latent scaling applied by callers (0.18215 in SD). */
+  /** Latent scaling applied by callers (0.18215 in SD, 0.13025 in SDXL). */
   scalingFactor: number;
+  /**
+   * The VAE overflows in f16 and should run in f32 (diffusers `force_upcast`; SDXL's VAE).
+   * Absent means false.
+   */
+  forceUpcast?: boolean;
 }
 
 /** Text encoder architecture (Hugging Face `CLIPTextConfig` terms). */
@@ -74,6 +95,11 @@ export interface TextEncoderConfig {
   maxPositions: number;
   hiddenAct: "quick_gelu" | "gelu";
   layerNormEps: number;
+  /**
+   * Width of the pooled output's `text_projection` (SDXL's second text encoder, Hugging Face
+   * `CLIPTextModelWithProjection`); absent for a text encoder without one.
+   */
+  projectionDim?: number;
 }
 
 /** Everything the model code needs to build an SD 1.x/2.x pipeline. */
@@ -85,4 +111,20 @@ export interface SDConfig {
   unet: UNetConfig;
   vae: VAEConfig;
   textEncoder: TextEncoderConfig;
+}
+
+/**
+ * Everything the model code needs to build an SDXL pipeline: two text encoders (CLIP-L layout,
+ * internal prefix `text_encoder.`; OpenCLIP bigG in Hugging Face layout with `text_projection`,
+ * prefix `text_encoder_2.`), whose penultimate hidden states concatenate into the context.
+ */
+export interface SDXLConfig {
+  /** The U-Net predicts velocity rather than noise (SDXL base: false). */
+  vPrediction: boolean;
+  /** With `addEmbedding` set. */
+  unet: UNetConfig;
+  vae: VAEConfig;
+  textEncoder: TextEncoderConfig;
+  /** With `projectionDim` set. */
+  textEncoder2: TextEncoderConfig;
 }

@@ -46,15 +46,17 @@ export interface DiffusersHints {
   unet?: JsonConfig;
   vae?: JsonConfig;
   textEncoder?: JsonConfig;
+  /** SDXL's `text_encoder_2/config.json`. */
+  textEncoder2?: JsonConfig;
   scheduler?: JsonConfig;
 }
 
-function isObject(x: unknown): x is Record<string, unknown> {
+export function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === "object" && x !== null && !Array.isArray(x);
 }
 
 /** Follows `a.b.c` through nested objects; undefined when any step is missing. */
-function dig(obj: unknown, path: string): unknown {
+export function dig(obj: unknown, path: string): unknown {
   let cur = obj;
   for (const p of path.split(".")) {
     if (!isObject(cur)) return undefined;
@@ -64,7 +66,7 @@ function dig(obj: unknown, path: string): unknown {
 }
 
 /** Reads an optional typed field, or throws naming the file, the field, expected and found. */
-function field<T>(
+export function field<T>(
   obj: unknown,
   path: string,
   file: string,

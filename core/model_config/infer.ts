@@ -42,7 +42,7 @@ const SD2_DEFAULT_HEAD_DIM = 64;
 const TEXT_DEFAULT_HEAD_DIM = 64;
 
 /** Shape lookup over internal names that turns a missing tensor into a clear error. */
-class Shapes {
+export class Shapes {
   readonly map = new Map<string, number[]>();
   constructor(infos: readonly NamedShape[], readonly where: string) {
     for (const t of infos) this.map.set(t.name, t.shape);
@@ -70,7 +70,13 @@ class Shapes {
   }
 }
 
-function exactDiv(a: number, b: number, what: string, where: string, lenient = false): number {
+export function exactDiv(
+  a: number,
+  b: number,
+  what: string,
+  where: string,
+  lenient = false,
+): number {
   if (!(b > 0) || a % b !== 0) {
     if (lenient) return 1;
     throw new LorakitError(`${where}: ${what}: ${a} channels do not split into heads of ${b}`);
@@ -109,7 +115,11 @@ function unetHeads(channels: number[], v2: boolean, hints: ConfigHints, where: s
   return channels.map(() => SD_DEFAULT_HEADS);
 }
 
-function inferUnet(s: Shapes, v2: boolean, hints: ConfigHints): UNetConfig {
+/**
+ * The U-Net's architecture from `unet.*` shapes. `v2`: without a head count or width in the
+ * hints, heads are 64 channels wide (SD 2.x and SDXL) rather than 8 per level (SD 1.x).
+ */
+export function inferUnet(s: Shapes, v2: boolean, hints: ConfigHints): UNetConfig {
   const where = s.where;
   const levels = s.count((i) => `unet.down_blocks.${i}.resnets.0.conv1.weight`);
   if (levels === 0) s.get("unet.down_blocks.0.resnets.0.conv1.weight");
@@ -159,7 +169,8 @@ function inferUnet(s: Shapes, v2: boolean, hints: ConfigHints): UNetConfig {
   };
 }
 
-function inferVae(s: Shapes, hints: ConfigHints): VAEConfig {
+/** The VAE's architecture from `vae.*` shapes. */
+export function inferVae(s: Shapes, hints: ConfigHints): VAEConfig {
   const levels = s.count((i) => `vae.encoder.down_blocks.${i}.resnets.0.conv1.weight`);
   if (levels === 0) s.get("vae.encoder.down_blocks.0.resnets.0.conv1.weight");
   const cfg = hints.diffusers?.vae;

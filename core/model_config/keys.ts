@@ -1,12 +1,12 @@
 /**
- * The complete list of tensors (internal names and shapes) an `SDConfig` implies, following
- * diffusers' `UNet2DConditionModel`/`AutoencoderKL` and HF `CLIPTextModel` constructors. Loaders
+ * The complete list of tensors (internal names and shapes) an `SDConfig` or `SDXLConfig`
+ * implies, following diffusers' `UNet2DConditionModel`/`AutoencoderKL` and HF `CLIPTextModel` constructors. Loaders
  * compare a checkpoint against it, so a missing, unknown or mis-shaped tensor is reported by name
  * when the file is opened rather than deep inside the model code.
  *
  * @module
  */
-import type { SDConfig } from "./config.ts";
+import type { SDConfig, SDXLConfig, TextEncoderConfig, UNetConfig, VAEConfig } from "./config.ts";
 
 /** A tensor name (internal naming) and its shape. */
 export interface ExpectedTensor {
@@ -14,7 +14,8 @@ export interface ExpectedTensor {
   shape: number[];
 }
 
-type Add = (name: string, shape: number[]) => void;
+/** Receives each expected tensor in turn. */
+export type Add = (name: string, shape: number[]) => void;
 
 function norm(add: Add, p: string, c: number): void {
   add(`${p}.weight`, [c]);
@@ -71,8 +72,8 @@ function transformer(
   proj("proj_out");
 }
 
-function unetTensors(add: Add, config: SDConfig): void {
-  const u = config.unet;
+/** The U-Net's tensors (`unet.*`), SDXL's `add_embedding` included when configured. */
+export function unetTensors(add: Add, u: UNetConfig): void {
   const boc = u.blockOutChannels;
   const levels = boc.length;
   const n = u.layersPerBlock;
@@ -82,6 +83,10 @@ function unetTensors(add: Add, config: SDConfig): void {
   conv(add, "unet.conv_in", boc[0], u.inChannels, 3);
   linear(add, "unet.time_embedding.linear_1", t, boc[0]);
   linear(add, "unet.time_embedding.linear_2", t, t);
+  if (u.addEmbedding !== undefined) {
+    linear(add, "unet.add_embedding.linear_1", t, u.addEmbedding.inChannels);
+    linear(add, "unet.add_embedding.linear_2", t, t);
+  }
   for (let i = 0; i < levels; i++) {
     const p = `unet.down_blocks.${i}`;
     for (let j = 0; j < n; j++) {
@@ -126,8 +131,8 @@ function vaeMid(add: Add, p: string, c: number): void {
   resnet(add, `${p}.mid_block.resnets.1`, c, c, 0);
 }
 
-function vaeTensors(add: Add, config: SDConfig): void {
-  const v = config.vae;
+/** The VAE's tensors (`vae.*`). */
+export function vaeTensors(add: Add, v: VAEConfig): void {
   const boc = v.blockOutChannels;
   const levels = boc.length;
   const last = boc[levels - 1];
@@ -159,10 +164,13 @@ function vaeTensors(add: Add, config: SDConfig): void {
   conv(add, "vae.decoder.conv_out", v.outChannels, boc[0], 3);
 }
 
-function textTensors(add: Add, config: SDConfig): void {
-  const t = config.textEncoder;
+/**
+ * A CLIP text encoder's tensors under `part` (`text_encoder`, or SDXL's `text_encoder_2` with
+ * its bias-free `text_projection` when `projectionDim` is set).
+ */
+export function textTensors(add: Add, t: TextEncoderConfig, part = "text_encoder"): void {
   const w = t.hiddenSize;
-  const p = "text_encoder.text_model";
+  const p = `${part}.text_model`;
   add(`${p}.embeddings.token_embedding.weight`, [t.vocabSize, w]);
   add(`${p}.embeddings.position_embedding.weight`, [t.maxPositions, w]);
   for (let l = 0; l < t.numLayers; l++) {
@@ -176,14 +184,28 @@ function textTensors(add: Add, config: SDConfig): void {
     norm(add, `${b}.layer_norm2`, w);
   }
   norm(add, `${p}.final_layer_norm`, w);
+  if (t.projectionDim !== undefined) {
+    linear(add, `${part}.text_projection`, t.projectionDim, w, false);
+  }
 }
 
 /** Every tensor of the U-Net, VAE and text encoder that `config` implies, in a stable order. */
 export function expectedTensors(config: SDConfig): ExpectedTensor[] {
   const out: ExpectedTensor[] = [];
   const add: Add = (name, shape) => out.push({ name, shape });
-  unetTensors(add, config);
-  vaeTensors(add, config);
-  textTensors(add, config);
+  unetTensors(add, config.unet);
+  vaeTensors(add, config.vae);
+  textTensors(add, config.textEncoder);
+  return out;
+}
+
+/** Every tensor of an SDXL pipeline: U-Net, VAE, both text encoders, in a stable order. */
+export function expectedTensorsSdxl(config: SDXLConfig): ExpectedTensor[] {
+  const out: ExpectedTensor[] = [];
+  const add: Add = (name, shape) => out.push({ name, shape });
+  unetTensors(add, config.unet);
+  vaeTensors(add, config.vae);
+  textTensors(add, config.textEncoder);
+  textTensors(add, config.textEncoder2, "text_encoder_2");
   return out;
 }
