@@ -1,6 +1,6 @@
 /**
- * Optimizer state export/import (--save_state / --resume) for every optimizer, and the
- * `--optimizer_type` / `--optimizer_args` factory.
+ * Optimizer state export/import (--save_state / --resume) for every optimizer, and kohya's
+ * `--optimizer_type` / `--optimizer_args` resolved into typed optimizer specs.
  */
 import assert from "node:assert/strict";
 import {
@@ -102,7 +102,7 @@ Deno.test("importState rejects another optimizer's or mismatched state", async (
   for (const p of ps) p.dispose();
 });
 
-Deno.test("createOptimizer: kohya's names, defaults and errors", () => {
+Deno.test("chooseOptimizer: kohya's names, defaults and errors", () => {
   const groups = [{ params: [] as Tensor[], lr: 1e-4 }, { params: [] as Tensor[], lr: 5e-5 }];
   assert.equal(make("ADAMW8BIT", groups).optimizer.type, "AdamW8bit");
   assert.equal(make("", groups).optimizer.type, "AdamW");
