@@ -14,9 +14,9 @@ import lnBwdWb from "../../shaders/layernorm_bwd_wb.wgsl" with { type: "text" };
 import wgSumSrc from "../../shaders/wg_sum.wgsl" with { type: "text" };
 import statsSrc from "../../shaders/norm_stats.wgsl" with { type: "text" };
 import { record } from "../autograd.ts";
-import { rt, uniforms } from "../runtime.ts";
-import { Tensor } from "../tensor.ts";
-import { type KernelHeader, withHeader } from "../kernel_header.ts";
+import { type Kernel, rt, uniforms } from "../runtime.ts";
+import { type DType, Tensor } from "../tensor.ts";
+import { type KernelHeader, parseDecls, withHeader } from "../kernel_header.ts";
 import { grid, specKernel, withResidualStore } from "../wgsl.ts";
 import { check, fmt, sameDtype } from "./check.ts";
 
@@ -34,6 +34,25 @@ const GN_WB: KernelHeader = {
 const LN_FWD: KernelHeader = { bindings: "x w b: T; y: rw T; stats: rw f32", params: LN };
 const LN_DX: KernelHeader = { bindings: "x w gy: T; stats: f32; dx: rw T", params: LN };
 const LN_WB: KernelHeader = { bindings: "x gy: T; stats: f32; dw db: rw T", params: LN };
+
+/**
+ * An input-gradient kernel. With `res`, the gradient the input gathered elsewhere (a residual
+ * connection) is added in its store, bound right before the uniform block.
+ */
+function dxKernel(
+  name: string,
+  h: KernelHeader,
+  body: string,
+  res: boolean,
+  dtype: DType,
+  wg: number,
+): Kernel {
+  const src = () => {
+    const s = withHeader(h, body, wgSumSrc);
+    return res ? withResidualStore(s, parseDecls(h.bindings).length, "dx", "base + i") : s;
+  };
+  return specKernel(`norm:${name}|${res}`, src, dtype, { WG: wg });
+}
 
 function statsTensor(count: number): Tensor {
   // Statistics are always f32, whatever the activation dtype.
@@ -87,13 +106,8 @@ export function groupNorm(
     (g, [sx, sw, sb, st], acc) => {
       const dx = Tensor.empty(x.shape, x.dtype);
       const res = acc.take(0);
-      // The gradient the input gathered elsewhere (a residual connection) is added in the store.
-      const src = () => {
-        const s = withHeader(GN_DX, gnBwdDx, wgSumSrc);
-        return res ? withResidualStore(s, 6, "dx", "base + i") : s;
-      };
       r.dispatch(
-        specKernel(`norm:gnBwdDx|${res !== null}`, src, x.dtype, { WG }),
+        dxKernel("gnBwdDx", GN_DX, gnBwdDx, res !== null, x.dtype, WG),
         [
           sx.buffer,
           sw.buffer,
@@ -154,12 +168,8 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   const out = record(op, [x, weight, bias], y, [x, weight, stats], (g, [sx, sw, st], acc) => {
     const dx = Tensor.empty(x.shape, x.dtype);
     const res = acc.take(0);
-    const src = () => {
-      const s = withHeader(LN_DX, lnBwdDx, wgSumSrc);
-      return res ? withResidualStore(s, 5, "dx", "base + i") : s;
-    };
     r.dispatch(
-      specKernel(`norm:lnBwdDx|${res !== null}`, src, x.dtype, { WG: wg }),
+      dxKernel("lnBwdDx", LN_DX, lnBwdDx, res !== null, x.dtype, wg),
       [sx.buffer, sw.buffer, g.buffer, st.buffer, dx.buffer, ...(res ? [res.buffer] : [])],
       u(),
       grid(rows, 1),
