@@ -4,7 +4,8 @@ import {
   parseDatasetConfig,
   userConfigFromArgs,
 } from "../core/kohya/dataset_config.ts";
-import { makeDatasetBuckets, scanDataset } from "../core/train/dataset_scan.ts";
+import { scanDataset } from "../core/train/dataset_scan.ts";
+import { makeDatasetBuckets } from "../core/train/dataset_buckets.ts";
 import { readImageSize } from "../core/train/image_size.ts";
 
 const argDefaults = {

@@ -9,13 +9,8 @@ import { LorakitError } from "../errors.ts";
 import { bucketSummary } from "./buckets.ts";
 import type { DatasetBlueprint } from "../kohya/dataset_config.ts";
 import type { DataPlan, DatasetSource } from "../kohya/plan_types.ts";
-import {
-  type DatasetBuckets,
-  type ImageEntry,
-  makeDatasetBuckets,
-  scanDataset,
-  type ScannedDataset,
-} from "./dataset_scan.ts";
+import { type ImageEntry, scanDataset, type ScannedDataset } from "./dataset_scan.ts";
+import { type DatasetBuckets, makeDatasetBuckets } from "./dataset_buckets.ts";
 import { type ImageChecker, imageChecker, skippedSummary } from "./image_check.ts";
 
 /** One dataset, scanned and bucketed. */
