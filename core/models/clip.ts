@@ -20,8 +20,6 @@ import {
   ModuleBuilder,
 } from "./weights.ts";
 
-const PREFIX = "text_encoder.text_model";
-
 /** Options of {@link ClipTextEncoder.forward}. */
 export interface ClipForwardOptions {
   /** 1 (default): the last layer's output; 2: one layer earlier (kohya's `--clip_skip 2`). */
@@ -87,19 +85,26 @@ export class ClipTextEncoder {
   readonly weights: ModelWeights;
   readonly layers: ClipLayer[];
   readonly finalNorm: LayerNormModule;
+  /** Internal name prefix of the transformer, `<part>.text_model`. */
+  readonly prefix: string;
   readonly #modules: LayerModule[];
 
-  constructor(weights: ModelWeights, config: TextEncoderConfig) {
+  /**
+   * `part` is the internal prefix of the encoder's weights: `text_encoder`, or SDXL's
+   * `text_encoder_2`.
+   */
+  constructor(weights: ModelWeights, config: TextEncoderConfig, part = "text_encoder") {
     this.config = config;
     this.weights = weights;
+    const p = this.prefix = `${part}.text_model`;
     const b = new ModuleBuilder(weights);
-    weights.get(`${PREFIX}.embeddings.token_embedding.weight`);
-    weights.get(`${PREFIX}.embeddings.position_embedding.weight`);
+    weights.get(`${p}.embeddings.token_embedding.weight`);
+    weights.get(`${p}.embeddings.position_embedding.weight`);
     this.layers = Array.from(
       { length: config.numLayers },
-      (_, i) => new ClipLayer(b, `${PREFIX}.encoder.layers.${i}`, config),
+      (_, i) => new ClipLayer(b, `${p}.encoder.layers.${i}`, config),
     );
-    this.finalNorm = b.layerNorm(`${PREFIX}.final_layer_norm`, config.layerNormEps);
+    this.finalNorm = b.layerNorm(`${p}.final_layer_norm`, config.layerNormEps);
     this.#modules = b.layers;
   }
 
@@ -144,18 +149,43 @@ export class ClipTextEncoder {
     if (!Number.isInteger(skip) || skip < 1 || skip > n) {
       throw new LorakitError(`--clip_skip: expected an integer from 1 to ${n}, found ${skip}`);
     }
+    return scope(() => {
+      const [h] = this.hiddenStates(ids, [n - (skip - 1)]);
+      return this.finalNorm.forward(h);
+    });
+  }
+
+  /**
+   * Hidden states [B, 77, C] after each count of layers in `after` (0: the embeddings; HF's
+   * `hidden_states[k]`), without the final LayerNorm, from one pass that stops at the largest.
+   * SDXL conditions on `hidden_states[-2]` of both encoders (the penultimate layer's output).
+   */
+  hiddenStates(ids: Int32Array, after: readonly number[]): Tensor[] {
+    const n = this.config.numLayers;
+    const bad = after.find((k) => !Number.isInteger(k) || k < 0 || k > n);
+    if (bad !== undefined) {
+      throw new LorakitError(
+        `text encoder: hidden state ${bad} requested, expected 0 to ${n} (its layer count)`,
+      );
+    }
     const batch = this.#checkIds(ids);
     const t = this.config.maxPositions;
+    const p = this.prefix;
     return scope(() => {
       const w = this.weights;
-      const tok = embedding(w.get(`${PREFIX}.embeddings.token_embedding.weight`), ids, [batch, t]);
+      const tok = embedding(w.get(`${p}.embeddings.token_embedding.weight`), ids, [batch, t]);
       const positions = Int32Array.from({ length: t }, (_, i) => i);
-      const pos = embedding(w.get(`${PREFIX}.embeddings.position_embedding.weight`), positions, [
-        t,
-      ]);
+      const pos = embedding(w.get(`${p}.embeddings.position_embedding.weight`), positions, [t]);
       let h = add(tok, pos);
-      for (let i = 0; i < n - (skip - 1); i++) h = this.layers[i].forward(h);
-      return this.finalNorm.forward(h);
+      const out: Tensor[] = after.map(() => h);
+      const last = Math.max(0, ...after);
+      for (let i = 0; i <= last; i++) {
+        if (i > 0) h = this.layers[i - 1].forward(h);
+        after.forEach((k, j) => {
+          if (k === i) out[j] = h;
+        });
+      }
+      return out;
     });
   }
 

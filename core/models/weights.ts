@@ -21,8 +21,8 @@ import { LorakitError } from "../errors.ts";
 import type { LoadedCheckpoint } from "../io/checkpoint.ts";
 import type { ExpectedTensor } from "../model_config/keys.ts";
 
-/** The parts of a Stable Diffusion checkpoint, as internal-name prefixes. */
-export type ModelPart = "unet" | "vae" | "text_encoder";
+/** The parts of a Stable Diffusion checkpoint, as internal-name prefixes (SDXL adds `text_encoder_2`). */
+export type ModelPart = "unet" | "vae" | "text_encoder" | "text_encoder_2";
 
 /** One part's parameters on the GPU, keyed by internal name. */
 export class ModelWeights {
@@ -119,7 +119,7 @@ function upload(data: Float32Array, shape: number[], dtype: DType): Tensor {
 
 /** Upload every tensor of `part` from a checkpoint (one tensor in host memory at a time). */
 export async function uploadWeights(
-  ckpt: LoadedCheckpoint,
+  ckpt: LoadedCheckpoint<unknown>,
   part: ModelPart,
   opts: UploadOptions = {},
 ): Promise<ModelWeights> {
