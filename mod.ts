@@ -14,6 +14,11 @@
  * const context = noGrad(() => sd.textEncoder.forward(ids, { clipSkip: 1 }));
  * ```
  *
+ * SDXL checkpoints load with `loadStableDiffusionXL` (two tokenizers and text encoders;
+ * `sd.encodePrompts(prompts)` gives the context and pooled embedding, `sdxlVector` the U-Net's
+ * `y` from the pooled embedding and the size conditioning); LoRA and the tools are SD 1.x/2.x
+ * only for now.
+ *
  * The engine (tensors, ops, autograd, optimizers) is re-exported for building on it.
  *
  * @module
@@ -25,8 +30,13 @@ export {
   ClipTextEncoder,
   loadStableDiffusion,
   type LoadStableDiffusionOptions,
+  loadStableDiffusionXL,
+  type LoadStableDiffusionXLOptions,
   type SDConfig,
+  sdxlVector,
+  type SDXLConfig,
   type StableDiffusion,
+  type StableDiffusionXL,
   UNet2DConditionModel,
 } from "./core/models/mod.ts";
 export {
@@ -39,5 +49,6 @@ export type { NetworkArgs } from "./core/lora/network_args.ts";
 export { parseNetworkArgs } from "./core/kohya/network_args.ts";
 export { ClipTokenizer } from "./core/text/clip_tokenizer.ts";
 export { loadCheckpoint, saveLdmCheckpoint } from "./core/io/checkpoint.ts";
+export { isSdxlCheckpoint, loadSdxlCheckpoint } from "./core/io/checkpoint_sdxl.ts";
 export { openSafetensors, writeSafetensors } from "./core/io/safetensors.ts";
 export { openCkpt } from "./core/io/ckpt.ts";

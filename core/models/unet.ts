@@ -1,10 +1,11 @@
 /**
- * diffusers' `UNet2DConditionModel` for SD 1.x/2.x: sinusoidal time embedding (flip_sin_to_cos,
- * shift 0) -> `linear_1` -> SiLU -> `linear_2`; `conv_in`; down blocks collecting skip
- * connections; the mid block; up blocks consuming them; GroupNorm+SiLU -> `conv_out`. Heads per
- * level come from the config (SD1: a fixed count; SD2: a fixed head width). Latents of any size
- * work: when a side is not a multiple of 8 the upsamplers resize to the skip's size, as
- * diffusers' `upsample_size` does.
+ * diffusers' `UNet2DConditionModel` for SD 1.x/2.x and SDXL: sinusoidal time embedding
+ * (flip_sin_to_cos, shift 0) -> `linear_1` -> SiLU -> `linear_2` (SDXL adds `add_embedding`,
+ * kohya's `label_emb`, of the vector `y`); `conv_in`; down blocks collecting skip connections;
+ * the mid block; up blocks consuming them; GroupNorm+SiLU -> `conv_out`. Heads per level come
+ * from the config (SD1: a fixed count; SD2, SDXL: a fixed head width); transformer depth per
+ * level (SDXL: none on level 0). Latents of any size work: when a side is not a multiple of 8
+ * the upsamplers resize to the skip's size, as diffusers' `upsample_size` does.
  *
  * @module
  */
@@ -32,6 +33,9 @@ export class UNet2DConditionModel {
   readonly weights: ModelWeights;
   readonly timeLinear1: LinearModule;
   readonly timeLinear2: LinearModule;
+  /** SDXL's `add_embedding` (LDM `label_emb`) Linear, SiLU, Linear; null in SD 1.x/2.x. */
+  readonly addLinear1: LinearModule | null;
+  readonly addLinear2: LinearModule | null;
   readonly convIn: Conv2dModule;
   readonly downBlocks: DownBlock[];
   readonly midBlock: MidBlock;
@@ -57,6 +61,9 @@ export class UNet2DConditionModel {
     });
     this.timeLinear1 = b.linear(`${P}.time_embedding.linear_1`);
     this.timeLinear2 = b.linear(`${P}.time_embedding.linear_2`);
+    const added = c.addEmbedding !== undefined;
+    this.addLinear1 = added ? b.linear(`${P}.add_embedding.linear_1`) : null;
+    this.addLinear2 = added ? b.linear(`${P}.add_embedding.linear_2`) : null;
     this.convIn = b.conv(`${P}.conv_in`, { padding: 1 });
     this.downBlocks = c.downBlockTypes.map((type, i) =>
       new DownBlock(b, `${P}.down_blocks.${i}`, {
@@ -95,7 +102,7 @@ export class UNet2DConditionModel {
   }
 
   /** Bad shapes are the caller's error: name what was expected and what was found. */
-  #check(sample: Tensor, timesteps: readonly number[], context: Tensor): void {
+  #check(sample: Tensor, timesteps: readonly number[], context: Tensor, y?: Tensor): void {
     const c = this.config;
     const s = `[${sample.shape.join(",")}]`;
     if (sample.rank !== 4 || sample.shape[1] !== c.inChannels) {
@@ -124,10 +131,29 @@ export class UNet2DConditionModel {
         `U-Net: the context ${ctx} has batch ${context.shape[0]}, the latents ${s} have ${n}`,
       );
     }
+    const adm = c.addEmbedding?.inChannels;
+    if (adm === undefined && y !== undefined) {
+      throw new LorakitError(
+        `U-Net: an added conditioning vector y was given, but this U-Net has no 'label_emb' ` +
+          `(SD 1.x/2.x take only the text context)`,
+      );
+    }
+    if (
+      adm !== undefined && (y === undefined || y.rank !== 2 || y.shape[1] !== adm ||
+        y.shape[0] !== n)
+    ) {
+      throw new LorakitError(
+        `U-Net: SDXL expects the added conditioning y [${n}, ${adm}] (pooled text embedding and ` +
+          `size embeddings), found ${y === undefined ? "none" : `[${y.shape.join(",")}]`}`,
+      );
+    }
   }
 
-  /** SiLU(time embedding) [B, T]: what every ResNet's `time_emb_proj` reads. */
-  #timeEmbedding(timesteps: readonly number[], batch: number): Tensor {
+  /**
+   * SiLU(time embedding) [B, T]: what every ResNet's `time_emb_proj` reads. SDXL adds
+   * `add_embedding(y)` before the SiLU.
+   */
+  #timeEmbedding(timesteps: readonly number[], batch: number, y?: Tensor): Tensor {
     const ts = timesteps.length === batch ? timesteps : new Array(batch).fill(timesteps[0]);
     const dim = this.timeLinear1.inFeatures;
     const proj = timestepEmbedding(ts, dim, {
@@ -136,20 +162,25 @@ export class UNet2DConditionModel {
       dtype: this.dtype,
     });
     const emb = this.timeLinear2.forward(silu(this.timeLinear1.forward(proj)));
-    return silu(emb);
+    if (this.addLinear1 === null || this.addLinear2 === null || y === undefined) return silu(emb);
+    // diffusers: emb + add_embedding(y); the add happens in linear_2's GEMM.
+    const a = this.addLinear1.forward(toDtype(y, this.dtype));
+    return silu(this.addLinear2.forward(silu(a), emb));
   }
 
   /**
    * Noise (or velocity) prediction [B, 4, h, w] for latents `sample` [B, 4, h, w] at
-   * `timesteps` (one per sample, or one for all) with text `context` [B, T, C]. Inputs in
-   * another dtype are cast to the model's; the output is in the model's dtype.
+   * `timesteps` (one per sample, or one for all) with text `context` [B, T, C]; SDXL also
+   * takes `y` [B, adm] (kohya's vector: pooled text embedding, then size embeddings; see
+   * `sdxl_conditioning.ts`). Inputs in another dtype are cast to the model's; the output is in
+   * the model's dtype.
    */
-  forward(sample: Tensor, timesteps: readonly number[], context: Tensor): Tensor {
-    this.#check(sample, timesteps, context);
+  forward(sample: Tensor, timesteps: readonly number[], context: Tensor, y?: Tensor): Tensor {
+    this.#check(sample, timesteps, context, y);
     return scope(() => {
       const n = sample.shape[0];
       const ctx = toDtype(context, this.dtype);
-      const tembAct = this.#timeEmbedding(timesteps, n);
+      const tembAct = this.#timeEmbedding(timesteps, n, y);
       let h = this.convIn.forward(toDtype(sample, this.dtype));
       const skips: Tensor[] = [h];
       for (const block of this.downBlocks) {
