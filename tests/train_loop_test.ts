@@ -109,7 +109,7 @@ Deno.test("train_network bad input: one clear message each, nothing written", as
   );
   // --network_dim 0.
   await rejects(() => argsFor(d.toml, out, ["--network_dim", "0"]), out, /--network_dim/, /0/);
-  // An unknown optimizer (needs the model: the optimizer is built after the network).
+  // An unknown optimizer.
   if (fixture("sd1-tiny/model.safetensors")) {
     await initGpu();
     await rejects(
@@ -121,6 +121,23 @@ Deno.test("train_network bad input: one clear message each, nothing written", as
       out,
       /--optimizer_type AdamQ: unknown optimizer/,
       /AdamW, AdamW8bit, Lion, SGDNesterov, Adafactor/,
+    );
+    // Options the optimizer itself refuses (after the model is loaded) are user errors too.
+    await rejects(
+      async () =>
+        trainNetwork(
+          planTrainRun(
+            await argsFor(d.toml, out, [
+              "--optimizer_type",
+              "SGDNesterov",
+              "--optimizer_args",
+              "momentum=0",
+            ]),
+          ),
+          quietIo,
+        ),
+      out,
+      /--optimizer_args: SGDNesterov: Nesterov momentum requires momentum > 0/,
     );
   }
   // Not implemented features are errors naming the flag.

@@ -13,6 +13,7 @@ import {
   getGpu,
   initGpu,
   type Optimizer,
+  OptimizerError,
   rt,
   type Tensor,
 } from "../../gpu/mod.ts";
@@ -186,7 +187,14 @@ export async function setupNetwork(
       : null;
     const groups = parameterGroups(net, n.args, plan.optimizer);
     const choice = plan.optimizer.choice;
-    const optimizer = createOptimizer(choice.spec, groups.groups);
+    let optimizer: Optimizer;
+    try {
+      optimizer = createOptimizer(choice.spec, groups.groups);
+    } catch (e) {
+      // Options the optimizer cannot take came from the command line.
+      if (e instanceof OptimizerError) throw new LorakitError(`--optimizer_args: ${e.message}`);
+      throw e;
+    }
     for (const m of choice.notes(groups.groups.map((g) => g.lr))) note(m);
     const hasTe = net.modules.some((m) => m.spec.part === "text_encoder");
     return {

@@ -17,7 +17,7 @@ import { fill } from "../ops/embedding.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { grid, specKernel } from "../wgsl.ts";
-import { type ParamGroup, StatefulOptimizer } from "./common.ts";
+import { OptimizerError, type ParamGroup, StatefulOptimizer } from "./common.ts";
 import { encodeSumFinal, encodeSumsq, MAX_PARTS, partsFor } from "./reduce.ts";
 
 const WG = 256;
@@ -64,13 +64,13 @@ export class Adafactor extends StatefulOptimizer<Record<string, Tensor>> {
     const relativeStep = opts.relativeStep ?? true;
     const lr = opts.lr ?? null;
     if (lr !== null && relativeStep) {
-      throw new Error("Adafactor: cannot combine a manual lr and relative_step=True");
+      throw new OptimizerError("Adafactor: cannot combine a manual lr and relative_step=True");
     }
     if (opts.warmupInit && !relativeStep) {
-      throw new Error("Adafactor: warmup_init=True requires relative_step=True");
+      throw new OptimizerError("Adafactor: warmup_init=True requires relative_step=True");
     }
     if (lr === null && !relativeStep) {
-      throw new Error("Adafactor: relative_step=False needs a learning rate");
+      throw new OptimizerError("Adafactor: relative_step=False needs a learning rate");
     }
     super(groups, lr ?? 0);
     this.eps = opts.eps ?? [1e-30, 1e-3];

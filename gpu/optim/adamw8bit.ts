@@ -16,7 +16,7 @@ import { rt, uniforms } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { grid, specKernel } from "../wgsl.ts";
 import { adamKernel, type AdamWOptions } from "./adamw.ts";
-import { type ParamGroup, StatefulOptimizer } from "./common.ts";
+import { OptimizerError, type ParamGroup, StatefulOptimizer } from "./common.ts";
 import { createDynamicMap } from "./qmap.ts";
 
 /** Options of bitsandbytes.optim.AdamW8bit that apply here. */
@@ -58,7 +58,7 @@ export class AdamW8bit extends StatefulOptimizer<State8> {
     this.weightDecay = opts.weightDecay ?? 0.01;
     this.blockSize = opts.blockSize ?? 256;
     if (this.blockSize !== 256 && this.blockSize !== 2048) {
-      throw new Error(`AdamW8bit: blockSize must be 256 or 2048, got ${this.blockSize}`);
+      throw new OptimizerError(`AdamW8bit: blockSize must be 256 or 2048, got ${this.blockSize}`);
     }
     this.min8bitSize = opts.min8bitSize ?? 4096;
     this.packed = new Set(["state1", "state2"]);

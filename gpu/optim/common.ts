@@ -8,6 +8,11 @@
 import { rt } from "../runtime.ts";
 import { Tensor } from "../tensor.ts";
 
+/** An optimizer given options or a state it cannot take (the message says which). */
+export class OptimizerError extends Error {
+  override name = "OptimizerError";
+}
+
 /** A parameter group: tensors sharing one learning rate (e.g. one per U-Net block). */
 export interface ParamGroup {
   params: Tensor[];
@@ -127,11 +132,11 @@ export function importStates<S extends Record<string, Tensor>>(
   init: (p: Tensor) => S,
 ): Map<Tensor, S> {
   if (state.type.toLowerCase() !== type.toLowerCase()) {
-    throw new Error(`optimizer state is for ${state.type}, this optimizer is ${type}`);
+    throw new OptimizerError(`optimizer state is for ${state.type}, this optimizer is ${type}`);
   }
   const params = allParams(groups);
   if (state.params.length !== params.length) {
-    throw new Error(
+    throw new OptimizerError(
       `${type} state has ${state.params.length} parameters, the optimizer has ${params.length}`,
     );
   }
@@ -139,7 +144,7 @@ export function importStates<S extends Record<string, Tensor>>(
   const writes: [Tensor, HostArray][] = [];
   const fail = (msg: string): never => {
     for (const done of out.values()) for (const x of Object.values(done)) x.dispose();
-    throw new Error(msg);
+    throw new OptimizerError(msg);
   };
   params.forEach((p, k) => {
     const host = state.params[k];

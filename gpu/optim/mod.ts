@@ -14,6 +14,7 @@ export { LossScaler, type LossScalerOptions, type ScaledStep } from "./loss_scal
 export {
   type HostArray,
   type Optimizer,
+  OptimizerError,
   type OptimizerState,
   StatefulOptimizer,
   type UpdateOptions,

@@ -10,7 +10,12 @@ import { fill } from "../ops/embedding.ts";
 import { rt, uniforms } from "../runtime.ts";
 import type { Tensor } from "../tensor.ts";
 import { grid, specKernel } from "../wgsl.ts";
-import { type OptimizerState, type ParamGroup, StatefulOptimizer } from "./common.ts";
+import {
+  OptimizerError,
+  type OptimizerState,
+  type ParamGroup,
+  StatefulOptimizer,
+} from "./common.ts";
 
 const WG = 256;
 
@@ -40,7 +45,7 @@ export class SGDNesterov extends StatefulOptimizer<{ momentum_buffer: Tensor }> 
     this.weightDecay = opts.weightDecay ?? 0;
     this.nesterov = opts.nesterov ?? true;
     if (this.nesterov && (this.momentum <= 0 || this.dampening !== 0)) {
-      throw new Error(
+      throw new OptimizerError(
         `SGDNesterov: Nesterov momentum requires momentum > 0 and dampening 0 ` +
           `(got momentum=${this.momentum}, dampening=${this.dampening})`,
       );
