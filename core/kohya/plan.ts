@@ -14,7 +14,7 @@ import { parseNetworkArgs } from "./network_args.ts";
 import { windowCountFor } from "../text/token_windows.ts";
 import { generateBlueprint, loadDatasetConfig, userConfigFromArgs } from "./dataset_config.ts";
 import { chooseOptimizer, parseOptimizerArgs } from "./optimizer_choice.ts";
-import type { DatasetSource, MetadataPlan, TrainPlan } from "./plan_types.ts";
+import type { DatasetSource, MetadataPlan, SavingPlan, TrainPlan } from "./plan_types.ts";
 import type { TrainArgs } from "./train_args.ts";
 import { checkTrainSupport } from "./train_support.ts";
 
@@ -194,7 +194,7 @@ export function planTrainRun(args: TrainArgs): TrainPlan {
       outputDir: args.output_dir ?? ".",
       outputName: args.output_name,
       format: args.save_model_as ?? "safetensors",
-      precision: (args.save_precision ?? "float") as "float",
+      precision: (args.save_precision ?? "float") as SavingPlan["precision"],
       everyNEpochs: args.save_every_n_epochs,
       nEpochRatio: args.save_n_epoch_ratio,
       everyNSteps: args.save_every_n_steps,
