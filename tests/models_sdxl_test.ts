@@ -81,6 +81,10 @@ async function compareAll(sd: StableDiffusionXL, r: Refs): Promise<Record<string
       get(r, "te2_text_embeds").data,
     );
     await check("unet_y", out.y);
+    // kohya multiplies by the stored OpenCLIP matrix untransposed; lorakit follows the file's
+    // layout (x @ P), so it differs from kohya's pooled output here by design.
+    const kohya = get(r, "kohya_te2_pool").data;
+    assert.ok(relErr(await out.te2Out.pooled.toArray(), kohya) > 1e-2, "not kohya's transpose");
   } finally {
     for (const t of [out.te1Pen, out.te2Out.penultimate, out.te2Out.last, out.te2Out.pooled]) {
       t.dispose();
