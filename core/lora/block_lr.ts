@@ -6,7 +6,12 @@
  * @module
  */
 import { LorakitError } from "../errors.ts";
-import { NUM_DOWN_BLOCKS, NUM_MID_BLOCKS } from "./blocks.ts";
+import {
+  NUM_DOWN_BLOCKS,
+  NUM_MID_BLOCKS,
+  SDXL_NUM_DOWN_BLOCKS,
+  SDXL_NUM_MID_BLOCKS,
+} from "./blocks.ts";
 import type { LoraModuleSpec } from "./modules.ts";
 
 /** kohya's named block-weight curves. */
@@ -27,9 +32,11 @@ export interface BlockLrArgs {
   blockLrZeroThreshold?: number | null;
 }
 
-/** The 12 weights of a preset curve, shallow to deep for down blocks (kohya's `get_list`). */
-export function presetWeights(preset: LrWeightPreset, offset = 0): number[] {
-  const n = NUM_DOWN_BLOCKS;
+/**
+ * The `n` weights of a preset curve (12; SDXL 9), shallow to deep for down blocks (kohya's
+ * `get_list`).
+ */
+export function presetWeights(preset: LrWeightPreset, offset = 0, n = NUM_DOWN_BLOCKS): number[] {
   const idx = [...Array(n).keys()];
   const rev = [...idx].reverse();
   const sin = (i: number) => Math.sin(Math.PI * (i / (n - 1)) / 2) + offset;
@@ -48,8 +55,8 @@ export function presetWeights(preset: LrWeightPreset, offset = 0): number[] {
   }
 }
 
-function expand(spec: LrWeightSpec): number[] {
-  return Array.isArray(spec) ? [...spec] : presetWeights(spec.preset, spec.offset);
+function expand(spec: LrWeightSpec, n: number): number[] {
+  return Array.isArray(spec) ? [...spec] : presetWeights(spec.preset, spec.offset, n);
 }
 
 /** Pad with 1.0 or cut to `len`, as kohya does (with a warning). */
@@ -66,29 +73,33 @@ function fit(name: string, list: number[], len: number, warn: (m: string) => voi
 }
 
 /**
- * kohya's `get_block_lr_weight` for SD 1.x/2.x: 25 weights (12 down, mid, 12 up), or null when
- * none of the three settings is given (block lr off). Lists that are too short are padded with
- * 1.0 and long ones cut; in the lists that were given, weights `<= threshold` become 0. A setting
- * that was not given is all 1.0 and is not thresholded.
+ * kohya's `get_block_lr_weight`: for SD 1.x/2.x 25 weights (12 down, mid, 12 up); for SDXL 23
+ * (1.0 for the embeddings, 9 input, 3 middle, 9 output, 1.0 for out); null when none of the
+ * three settings is given (block lr off). Lists that are too short are padded with 1.0 and long
+ * ones cut; in the lists that were given, weights `<= threshold` become 0. A setting that was not
+ * given is all 1.0 and is not thresholded.
  */
 export function blockLrWeights(
   args: BlockLrArgs,
   warn: (message: string) => void = () => {},
+  sdxl = false,
 ): number[] | null {
   const { downLrWeight, midLrWeight, upLrWeight } = args;
   if (downLrWeight == null && midLrWeight == null && upLrWeight == null) return null;
+  const nDown = sdxl ? SDXL_NUM_DOWN_BLOCKS : NUM_DOWN_BLOCKS;
+  const nMid = sdxl ? SDXL_NUM_MID_BLOCKS : NUM_MID_BLOCKS;
   const threshold = args.blockLrZeroThreshold ?? 0.0;
   const clip = (list: number[]) => list.map((w) => (w > threshold ? w : 0));
   const down = downLrWeight != null
-    ? clip(fit("down_lr_weight", expand(downLrWeight), NUM_DOWN_BLOCKS, warn))
-    : new Array<number>(NUM_DOWN_BLOCKS).fill(1.0);
+    ? clip(fit("down_lr_weight", expand(downLrWeight, nDown), nDown, warn))
+    : new Array<number>(nDown).fill(1.0);
   const mid = midLrWeight != null
-    ? clip(fit("mid_lr_weight", [...midLrWeight], NUM_MID_BLOCKS, warn))
-    : new Array<number>(NUM_MID_BLOCKS).fill(1.0);
+    ? clip(fit("mid_lr_weight", [...midLrWeight], nMid, warn))
+    : new Array<number>(nMid).fill(1.0);
   const up = upLrWeight != null
-    ? clip(fit("up_lr_weight", expand(upLrWeight), NUM_DOWN_BLOCKS, warn))
-    : new Array<number>(NUM_DOWN_BLOCKS).fill(1.0);
-  return [...down, ...mid, ...up];
+    ? clip(fit("up_lr_weight", expand(upLrWeight, nDown), nDown, warn))
+    : new Array<number>(nDown).fill(1.0);
+  return sdxl ? [1.0, ...down, ...mid, ...up, 1.0] : [...down, ...mid, ...up];
 }
 
 /** Learning-rate settings of `prepare_optimizer_params`. */
@@ -99,7 +110,7 @@ export interface OptimizerLrOptions {
   unetLr?: number | null;
   /** `--learning_rate`, the default. */
   learningRate: number;
-  /** 25 block weights from {@link blockLrWeights}; null = block lr off. */
+  /** 25 (SDXL 23) block weights from {@link blockLrWeights}; null = block lr off. */
   blockLrWeight?: readonly number[] | null;
   /** LoRA+ ratios: `lora_up` parameters get lr * ratio (`loraplus_*_lr_ratio` network args). */
   loraplusLrRatio?: number | null;

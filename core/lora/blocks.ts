@@ -1,11 +1,15 @@
 /**
- * kohya's 25-block map of the SD 1.x/2.x U-Net and the per-block dims/alphas built on it
+ * kohya's block maps of the U-Net and the per-block dims/alphas built on them
  * (`networks/lora.py`: `get_block_index`, `get_block_dims_and_alphas`,
  * `remove_block_dims_and_alphas`).
  *
- * The 25 blocks follow the LDM U-Net: IN00..IN11 (`input_blocks`), MID, OUT00..OUT11
+ * SD 1.x/2.x: 25 blocks following the LDM U-Net: IN00..IN11 (`input_blocks`), MID, OUT00..OUT11
  * (`output_blocks`). IN00 is `conv_in`, which never gets a LoRA, so index 0 only ever appears in
  * per-block lists, never on a module.
+ *
+ * SDXL (`is_sdxl`): 23 blocks read from the SGM module names: 0 the embeddings (`time_embed`,
+ * `label_emb`, no LoRA), 1..9 `input_blocks_0..8`, 10..12 `middle_block_0..2`, 13..21
+ * `output_blocks_0..8`, 22 `out` (no LoRA).
  *
  * @module
  */
@@ -19,6 +23,18 @@ export const NUM_MID_BLOCKS = 1;
 export const NUM_TOTAL_BLOCKS = NUM_DOWN_BLOCKS * 2 + NUM_MID_BLOCKS;
 /** Index of the middle block. */
 export const MID_BLOCK_INDEX = NUM_DOWN_BLOCKS;
+
+/** SDXL's input (and output) blocks (`SDXL_NUM_OF_BLOCKS`). */
+export const SDXL_NUM_DOWN_BLOCKS = 9;
+/** SDXL's middle blocks (`SDXL_NUM_OF_MID_BLOCKS`): ResNet, Transformer, ResNet. */
+export const SDXL_NUM_MID_BLOCKS = 3;
+/** Length of SDXL's per-block lists: embeddings + 9 input + 3 middle + 9 output + out. */
+export const SDXL_NUM_TOTAL_BLOCKS = 1 + 2 * SDXL_NUM_DOWN_BLOCKS + SDXL_NUM_MID_BLOCKS + 1;
+
+/** Length of the per-block lists of an SD 1.x/2.x (25) or SDXL (23) network. */
+export function numTotalBlocks(sdxl: boolean): number {
+  return sdxl ? SDXL_NUM_TOTAL_BLOCKS : NUM_TOTAL_BLOCKS;
+}
 
 // Same pattern as kohya's RE_UPDOWN; it is searched (not anchored) in the LoRA name.
 const RE_UPDOWN = /(up|down)_blocks_(\d+)_(resnets|upsamplers|downsamplers|attentions)_(\d+)_/;
@@ -38,6 +54,23 @@ export function blockIndex(loraName: string): number {
     return m[1] === "down" ? 1 + idx : NUM_DOWN_BLOCKS + 1 + idx;
   }
   return loraName.includes("mid_block_") ? MID_BLOCK_INDEX : -1;
+}
+
+/**
+ * kohya's `get_block_index` for SDXL: the block (0..22) of a U-Net LoRA module from its SGM name
+ * (`lora_unet_input_blocks_4_1_proj_in` -> 5, `lora_unet_middle_block_1_...` -> 11,
+ * `lora_unet_output_blocks_2_2_conv` -> 15); -1 for other names.
+ */
+export function sdxlBlockIndex(loraName: string): number {
+  if (!loraName.startsWith("lora_unet_")) return -1;
+  const name = loraName.slice("lora_unet_".length);
+  const n = () => Number(name.split("_")[2]);
+  if (name.startsWith("time_embed_") || name.startsWith("label_emb_")) return 0;
+  if (name.startsWith("input_blocks_")) return 1 + n();
+  if (name.startsWith("middle_block_")) return 10 + n();
+  if (name.startsWith("output_blocks_")) return 13 + n();
+  if (name.startsWith("out_")) return 22;
+  return -1;
 }
 
 /** Human name of a block index: IN00..IN11, MID, OUT00..OUT11. */
@@ -61,7 +94,7 @@ export interface BlockDims {
   convAlphas: number[] | null;
 }
 
-/** network_args' per-block ranks and alphas, 25 values each when given. */
+/** network_args' per-block ranks and alphas, 25 values each (SDXL 23) when given. */
 export interface BlockDimLists {
   blockDims?: readonly number[] | null;
   blockAlphas?: readonly number[] | null;
@@ -71,30 +104,37 @@ export interface BlockDimLists {
 
 /** Inputs of {@link resolveBlockDims}, already parsed to numbers (see network_args.ts). */
 export interface BlockDimsInput extends BlockDimLists {
+  /** SDXL's 23-block lists instead of SD 1.x/2.x's 25. */
+  sdxl?: boolean;
   networkDim: number;
   networkAlpha: number;
   convDim?: number | null;
   convAlpha?: number | null;
 }
 
-function checkLength(key: string, list: readonly number[]): number[] {
-  if (list.length !== NUM_TOTAL_BLOCKS) {
+function checkListLength(key: string, list: readonly number[], sdxl: boolean): number[] {
+  const n = numTotalBlocks(sdxl);
+  if (list.length !== n) {
+    const parts = sdxl
+      ? "SDXL: 1 for the embeddings, 9 input blocks, 3 middle, 9 output, 1 for out"
+      : "12 down blocks, 1 mid, 12 up";
     throw new LorakitError(
-      `network_args ${key}: expected ${NUM_TOTAL_BLOCKS} comma-separated values ` +
-        `(12 down blocks, 1 mid, 12 up), found ${list.length}`,
+      `network_args ${key}: expected ${n} comma-separated values (${parts}), found ${list.length}`,
     );
   }
   return [...list];
 }
 
 /**
- * kohya's `get_block_dims_and_alphas`: every list filled to 25 values. Missing `block_dims` or
- * `block_alphas` repeat `network_dim`/`network_alpha`; missing `conv_block_alphas` repeat
+ * kohya's `get_block_dims_and_alphas`: every list filled to 25 values (23 for SDXL). Missing
+ * `block_dims` or `block_alphas` repeat `network_dim`/`network_alpha`; missing `conv_block_alphas` repeat
  * `conv_alpha` (1.0 when unset); without `conv_block_dims`, 3x3 convs use `conv_dim` everywhere,
  * or get no LoRA when `conv_dim` is unset too.
  */
 export function resolveBlockDims(input: BlockDimsInput): BlockDims {
-  const fill = (v: number) => new Array<number>(NUM_TOTAL_BLOCKS).fill(v);
+  const sdxl = input.sdxl ?? false;
+  const fill = (v: number) => new Array<number>(numTotalBlocks(sdxl)).fill(v);
+  const checkLength = (key: string, list: readonly number[]) => checkListLength(key, list, sdxl);
   const dims = input.blockDims != null
     ? checkLength("block_dims", input.blockDims)
     : fill(input.networkDim);
