@@ -241,7 +241,7 @@ Deno.test("bad LoRA files are LorakitErrors naming the file and key", async () =
       [[`${q}.lora_down.weight`, [3, 32]], [`${q}.lora_up.weight`, [32, 4]]],
       /expected lora_up\.weight \[out, 3\]/,
     );
-    await bad("sdxl", [["lora_te1_x.alpha", []]], /SDXL LoRA/);
+    await bad("prefix", [["lora_te3_x.alpha", []]], /starting lora_unet_, lora_te_, lora_te1_/);
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }

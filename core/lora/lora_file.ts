@@ -105,14 +105,11 @@ function geometry(
 
 function partOf(path: string, key: string, name: string): LoraPart {
   if (name.startsWith("lora_unet_")) return "unet";
-  if (name.startsWith("lora_te1_") || name.startsWith("lora_te2_")) {
-    throw new LorakitError(
-      `${path}: key '${key}': an SDXL LoRA (two text encoders); lorakit handles SD 1.x/2.x only`,
-    );
-  }
-  if (name.startsWith("lora_te_")) return "text_encoder";
+  // SDXL's two text encoders: lora_te1_ and lora_te2_.
+  if (/^lora_te[12]?_/.test(name)) return "text_encoder";
   throw new LorakitError(
-    `${path}: key '${key}': expected a kohya LoRA key starting lora_unet_ or lora_te_`,
+    `${path}: key '${key}': expected a kohya LoRA key starting lora_unet_, lora_te_, ` +
+      `lora_te1_ or lora_te2_`,
   );
 }
 
@@ -278,14 +275,22 @@ export function bindLoraFile(
 
 /**
  * The SD version a LoRA file looks made for: kohya's metadata first (`ss_base_model_version`,
- * then `ss_v2`, which A1111 also reads), else its shapes (text-encoder width 1024 or more than 12
- * layers, or a Linear `proj_in`, mean SD 2.x; width 768 or a 1x1-conv `proj_in` mean SD 1.x).
+ * then `ss_v2`, which A1111 also reads), else its names (`lora_te1_`/`lora_te2_` or SGM U-Net
+ * blocks mean SDXL) and shapes (text-encoder width 1024 or more than 12 layers, or a Linear
+ * `proj_in`, mean SD 2.x; width 768 or a 1x1-conv `proj_in` mean SD 1.x).
  */
 export function describeLoraVersion(
   metadata: Record<string, string>,
   modules: readonly LoraFileModule[],
 ): VersionGuess {
   const base = metadata.ss_base_model_version;
+  if (base !== undefined && base.startsWith("sdxl_")) {
+    return { version: "sdxl", label: "SDXL", evidence: [`ss_base_model_version = ${base}`] };
+  }
+  const te12 = modules.find((m) => /^lora_te[12]_/.test(m.prefix));
+  if (te12 !== undefined) {
+    return { version: "sdxl", label: "SDXL", evidence: [`module names like '${te12.prefix}'`] };
+  }
   if (base !== undefined && /^sd_v[12]/.test(base)) {
     const v = base.startsWith("sd_v2") ? "sd2" : "sd1";
     return { version: v, label: versionLabel(v), evidence: [`ss_base_model_version = ${base}`] };
@@ -295,7 +300,7 @@ export function describeLoraVersion(
     return { version: v, label: versionLabel(v), evidence: [`ss_v2 = ${metadata.ss_v2}`] };
   }
   const evidence: string[] = [];
-  let version: "sd1" | "sd2" | null = null;
+  let version: "sd1" | "sd2" | "sdxl" | null = null;
   const q = modules.find((m) => m.prefix.endsWith("_self_attn_q_proj"));
   const layers = modules.filter((m) => m.prefix.endsWith("_self_attn_q_proj")).length;
   const projIn = modules.find((m) => m.prefix.endsWith("_proj_in"));
@@ -305,6 +310,9 @@ export function describeLoraVersion(
   } else if (q !== undefined && q.inFeatures === 768) {
     version = "sd1";
     evidence.push("text encoder width 768");
+  } else if (projIn !== undefined && /^lora_unet_(input|middle|output)_block/.test(projIn.prefix)) {
+    version = "sdxl";
+    evidence.push(`SGM U-Net module names ('${projIn.prefix}')`);
   } else if (projIn !== undefined) {
     version = projIn.kind === "linear" ? "sd2" : "sd1";
     evidence.push(`proj_in is ${projIn.kind === "linear" ? "Linear" : "a 1x1 conv"}`);

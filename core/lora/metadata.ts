@@ -79,8 +79,15 @@ export function pyJsonDumps(value: unknown): string {
   throw new TypeError(`pyJsonDumps: cannot encode a ${typeof value}`);
 }
 
-/** kohya's `get_model_version_str_for_sd1_sd2`: `sd_v1`, `sd_v2`, with `_v` for v-prediction. */
-export function baseModelVersion(v2: boolean, vParameterization: boolean): string {
+/** kohya's `sdxl_model_util.MODEL_VERSION_SDXL_BASE_V1_0`, an SDXL network's base version. */
+export const SDXL_BASE_MODEL_VERSION = "sdxl_base_v1-0";
+
+/**
+ * kohya's `get_model_version_str_for_sd1_sd2`: `sd_v1`, `sd_v2`, with `_v` for v-prediction;
+ * `sdxl_base_v1-0` for SDXL (sdxl_train_network.py's value, whatever the prediction type).
+ */
+export function baseModelVersion(v2: boolean, vParameterization: boolean, sdxl = false): string {
+  if (sdxl) return SDXL_BASE_MODEL_VERSION;
   return `sd_${v2 ? "v2" : "v1"}${vParameterization ? "_v" : ""}`;
 }
 
@@ -88,6 +95,8 @@ export function baseModelVersion(v2: boolean, vParameterization: boolean): strin
 export interface NetworkMetadataInput {
   v2: boolean;
   vParameterization?: boolean;
+  /** An SDXL network (`ss_base_model_version` `sdxl_base_v1-0`; `ss_v2` stays False). */
+  sdxl?: boolean;
   /** Default `networks.lora`. */
   networkModule?: string;
   /** A number prints as a Python int; a string (e.g. `Dynamic`) is written as is. */
@@ -115,7 +124,11 @@ export function networkMetadata(input: NetworkMetadataInput): Record<string, str
     ss_network_dim: dim,
     ss_network_alpha: alpha,
     ss_v2: input.v2 ? "True" : "False",
-    ss_base_model_version: baseModelVersion(input.v2, input.vParameterization ?? false),
+    ss_base_model_version: baseModelVersion(
+      input.v2,
+      input.vParameterization ?? false,
+      input.sdxl ?? false,
+    ),
   };
   if (input.networkArgs != null) out.ss_network_args = pyJsonDumps(input.networkArgs);
   return out;
@@ -125,11 +138,16 @@ export function networkMetadata(input: NetworkMetadataInput): Record<string, str
 export interface ModelSpecInput {
   v2: boolean;
   vParameterization?: boolean;
+  /**
+   * An SDXL LoRA: architecture `stable-diffusion-xl-v1-base/lora`, implementation Stability's
+   * generative-models (kohya's `IMPL_STABILITY_AI` for SDXL LoRAs), default resolution 1024.
+   */
+  sdxl?: boolean;
   /** Seconds since the epoch (Python `time.time()`). */
   timestamp: number;
   /** Default `LoRA@<timestamp>`. */
   title?: string;
-  /** [width, height] or one side; default 512x512 (768x768 for SD2 v-prediction). */
+  /** [width, height] or one side; default 512x512 (768x768 for SD2 v-prediction, 1024 SDXL). */
   resolution?: number | [number, number];
   author?: string;
   description?: string;
@@ -155,21 +173,26 @@ export function isoLocalSeconds(timestamp: number): string {
   }T${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
 }
 
-/** The `modelspec.*` keys kohya writes into an SD 1.x/2.x LoRA (ModelSpec 1.0.1). */
+/** The `modelspec.*` keys kohya writes into an SD 1.x/2.x or SDXL LoRA (ModelSpec 1.0.1). */
 export function modelSpecMetadata(input: ModelSpecInput): Record<string, string> {
   const vPred = input.vParameterization ?? false;
-  const arch = input.v2
+  const sdxl = input.sdxl ?? false;
+  const arch = sdxl
+    ? "stable-diffusion-xl-v1-base"
+    : input.v2
     ? (vPred ? "stable-diffusion-v2-768-v" : "stable-diffusion-v2-512")
     : "stable-diffusion-v1";
   const reso = input.resolution === undefined
-    ? (input.v2 && vPred ? [768, 768] : [512, 512])
+    ? (sdxl ? [1024, 1024] : input.v2 && vPred ? [768, 768] : [512, 512])
     : typeof input.resolution === "number"
     ? [input.resolution, input.resolution]
     : input.resolution;
   const out: Record<string, string> = {
     "modelspec.sai_model_spec": "1.0.1",
     "modelspec.architecture": `${arch}/lora`,
-    "modelspec.implementation": "diffusers",
+    "modelspec.implementation": sdxl
+      ? "https://github.com/Stability-AI/generative-models"
+      : "diffusers",
     "modelspec.title": input.title ?? `LoRA@${pyFloatRepr(input.timestamp)}`,
     "modelspec.resolution": `${reso[0]}x${reso[1]}`,
     "modelspec.date": isoLocalSeconds(input.timestamp),

@@ -14,12 +14,31 @@
  *
  * In a weight list a Linear is a 2-D `.weight` and a Conv2d a 4-D one; norms are 1-D.
  *
+ * SDXL (`sdxl` set to the U-Net's key layout): the same layers, named as kohya names them on its
+ * SGM-layout U-Net and its two text encoders: `lora_unet_` + the original module name
+ * (`input_blocks_4_1_transformer_blocks_0_attn1_to_q`, ResNet `in_layers_2`, `out_layers_3`,
+ * `emb_layers_1`, `skip_connection`, samplers `op` / `conv`), `lora_te1_` (`text_encoder.*`) and
+ * `lora_te2_` (`text_encoder_2.*`, whose q/k/v are separate layers after loading) + the Hugging
+ * Face names; blocks from the 23-block map. TE2's `text_projection`, `add_embedding` (label_emb)
+ * and the time embedding are outside kohya's target classes, as on SD 1.x/2.x.
+ *
  * @module
  */
 import { LorakitError } from "../errors.ts";
-import { type BlockDimLists, blockIndex, dropZeroLrBlocks, resolveBlockDims } from "./blocks.ts";
+import { type UnetKeyLayout, unetKeyToLdm } from "../io/keymap_unet.ts";
+import {
+  type BlockDimLists,
+  blockIndex,
+  dropZeroLrBlocks,
+  numTotalBlocks,
+  resolveBlockDims,
+  sdxlBlockIndex,
+} from "./blocks.ts";
 
-/** One weight of the model: internal name (`unet.` / `text_encoder.` prefixed) and shape. */
+/**
+ * One weight of the model: internal name (`unet.` / `text_encoder.` / SDXL's `text_encoder_2.`
+ * prefixed) and shape.
+ */
 export interface WeightInfo {
   name: string;
   shape: readonly number[];
@@ -33,7 +52,10 @@ export type LoraPart = "unet" | "text_encoder";
 
 /** A layer that can carry a LoRA, before any rank is chosen. */
 export interface LoraTarget {
-  /** kohya's module name: `lora_unet_...` / `lora_te_...`, the key prefix in LoRA files. */
+  /**
+   * kohya's module name: `lora_unet_...` / `lora_te_...` (SDXL `lora_te1_...`, `lora_te2_...`),
+   * the key prefix in LoRA files.
+   */
   prefix: string;
   part: LoraPart;
   /** Internal name of the weight the LoRA modifies (`unet.....to_q.weight`). */
@@ -46,7 +68,7 @@ export interface LoraTarget {
   /** Conv stride and padding (the LoRA's down conv keeps them); [1,1] / [0,0] for Linear. */
   stride: [number, number];
   padding: [number, number];
-  /** kohya's 25-block index for U-Net modules; -1 for the text encoder. */
+  /** kohya's block index for U-Net modules (0..24; SDXL 0..22); -1 for the text encoders. */
   block: number;
   /** True for layers inside ResnetBlock2D / Downsample2D / Upsample2D (C3Lier targets). */
   convBlock: boolean;
@@ -64,9 +86,11 @@ export type NetworkModuleName = "networks.lora" | "networks.dylora";
 
 /**
  * Options of {@link buildLoraModules}; names follow kohya's arguments. The per-block lists
- * ({@link BlockDimLists}) have 25 values each (see blocks.ts).
+ * ({@link BlockDimLists}) have 25 values each (SDXL 23; see blocks.ts).
  */
 export interface ModuleListOptions extends BlockDimLists {
+  /** An SDXL model: its U-Net's key layout (SDXL names and blocks); null/absent for SD 1.x/2.x. */
+  sdxl?: UnetKeyLayout | null;
   /** `--network_module`; default `networks.lora`. */
   module?: NetworkModuleName;
   /** `--network_dim`; kohya's default 4. */
@@ -76,7 +100,7 @@ export interface ModuleListOptions extends BlockDimLists {
   convDim?: number | null;
   /** Default 1.0 when conv_dim is given (networks.lora); DyLoRA uses network_alpha for convs. */
   convAlpha?: number | null;
-  /** 25 block learning-rate weights: blocks with weight 0 get no modules. */
+  /** 25 (SDXL 23) block learning-rate weights: blocks with weight 0 get no modules. */
   blockLrWeight?: readonly number[] | null;
   trainUnetOnly?: boolean;
   trainTextEncoderOnly?: boolean;
@@ -115,19 +139,36 @@ function layerOf(
   return { kind, inFeatures: inp, outFeatures: out, kernel: [kh, kw] };
 }
 
+/** kohya's module name of an SDXL U-Net layer (diffusers name `module`): the SGM name. */
+function sdxlUnetPrefix(module: string, layout: UnetKeyLayout): string {
+  const ldm = unetKeyToLdm(`${module}.weight`, layout);
+  if (ldm === null) {
+    throw new LorakitError(`SDXL U-Net layer 'unet.${module}': no SGM module name for it`);
+  }
+  return `lora_unet_${ldm.slice(0, -".weight".length).replaceAll(".", "_")}`;
+}
+
 /**
  * Every layer kohya could wrap with a LoRA (Transformer2DModel, ResnetBlock2D, Down/Upsample2D,
  * CLIP attention/MLP), in natural name order: text encoder first, then U-Net, as kohya lists
- * them. Weights not prefixed `unet.` or `text_encoder.` (VAE, ...) are ignored.
+ * them. Weights not prefixed `unet.` or `text_encoder.` (VAE, ...) are ignored; for an SDXL
+ * model (`sdxl`: its U-Net's key layout) `text_encoder_2.` is the second text encoder and the
+ * names are kohya's SDXL names (see the module doc).
  */
-export function loraTargets(weights: readonly WeightInfo[]): LoraTarget[] {
+export function loraTargets(
+  weights: readonly WeightInfo[],
+  sdxl: UnetKeyLayout | null = null,
+): LoraTarget[] {
   const out: LoraTarget[] = [];
   for (const w of weights) {
     let part: LoraPart;
     let path: string;
+    let te = sdxl === null ? "lora_te" : "lora_te1";
     if (w.name.startsWith("unet.")) [part, path] = ["unet", w.name.slice(5)];
     else if (w.name.startsWith("text_encoder.")) [part, path] = ["text_encoder", w.name.slice(13)];
-    else continue;
+    else if (sdxl !== null && w.name.startsWith("text_encoder_2.")) {
+      [part, path, te] = ["text_encoder", w.name.slice(15), "lora_te2"];
+    } else continue;
     let convBlock = false;
     let stride: [number, number] = [1, 1];
     if (part === "text_encoder") {
@@ -140,7 +181,11 @@ export function loraTargets(weights: readonly WeightInfo[]): LoraTarget[] {
     const layer = layerOf(`model weight '${w.name}'`, w.shape);
     if (layer === null) continue;
     const module = path.slice(0, -".weight".length);
-    const prefix = `${part === "unet" ? "lora_unet" : "lora_te"}_${module.replaceAll(".", "_")}`;
+    const prefix = part === "text_encoder"
+      ? `${te}_${module.replaceAll(".", "_")}`
+      : sdxl !== null
+      ? sdxlUnetPrefix(module, sdxl)
+      : `lora_unet_${module.replaceAll(".", "_")}`;
     const pad = (layer.kernel[0] - 1) / 2;
     out.push({
       prefix,
@@ -149,7 +194,11 @@ export function loraTargets(weights: readonly WeightInfo[]): LoraTarget[] {
       ...layer,
       stride,
       padding: [pad, pad],
-      block: part === "unet" ? blockIndex(prefix) : -1,
+      block: part === "text_encoder"
+        ? -1
+        : sdxl !== null
+        ? sdxlBlockIndex(prefix)
+        : blockIndex(prefix),
       convBlock,
     });
   }
@@ -210,6 +259,7 @@ export function buildLoraModules(
   }
   const convDim = options.convDim ?? null;
   const convAlpha = convDim === null ? null : positive("conv_alpha", options.convAlpha, 1.0);
+  const sdxl = options.sdxl ?? null;
   const usesBlocks = options.blockDims != null || options.blockLrWeight != null;
 
   let pick: (t: LoraTarget) => [number, number] | null;
@@ -232,14 +282,24 @@ export function buildLoraModules(
     pick = () => [networkDim, networkAlpha];
   } else if (usesBlocks) {
     const blocks = dropZeroLrBlocks(
-      resolveBlockDims({ ...options, networkDim, networkAlpha, convDim, convAlpha }),
+      resolveBlockDims({
+        ...options,
+        sdxl: sdxl !== null,
+        networkDim,
+        networkAlpha,
+        convDim,
+        convAlpha,
+      }),
       options.blockLrWeight ?? null,
     );
     convTargets = convDim !== null || blocks.convDims !== null;
     pick = (t) => {
       if (t.part === "text_encoder") return [networkDim, networkAlpha];
       if (t.block < 0) {
-        throw new LorakitError(`LoRA module '${t.prefix}': not in any of the 25 U-Net blocks`);
+        throw new LorakitError(
+          `LoRA module '${t.prefix}': not in any of the ${numTotalBlocks(sdxl !== null)} U-Net ` +
+            `blocks`,
+        );
       }
       if (t.kind !== "conv3x3") return [blocks.dims[t.block], blocks.alphas[t.block]];
       return blocks.convDims === null || blocks.convAlphas === null
@@ -271,7 +331,7 @@ export function buildLoraModules(
   const withResnets = convTargets || options.resnetTargetsWithoutConv === true;
 
   const out: LoraModuleSpec[] = [];
-  for (const t of loraTargets(weights)) {
+  for (const t of loraTargets(weights, sdxl)) {
     if (t.part === "text_encoder" && options.trainUnetOnly) continue;
     if (t.part === "unet" && options.trainTextEncoderOnly) continue;
     if (t.convBlock && !withResnets) continue;
@@ -291,26 +351,39 @@ export function buildLoraModules(
 }
 
 /** SD versions a LoRA can be made for. */
-export type SdVersion = "sd1" | "sd2";
+export type SdVersion = "sd1" | "sd2" | "sdxl";
 
 /** A guess at the SD version of a model or LoRA file, with the evidence. */
 export interface VersionGuess {
   version: SdVersion | null;
-  /** `SD 1.x`, `SD 2.x` or `an unknown SD version`. */
+  /** `SD 1.x`, `SD 2.x`, `SDXL` or `an unknown SD version`. */
   label: string;
   evidence: string[];
 }
 
 /** Human name of a version. */
 export function versionLabel(v: SdVersion | null): string {
-  return v === "sd1" ? "SD 1.x" : v === "sd2" ? "SD 2.x" : "an unknown SD version";
+  return v === "sd1"
+    ? "SD 1.x"
+    : v === "sd2"
+    ? "SD 2.x"
+    : v === "sdxl"
+    ? "SDXL"
+    : "an unknown SD version";
 }
 
 /**
- * The SD version of a model from its LoRA targets: SD 2.x uses Linear `proj_in`/`proj_out` and
- * a 23-layer text encoder of width 1024; SD 1.x 1x1-conv projections.
+ * The SD version of a model from its LoRA targets: SDXL's are named `lora_te1_`/`lora_te2_` and
+ * by SGM U-Net blocks; SD 2.x uses Linear `proj_in`/`proj_out` and a 23-layer text encoder of
+ * width 1024; SD 1.x 1x1-conv projections.
  */
 export function describeModelVersion(targets: readonly LoraTarget[]): VersionGuess {
+  const sdxlName = targets.find((t) =>
+    /^lora_te[12]_/.test(t.prefix) || /^lora_unet_(input|middle|output)_block/.test(t.prefix)
+  );
+  if (sdxlName !== undefined) {
+    return { version: "sdxl", label: "SDXL", evidence: [`layer names like '${sdxlName.prefix}'`] };
+  }
   const projIn = targets.find((t) => t.prefix.endsWith("_proj_in"));
   const q = targets.find((t) => t.prefix.endsWith("_self_attn_q_proj"));
   const evidence: string[] = [];

@@ -5,11 +5,18 @@
  * (`mergeTo`), and save it in kohya's format (`save`). Several networks can be applied at once;
  * each wraps whatever forward the layer had.
  *
+ * An SDXL model (one with `textEncoder2`, e.g. from `loadStableDiffusionXL`) gets kohya's SDXL
+ * network (`is_sdxl`): `lora_te1_*`, `lora_te2_*` and SGM-named `lora_unet_*` modules and the
+ * 23-block map (see modules.ts and blocks.ts).
+ *
  * @module
  */
 import { addScaled, cast, noGrad, scope, Tensor } from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
-import type { LayerModule } from "../models/weights.ts";
+import type { UnetKeyLayout } from "../io/keymap_unet.ts";
+import type { UNetConfig } from "../model_config/config.ts";
+import type { ClipTextEncoder } from "../models/clip.ts";
+import type { LayerModule, ModelWeights } from "../models/weights.ts";
 import type { StableDiffusion } from "../models/stable_diffusion.ts";
 import { bindLoraFile, openLoraFile, saveLoraFile } from "./lora_file.ts";
 import { saveLoraCheckpoint } from "./lora_file_ckpt.ts";
@@ -23,8 +30,39 @@ import {
 } from "./modules.ts";
 import { type NetworkArgs, networkOptions } from "./network_args.ts";
 
-/** The parts of a model a network hooks into. */
-type Model = Pick<StableDiffusion, "unet" | "textEncoder">;
+/**
+ * The parts of a model a network hooks into: SD 1.x/2.x's, or SDXL's with `textEncoder2` (a
+ * part that was not loaded may throw when read).
+ */
+export type LoraModel = Pick<StableDiffusion, "unet" | "textEncoder"> & {
+  readonly textEncoder2?: ClipTextEncoder;
+  readonly config?: { readonly unet: UNetConfig };
+};
+type Model = LoraModel;
+
+/** The U-Net key layout kohya's SDXL names need, or null for an SD 1.x/2.x model. */
+export function sdxlLayoutOf(sd: LoraModel): UnetKeyLayout | null {
+  if (!("textEncoder2" in sd)) return null;
+  let c: UNetConfig | undefined = sd.config?.unet;
+  if (c === undefined) {
+    try {
+      c = sd.unet.config;
+    } catch { /* U-Net not loaded: no U-Net names are needed */ }
+  }
+  return {
+    layersPerBlock: c?.layersPerBlock ?? 2,
+    upHasAttention: c?.upBlockTypes.map((t) => t === "CrossAttnUpBlock2D") ?? [],
+  };
+}
+
+/** The weight store of a model part, from an internal weight name's prefix. */
+function storeOf(sd: Model, weight: string): ModelWeights {
+  if (weight.startsWith("unet.")) return sd.unet.weights;
+  if (weight.startsWith("text_encoder_2.") && sd.textEncoder2 !== undefined) {
+    return sd.textEncoder2.weights;
+  }
+  return sd.textEncoder.weights;
+}
 
 /** What a new network is made of. */
 export interface NetworkOptions {
@@ -54,14 +92,20 @@ function modelLayers(sd: Model): { byWeight: Map<string, LayerModule>; weights: 
     byWeight.set(`${m.name}.weight`, m);
     weights.push({ name: `${m.name}.weight`, shape: m.weight.shape });
   };
-  let te: LayerModule[] = [], un: LayerModule[] = [];
+  let te: LayerModule[] = [], te2: LayerModule[] = [], un: LayerModule[] = [];
   try {
     te = sd.textEncoder.modules();
   } catch { /* text encoder not loaded */ }
+  if ("textEncoder2" in sd) {
+    try {
+      te2 = sd.textEncoder2?.modules() ?? [];
+    } catch { /* second text encoder not loaded */ }
+  }
   try {
     un = sd.unet.modules();
   } catch { /* U-Net not loaded */ }
   te.forEach(add);
+  te2.forEach(add);
   un.forEach(add);
   return { byWeight, weights };
 }
@@ -110,6 +154,8 @@ export class LoraNetwork {
   readonly moduleName: NetworkModuleName;
   /** kohya's `ss_network_args` raw strings. */
   readonly networkArgs: Record<string, string>;
+  /** The SDXL U-Net key layout for an SDXL network (pass it to `networkOptions`), else null. */
+  readonly sdxl: UnetKeyLayout | null;
   #targets: Map<LoraModule, LayerModule>;
   #model: Model;
   #applied = new Set<LoraModule>();
@@ -127,6 +173,7 @@ export class LoraNetwork {
     this.#targets = targets;
     this.moduleName = moduleName;
     this.networkArgs = networkArgs;
+    this.sdxl = sdxlLayoutOf(model);
   }
 
   get multiplier(): number {
@@ -169,9 +216,7 @@ export class LoraNetwork {
     noGrad(() => {
       for (const mod of this.modules) {
         const layer = this.#targets.get(mod)!;
-        const store = mod.spec.part === "unet"
-          ? this.#model.unet.weights
-          : this.#model.textEncoder.weights;
+        const store = storeOf(this.#model, mod.spec.weight);
         const name = `${layer.name}.weight`;
         const w = layer.weight;
         const merged = scope(() => {
@@ -241,6 +286,7 @@ export function createNetwork(sd: Model, options: NetworkOptions = {}): LoraNetw
   const moduleName = options.module ?? "networks.lora";
   const args: NetworkArgs = options.args ?? { raw: {}, ignored: [] };
   const { modules: listOptions } = networkOptions(args, {
+    sdxl: sdxlLayoutOf(sd),
     module: moduleName,
     networkDim: options.dim,
     networkAlpha: options.alpha,
@@ -302,7 +348,7 @@ export async function createNetworkFromWeights(
   const file = await openLoraFile(weightsPath);
   try {
     const { byWeight, weights } = modelLayers(sd);
-    const bound = bindLoraFile(file, loraTargets(weights));
+    const bound = bindLoraFile(file, loraTargets(weights, sdxlLayoutOf(sd)));
     const modules: LoraModule[] = [];
     const targets = new Map<LoraModule, LayerModule>();
     for (const m of file.modules) {

@@ -5,6 +5,7 @@
  * @module
  */
 import { type BlockLrArgs, blockLrWeights } from "./block_lr.ts";
+import type { UnetKeyLayout } from "../io/keymap_unet.ts";
 import type { ModuleListOptions, NetworkModuleName } from "./modules.ts";
 
 /** A network's settings beyond rank and alpha, kohya's network args typed. Absent keys are undefined. */
@@ -36,6 +37,8 @@ export interface NetworkFlags {
   networkAlpha?: number | null;
   trainUnetOnly?: boolean;
   trainTextEncoderOnly?: boolean;
+  /** An SDXL model: its U-Net's key layout (23 blocks, SDXL names); absent for SD 1.x/2.x. */
+  sdxl?: UnetKeyLayout | null;
 }
 
 /**
@@ -49,7 +52,7 @@ export function networkOptions(
   warn: (message: string) => void = () => {},
 ): { modules: ModuleListOptions; blockLrWeight: number[] | null } {
   const blockLrWeight = (flags.module ?? "networks.lora") === "networks.lora"
-    ? blockLrWeights(args, warn)
+    ? blockLrWeights(args, warn, flags.sdxl != null)
     : null;
   const modules: ModuleListOptions = {
     ...flags,
