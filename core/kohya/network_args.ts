@@ -105,7 +105,7 @@ export function parseLrWeight(flag: string, s: string): LrWeightSpec {
   if (!(LR_WEIGHT_PRESETS as readonly string[]).includes(name) || tokens.length > 2) {
     throw new LorakitError(
       `${flag}: expected one of ${LR_WEIGHT_PRESETS.join(", ")} (optionally '+offset', e.g. ` +
-        `'sine+.5') or a comma-separated list of 12 weights, found '${s}'`,
+        `'sine+.5') or a comma-separated list of weights (12 per side; SDXL 9), found '${s}'`,
     );
   }
   const offset = tokens.length > 1 ? pyFloat(`${flag} offset`, tokens[1]) : 0.0;
