@@ -28,7 +28,8 @@ import {
 import { eosRows, textProjection } from "../core/models/sdxl_conditioning.ts";
 import { gatherRows } from "../core/models/ops.ts";
 import { createNetwork, createNetworkFromWeights } from "../core/lora/network.ts";
-import { openLoraFile } from "../core/lora/lora_file.ts";
+import { openLoraFile, saveLoraFile } from "../core/lora/lora_file.ts";
+import { LorakitError } from "../core/errors.ts";
 import { modelSpecMetadata, networkMetadata } from "../core/lora/metadata.ts";
 import { fixture } from "./fixtures.ts";
 import { relErr } from "./op_check.ts";
@@ -288,5 +289,49 @@ Deno.test("SDXL: merging a kohya LoRA equals applying it", async () => {
     }
   } finally {
     merged.dispose();
+  }
+});
+
+Deno.test("SDXL: U-Net modules named the diffusers way load under kohya's SGM names", async () => {
+  const s = await setup();
+  if (!s) return;
+  const file = fixture("sdxl-tiny/kohya/lierla.safetensors")!;
+  const sgm = await createNetworkFromWeights(1, file, s.sd);
+  const dir = await Deno.makeTempDir();
+  try {
+    const diffusersName = (weight: string) =>
+      `lora_unet_${weight.slice("unet.".length, -".weight".length).replaceAll(".", "_")}`;
+    const mods = await Promise.all(sgm.modules.map(async (m) => ({
+      prefix: m.spec.part === "unet" ? diffusersName(m.spec.weight) : m.spec.prefix,
+      down: { shape: m.downs[0].shape, data: await m.downs[0].toArray() },
+      up: { shape: m.ups[0].shape, data: await m.ups[0].toArray() },
+      alpha: m.spec.alpha,
+    })));
+    assert.ok(mods.some((m) => m.prefix.startsWith("lora_unet_down_blocks_1_attentions_0_")));
+    const out = `${dir}/diffusers_names.safetensors`;
+    await saveLoraFile(out, mods, { precision: "float" });
+    const net = await createNetworkFromWeights(1, out, s.sd);
+    const byPrefix = new Map(net.modules.map((m) => [m.spec.prefix, m]));
+    assert.deepEqual([...byPrefix.keys()].sort(), sgm.modules.map((m) => m.spec.prefix).sort());
+    for (const m of sgm.modules) {
+      const other = byPrefix.get(m.spec.prefix)!;
+      assert.equal(other.spec.weight, m.spec.weight);
+      assert.deepEqual(await other.ups[0].toArray(), await m.ups[0].toArray(), m.spec.prefix);
+    }
+    net.dispose();
+    // Both names for one layer: an error naming both.
+    const both = `${dir}/both.safetensors`;
+    const q = sgm.modules.find((m) => m.spec.prefix.endsWith("input_blocks_4_1_proj_in"))!;
+    const twice = mods.filter((m) => m.prefix === diffusersName(q.spec.weight));
+    await saveLoraFile(both, [...twice, { ...twice[0], prefix: q.spec.prefix }], {
+      precision: "float",
+    });
+    await assert.rejects(
+      createNetworkFromWeights(1, both, s.sd),
+      (e: Error) => e instanceof LorakitError && /both modify model layer/.test(e.message),
+    );
+  } finally {
+    sgm.dispose();
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -20,7 +20,9 @@
  * `emb_layers_1`, `skip_connection`, samplers `op` / `conv`), `lora_te1_` (`text_encoder.*`) and
  * `lora_te2_` (`text_encoder_2.*`, whose q/k/v are separate layers after loading) + the Hugging
  * Face names; blocks from the 23-block map. TE2's `text_projection`, `add_embedding` (label_emb)
- * and the time embedding are outside kohya's target classes, as on SD 1.x/2.x.
+ * and the time embedding are outside kohya's target classes, as on SD 1.x/2.x. DyLoRA on SDXL
+ * takes the same names (kohya's dylora.py names both text encoders `lora_te_`, so TE1's modules
+ * collide with TE2's and are lost from its files; lorakit pins networks.lora's names instead).
  *
  * @module
  */

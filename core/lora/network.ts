@@ -14,55 +14,23 @@
 import { addScaled, cast, noGrad, scope, Tensor } from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
 import type { UnetKeyLayout } from "../io/keymap_unet.ts";
-import type { UNetConfig } from "../model_config/config.ts";
-import type { ClipTextEncoder } from "../models/clip.ts";
-import type { LayerModule, ModelWeights } from "../models/weights.ts";
-import type { StableDiffusion } from "../models/stable_diffusion.ts";
+import type { LayerModule } from "../models/weights.ts";
 import { bindLoraFile, openLoraFile, saveLoraFile } from "./lora_file.ts";
 import { saveLoraCheckpoint } from "./lora_file_ckpt.ts";
 import { downShape, type DropoutOptions, LoraModule, makeRng, upShape } from "./lora_module.ts";
-import {
-  buildLoraModules,
-  type LoraModuleSpec,
-  loraTargets,
-  type NetworkModuleName,
-  type WeightInfo,
-} from "./modules.ts";
+import { buildLoraModules, type LoraModuleSpec, type NetworkModuleName } from "./modules.ts";
 import { type NetworkArgs, networkOptions } from "./network_args.ts";
+import {
+  fileTargets,
+  type LoraModel,
+  modelLayers,
+  sdxlLayoutOf,
+  storeOf,
+} from "./network_model.ts";
 
-/**
- * The parts of a model a network hooks into: SD 1.x/2.x's, or SDXL's with `textEncoder2` (a
- * part that was not loaded may throw when read).
- */
-export type LoraModel = Pick<StableDiffusion, "unet" | "textEncoder"> & {
-  readonly textEncoder2?: ClipTextEncoder;
-  readonly config?: { readonly unet: UNetConfig };
-};
+export { type LoraModel, sdxlLayoutOf } from "./network_model.ts";
+
 type Model = LoraModel;
-
-/** The U-Net key layout kohya's SDXL names need, or null for an SD 1.x/2.x model. */
-export function sdxlLayoutOf(sd: LoraModel): UnetKeyLayout | null {
-  if (!("textEncoder2" in sd)) return null;
-  let c: UNetConfig | undefined = sd.config?.unet;
-  if (c === undefined) {
-    try {
-      c = sd.unet.config;
-    } catch { /* U-Net not loaded: no U-Net names are needed */ }
-  }
-  return {
-    layersPerBlock: c?.layersPerBlock ?? 2,
-    upHasAttention: c?.upBlockTypes.map((t) => t === "CrossAttnUpBlock2D") ?? [],
-  };
-}
-
-/** The weight store of a model part, from an internal weight name's prefix. */
-function storeOf(sd: Model, weight: string): ModelWeights {
-  if (weight.startsWith("unet.")) return sd.unet.weights;
-  if (weight.startsWith("text_encoder_2.") && sd.textEncoder2 !== undefined) {
-    return sd.textEncoder2.weights;
-  }
-  return sd.textEncoder.weights;
-}
 
 /** What a new network is made of. */
 export interface NetworkOptions {
@@ -82,32 +50,6 @@ export interface NetworkOptions {
   multiplier?: number;
   /** Seed of the factor initialisation and of the dropout / DyLoRA draws. */
   seed?: number;
-}
-
-/** The model's LoRA-able layers by internal weight name, and their weight list. */
-function modelLayers(sd: Model): { byWeight: Map<string, LayerModule>; weights: WeightInfo[] } {
-  const byWeight = new Map<string, LayerModule>();
-  const weights: WeightInfo[] = [];
-  const add = (m: LayerModule) => {
-    byWeight.set(`${m.name}.weight`, m);
-    weights.push({ name: `${m.name}.weight`, shape: m.weight.shape });
-  };
-  let te: LayerModule[] = [], te2: LayerModule[] = [], un: LayerModule[] = [];
-  try {
-    te = sd.textEncoder.modules();
-  } catch { /* text encoder not loaded */ }
-  if ("textEncoder2" in sd) {
-    try {
-      te2 = sd.textEncoder2?.modules() ?? [];
-    } catch { /* second text encoder not loaded */ }
-  }
-  try {
-    un = sd.unet.modules();
-  } catch { /* U-Net not loaded */ }
-  te.forEach(add);
-  te2.forEach(add);
-  un.forEach(add);
-  return { byWeight, weights };
 }
 
 /**
@@ -338,7 +280,8 @@ export function createNetwork(sd: Model, options: NetworkOptions = {}): LoraNetw
 
 /**
  * Load a kohya LoRA file for a model. Every key must match a layer of the model (a LoRA for
- * SD 2.x on an SD 1.x model is a clear error); alpha defaults to the rank when absent.
+ * SD 2.x on an SD 1.x model is a clear error); alpha defaults to the rank when absent. On SDXL,
+ * U-Net modules named the diffusers way bind to the same layers and take kohya's SGM names.
  */
 export async function createNetworkFromWeights(
   multiplier: number,
@@ -348,11 +291,21 @@ export async function createNetworkFromWeights(
   const file = await openLoraFile(weightsPath);
   try {
     const { byWeight, weights } = modelLayers(sd);
-    const bound = bindLoraFile(file, loraTargets(weights, sdxlLayoutOf(sd)));
+    const known = fileTargets(weights, sdxlLayoutOf(sd));
+    const bound = bindLoraFile(file, known.targets);
+    const seen = new Map<string, string>();
     const modules: LoraModule[] = [];
     const targets = new Map<LoraModule, LayerModule>();
     for (const m of file.modules) {
-      const target = bound.get(m.prefix)!;
+      const target = known.byWeight.get(bound.get(m.prefix)!.weight)!;
+      const twice = seen.get(target.weight);
+      if (twice !== undefined) {
+        throw new LorakitError(
+          `${file.path}: modules '${twice}' and '${m.prefix}' both modify model layer ` +
+            `'${target.weight}' (kohya names '${target.prefix}'); expected one`,
+        );
+      }
+      seen.set(target.weight, m.prefix);
       const spec: LoraModuleSpec = { ...target, rank: m.rank, alpha: m.alpha };
       const { down, up } = await file.readModule(m.prefix);
       const mod = new LoraModule(
