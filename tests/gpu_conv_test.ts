@@ -14,6 +14,7 @@ import {
   upsampleNearest2x,
 } from "../gpu/mod.ts";
 import { checkOp } from "./op_check.ts";
+import { checkMixedAutograd } from "./mixed_precision_check.ts";
 
 /** float64 reference convolution, NCHW, weight [Cout, Cin, kh, kw]. */
 function convRef(
@@ -323,3 +324,41 @@ Deno.test("concat and slice reject bad arguments naming the op and the shapes", 
   a.dispose();
   b.dispose();
 });
+
+// Mixed precision (an f32 LoRA factor against f16 activations): a pointwise convolution's GEMMs
+// read the f32 weight as f16 and store its gradient in f32; other convolutions take the weight
+// cast to f16. Either way the result and the gradients equal, bit for bit, the same convolution
+// of the weight cast to f16, in both kernel families.
+const mixedCases: { k: number; pad: number; bias: boolean; x: number[]; cout: number }[] = [
+  { k: 1, pad: 0, bias: false, x: [2, 8, 4, 4], cout: 4 },
+  { k: 1, pad: 0, bias: true, x: [1, 5, 3, 7], cout: 6 },
+  { k: 3, pad: 1, bias: false, x: [2, 3, 5, 4], cout: 4 },
+];
+
+for (const family of ["software", "hardware"] as const) {
+  for (const c of mixedCases) {
+    const name = `conv2d ${family} k${c.k} p${c.pad}${c.bias ? " bias" : ""} x[${c.x}] ` +
+      `cout ${c.cout}, f32 weight and f16 x`;
+    Deno.test(name, () =>
+      withFamily(family, async () => {
+        const wShape = [c.cout, c.x[1], c.k, c.k];
+        const opts = { padding: c.pad };
+        await checkOp({
+          name,
+          dtype: "f16",
+          dtypes: [undefined, "f32"],
+          shapes: c.bias ? [c.x, wShape, [c.cout]] : [c.x, wShape],
+          gpu: ([x, w, b]) => conv2d(x, w, b ?? null, opts),
+          cpu: convRef(c.x, wShape, 1, c.pad),
+          eps: 1e-2,
+        });
+        if (c.bias) return;
+        const out = [c.x[0], c.cout, c.x[2], c.x[3]];
+        await checkMixedAutograd(
+          name,
+          { x: c.x, w: wShape, out },
+          (x, w, r) => conv2d(x, w, null, { ...opts, alpha: 0.5, residual: r }),
+        );
+      }));
+  }
+}

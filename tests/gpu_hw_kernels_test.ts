@@ -13,6 +13,13 @@ import { gemm, type GemmArgs } from "../gpu/ops/matmul.ts";
 import { TILE_128, TILE_64 } from "../gpu/ops/tiled_codegen.ts";
 import { forceTile } from "../gpu/ops/tiled_launch.ts";
 import { assertClose, checkOp, randn } from "./op_check.ts";
+import {
+  checkMixedAutograd,
+  checkMixedGemm,
+  gemmLayoutRef,
+  layout,
+  MIXES,
+} from "./mixed_precision_check.ts";
 
 setKernelFamily("hardware");
 
@@ -493,5 +500,54 @@ Deno.test("kernelFamily: forced, else LORAKIT_KERNELS, else the adapter", async 
     assert.equal(kernelFamily(), want);
   } finally {
     setKernelFamily("hardware");
+  }
+});
+
+// Mixed precision in the tiled kernels: f32 operands read as f16 (scalar and vec4 loads) and an
+// f32 result rounded to f16, in the direct store and in the split-K reduce, bit for bit the cast
+// kernels around the f16 GEMM.
+const MIXED_TILED: [string, ReturnType<typeof layout>, boolean][] = [
+  ["ragged", layout(5, 7, 3), false],
+  ["aligned (vec4 loads)", layout(64, 68, 40), false],
+  ["transposed", layout(12, 16, 24, { tA: true, tB: true }), false],
+  ["batches, alpha, residual", layout(6, 5, 7, { batch: 3, alpha: 0.25 }), true],
+  ["reduced batches", layout(8, 40, 32, { nRed: 3, tB: true }), false],
+  ["split K", layout(5, 7, 600), false],
+  [
+    "split K transposed, alpha, residual",
+    layout(16, 12, 1100, { tA: true, tB: true, alpha: 2 }),
+    true,
+  ],
+];
+
+for (const tile of [TILE_64, TILE_128]) {
+  Deno.test(`hardware mixed-precision gemm, ${tile.bm}x${tile.bn} tile: the cast path`, () =>
+    poolNeutral("mixed gemm", () =>
+      withTile(tile, async () => {
+        for (const mix of MIXES) {
+          for (const [what, { g, sizes }, res] of MIXED_TILED) {
+            await checkMixedGemm(what, g, sizes, mix, gemmLayoutRef(g), res && !mix.out);
+          }
+        }
+      })));
+}
+
+Deno.test("hardware linear with an f32 weight: float64 reference and the cast path", async () => {
+  await checkOp({
+    name: "linear mixed",
+    dtype: "f16",
+    dtypes: [undefined, "f32"],
+    shapes: [[9, 8], [12, 8]],
+    gpu: ([x, w]) => linear(x, w),
+    cpu: mmRef(9, 8, 12, false, true, 1),
+    eps: 1e-2,
+  });
+  // 520 rows: the weight gradient's K is split, and its f32 result comes from the reduce.
+  for (const [rows, nIn, nOut] of [[6, 5, 3], [64, 32, 8], [520, 8, 4]]) {
+    await checkMixedAutograd(
+      `linear [${rows}, ${nIn}] -> ${nOut}`,
+      { x: [rows, nIn], w: [nOut, nIn], out: [rows, nOut] },
+      (x, w, r) => linear(x, w, null, { alpha: 0.75, residual: r }),
+    );
   }
 });

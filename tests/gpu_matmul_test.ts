@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { initGpu, linear, matmul, matmulBias, OpArgumentError, Tensor } from "../gpu/mod.ts";
 import { checkOp } from "./op_check.ts";
+import {
+  checkMixedAutograd,
+  checkMixedGemm,
+  gemmLayoutRef,
+  layout,
+  MIXES,
+} from "./mixed_precision_check.ts";
 
 /** float64 reference of a batched op(A)·op(B) (+ bias) with batch-1 broadcasting. */
 function mmRef(
@@ -185,4 +192,56 @@ Deno.test("matmul and linear reject bad shapes naming the op and both shapes", a
   const x = Tensor.zeros([2, 3, 4]), y = Tensor.zeros([3, 4, 5]);
   assert.throws(() => matmul(x, y), hit(/^matmul: batch .*f32\[2,3,4\].*f32\[3,4,5\]/));
   for (const t of [a, b, w, x, y]) t.dispose();
+});
+
+// Mixed precision (an f32 LoRA factor against f16 activations, its f32 gradient): the software
+// GEMM reads f32 operands as f16 and rounds an f32 result to f16, bit for bit what cast kernels
+// around the f16 GEMM give; small (scalar and vec4 loads) and default tiles (eight-half loads of
+// the f16 operand against vec4 loads of the f32 one), every transpose pair, batches, reduced
+// batches, alpha and a residual.
+const MIXED_LAYOUTS: [string, ReturnType<typeof layout>, boolean][] = [
+  ["ragged", layout(5, 7, 3), false],
+  ["aligned small tile", layout(8, 12, 16, { tB: true }), false],
+  ...[[false, false], [true, true]].map((
+    [tA, tB],
+  ): [string, ReturnType<typeof layout>, boolean] => [
+    `default tile ${tag(tA, tB)}`,
+    layout(72, 80, 24, { tA, tB }),
+    false,
+  ]),
+  ["ragged default tile", layout(70, 67, 21, { tA: true }), false],
+  ["batches, alpha, residual", layout(24, 32, 16, { batch: 3, alpha: 0.5 }), true],
+  ["reduced batches (a weight gradient)", layout(8, 40, 32, { nRed: 3, tB: true }), false],
+];
+
+for (const mix of MIXES) {
+  Deno.test(`mixed-precision gemm ${JSON.stringify(mix)}: the cast path, bit for bit`, async () => {
+    for (const [what, { g, sizes }, res] of MIXED_LAYOUTS) {
+      // A residual has the result's dtype: the cast path has only an f16 one.
+      const withRes = res && !mix.out;
+      await checkMixedGemm(what, g, sizes, mix, gemmLayoutRef(g), withRes);
+    }
+  });
+}
+
+Deno.test("linear with an f32 weight and f16 x: f16 result, f32 weight gradient", async () => {
+  await checkOp({
+    name: "linear mixed",
+    dtype: "f16",
+    dtypes: [undefined, "f32"],
+    shapes: [[2, 7, 8], [12, 8]],
+    gpu: ([x, w]) => linear(x, w),
+    cpu: mmRef([14, 8], [12, 8], false, true),
+    eps: 1e-2,
+  });
+});
+
+Deno.test("linear with an f32 weight, alpha and a residual: the cast path, bit for bit", async () => {
+  for (const [rows, nIn, nOut] of [[6, 5, 3], [64, 32, 8], [64, 8, 32]]) {
+    await checkMixedAutograd(
+      `linear [${rows}, ${nIn}] -> ${nOut}`,
+      { x: [rows, nIn], w: [nOut, nIn], out: [rows, nOut] },
+      (x, w, r) => linear(x, w, null, { alpha: 0.75, residual: r }),
+    );
+  }
 });

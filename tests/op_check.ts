@@ -56,6 +56,8 @@ export interface OpCase {
   /** Custom input data by index. */
   data?: (Float32Array | undefined)[];
   dtype?: "f32" | "f16";
+  /** Per-input dtypes where they differ from `dtype` (mixed precision: an f32 weight). */
+  dtypes?: ("f32" | "f16" | undefined)[];
   tol?: number;
   gradTol?: number;
   /** Finite-difference step. */
@@ -77,7 +79,7 @@ export async function checkOp(c: OpCase): Promise<void> {
   );
   // f16 inputs are rounded; the reference sees the rounded values.
   const xs = hostIn.map((h, k) => {
-    const t = Tensor.fromArray(h, c.shapes[k], dtype);
+    const t = Tensor.fromArray(h, c.shapes[k], c.dtypes?.[k] ?? dtype);
     if (!c.noGrad?.includes(k)) t.requiresGrad = true;
     return t;
   });
@@ -88,7 +90,7 @@ export async function checkOp(c: OpCase): Promise<void> {
   assertClose(`${c.name} forward`, await y.toArray(), ref, tol);
 
   const gHost = randn(y.size, seed + 99);
-  const g = Tensor.fromArray(gHost, y.shape, dtype);
+  const g = Tensor.fromArray(gHost, y.shape, y.dtype);
   const gExact = Float64Array.from(await g.toArray());
   backward(y, g);
   for (let k = 0; k < xs.length; k++) {

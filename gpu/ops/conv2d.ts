@@ -22,6 +22,8 @@ import type { ConvDims, ConvPadding } from "./conv_dims.ts";
 import { tiledConv, tiledConvGradWeight } from "./conv2d_tiled.ts";
 import { gemm } from "./matmul.ts";
 import { UN_FWD, unaryRaw } from "./elementwise_raw.ts";
+import { cast } from "./elementwise.ts";
+import { castRaw, gemmPasses, mixed, pointwise, withWeight } from "./conv_mixed.ts";
 import { reduceRaw } from "./reduce.ts";
 
 export type { ConvDims, ConvPadding };
@@ -130,7 +132,11 @@ export function convDims(
     `stride ${stride}, padding ${typeof p === "number" ? p : `[${p}]`}`;
   check(x.rank === 4, op, () => `x must be NCHW (4-D): ${detail()}`);
   check(weight.rank === 4, op, () => `weight must be [Cout, Cin, kh, kw] (4-D): ${detail()}`);
-  check(x.dtype === weight.dtype, op, () => `dtypes differ: ${detail()}`);
+  check(
+    x.dtype === weight.dtype || mixed(x, weight),
+    op,
+    () => `dtypes differ (an f32 weight may meet f16 x, no other mix): ${detail()}`,
+  );
   const [n, cin, h, w] = x.shape;
   const [cout, wcin, kh, kw] = weight.shape;
   check(
@@ -200,10 +206,7 @@ function packedWeight(weight: Tensor, d: ConvDims, mode: 0 | 1, nbPad: number): 
   return t;
 }
 
-/** A 1x1 convolution with stride 1 and no padding: a plain GEMM on the NCHW layout. */
-export function pointwise(d: ConvDims): boolean {
-  return d.kh === 1 && d.kw === 1 && d.stride === 1 && d.pad.every((v) => v === 0);
-}
+export { pointwise };
 
 /**
  * A pointwise pass as one batched GEMM per image, with the weight shared (no packing): forward
@@ -286,27 +289,46 @@ export function conv2dRaw(
   bias: Tensor | null = null,
   opts: Conv2dOptions = {},
 ): Tensor {
-  return tapConv(x, weight, bias, convDims(x, weight, bias, opts), 0);
+  const d = convDims(x, weight, bias, opts);
+  return withWeight(x, weight, d, bias, (w) => tapConv(x, w, bias, d, 0));
 }
 
-/** Gradient of a convolution with respect to its input (a transposed convolution). */
+/**
+ * Gradient of a convolution with respect to its input (a transposed convolution); an f32 weight
+ * with f16 dy is read as f16.
+ */
 export function conv2dGradInput(dy: Tensor, weight: Tensor, d: ConvDims): Tensor {
   check(
-    dy.shape.join() === [d.n, d.cout, d.ho, d.wo].join() && dy.dtype === weight.dtype,
+    dy.shape.join() === [d.n, d.cout, d.ho, d.wo].join() &&
+      (dy.dtype === weight.dtype || mixed(dy, weight)),
     "conv2dGradInput",
     () => `dy ${fmt(dy)} does not match [${d.n},${d.cout},${d.ho},${d.wo}] ${weight.dtype}`,
   );
-  return tapConv(dy, weight, null, d, 1);
+  return withWeight(dy, weight, d, null, (w) => tapConv(dy, w, null, d, 1));
 }
 
-/** Gradient of a convolution with respect to its weight: `[Cout, Cin, kh, kw]`. */
-export function conv2dGradWeight(x: Tensor, dy: Tensor, d: ConvDims): Tensor {
+/**
+ * Gradient of a convolution with respect to its weight: `[Cout, Cin, kh, kw]`, in x's dtype or
+ * `outDtype`: f32 for an f32 weight under f16 data, the f16 gradient widened (as a cast would).
+ */
+export function conv2dGradWeight(
+  x: Tensor,
+  dy: Tensor,
+  d: ConvDims,
+  outDtype: Tensor["dtype"] = x.dtype,
+): Tensor {
   check(
     dy.shape.join() === [d.n, d.cout, d.ho, d.wo].join() && dy.dtype === x.dtype,
     "conv2dGradWeight",
     () => `dy ${fmt(dy)} does not match [${d.n},${d.cout},${d.ho},${d.wo}] ${x.dtype}`,
   );
-  if (kernelFamily() === "hardware") return tiledConvGradWeight(x, dy, d);
+  if (kernelFamily() === "hardware") return tiledConvGradWeight(x, dy, d, outDtype);
+  if (outDtype !== x.dtype && !pointwise(d)) {
+    const dw = conv2dGradWeight(x, dy, d);
+    const wide = castRaw(dw, outDtype);
+    dw.dispose();
+    return wide;
+  }
   if (pointwise(d)) {
     // dw[cout, cin] = sum over images of dy[cout, hw] · x[cin, hw]ᵀ, the sum inside the GEMM.
     const hw = d.h * d.w;
@@ -325,6 +347,7 @@ export function conv2dGradWeight(x: Tensor, dy: Tensor, d: ConvDims): Tensor {
       aRed: d.cout * hw,
       bRed: d.cin * hw,
       outShape: [d.cout, d.cin, 1, 1],
+      outDtype,
     });
   }
   const taps = d.kh * d.kw;
@@ -360,6 +383,8 @@ export function conv2d(
   opts: Conv2dOptions = {},
 ): Tensor {
   const d = convDims(x, weight, bias, opts);
+  // A mixed-precision weight outside the GEMM passes: the f16 copy, as autocast would make it.
+  if (mixed(x, weight) && !gemmPasses(d, bias)) return conv2d(x, cast(weight, x.dtype), bias, opts);
   const alpha = opts.alpha ?? 1, residual = opts.residual ?? null;
   check(
     !residual || (residual.shape.join() === [d.n, d.cout, d.ho, d.wo].join() &&
@@ -375,7 +400,7 @@ export function conv2d(
     const gc = alpha === 1 ? g : unaryRaw(UN_FWD.scale, g, null, alpha);
     const grads = [
       x.requiresGrad ? conv2dGradInput(gc, sw, d) : null,
-      weight.requiresGrad ? conv2dGradWeight(sx, gc, d) : null,
+      weight.requiresGrad ? conv2dGradWeight(sx, gc, d, weight.dtype) : null,
     ];
     if (bias) grads.push(bias.requiresGrad ? reduceRaw(g, [0, 2, 3]) : null);
     if (residual) grads.push(residual.requiresGrad ? g.retain() : null);

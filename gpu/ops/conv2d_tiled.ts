@@ -236,8 +236,16 @@ export function tiledConv(
   });
 }
 
-/** Weight gradient `[Cout, Cin, kh, kw]`, as conv2d.ts's `conv2dGradWeight`. */
-export function tiledConvGradWeight(x: Tensor, dy: Tensor, d: ConvDims): Tensor {
+/**
+ * Weight gradient `[Cout, Cin, kh, kw]`, as conv2d.ts's `conv2dGradWeight` (`outDtype` f32 under
+ * f16 data: rounded to f16, then widened).
+ */
+export function tiledConvGradWeight(
+  x: Tensor,
+  dy: Tensor,
+  d: ConvDims,
+  outDtype: Tensor["dtype"] = x.dtype,
+): Tensor {
   const { M, N, K } = convGemmShape(d, "weight");
   const outShape = [d.cout, d.cin, d.kh, d.kw];
   if (pointwise(d)) {
@@ -258,6 +266,7 @@ export function tiledConvGradWeight(x: Tensor, dy: Tensor, d: ConvDims): Tensor 
       aRed: d.cout * hw,
       bRed: d.cin * hw,
       outShape,
+      outDtype,
     });
   }
   return runTiled({
@@ -282,5 +291,6 @@ export function tiledConvGradWeight(x: Tensor, dy: Tensor, d: ConvDims): Tensor 
     bias: null,
     inputs: [dy.buffer, x.buffer],
     outShape,
+    outDtype,
   });
 }

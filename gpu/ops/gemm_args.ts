@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Tensor } from "../tensor.ts";
+import type { DType, Tensor } from "../tensor.ts";
 
 /** The register block of one invocation and the workgroup shape (see bench/matmul.ts). */
 export interface GemmTile {
@@ -36,5 +36,25 @@ export interface GemmArgs {
   /** Added to the result (same shape and dtype as it), e.g. a gradient being accumulated. */
   residual?: Tensor | null;
   outShape: number[];
+  /**
+   * The result's storage dtype (default: the GEMM's dtype, {@link gemmDtype}). An f32 result of an
+   * f16 GEMM is the f16 result widened: each value is rounded to f16 before it is stored, as a
+   * cast kernel after the GEMM would (an f32 parameter's gradient under mixed precision).
+   */
+  outDtype?: DType;
   tile?: GemmTile;
+}
+
+/**
+ * The dtype a GEMM computes in: f16 when either operand is stored in f16, else f32. An f32
+ * operand of an f16 GEMM is rounded to f16 as it is read, exactly as a cast to f16 before the
+ * GEMM would round it (an f32 LoRA factor against f16 activations), so no cast kernel runs.
+ */
+export function gemmDtype(g: Pick<GemmArgs, "a" | "b">): DType {
+  return g.a.dtype === "f16" || g.b.dtype === "f16" ? "f16" : "f32";
+}
+
+/** The storage dtype of a GEMM's result. */
+export function gemmOutDtype(g: Pick<GemmArgs, "a" | "b" | "outDtype">): DType {
+  return g.outDtype ?? gemmDtype(g);
 }

@@ -25,6 +25,8 @@ export interface LinearOptions {
  * y = x·Wᵀ (+ b): x [..., in], weight [out, in], bias [out] -> [..., out]; with `opts`,
  * `residual + alpha·x·Wᵀ (+ b)` (a LoRA branch added to its layer's output) in the same GEMM.
  * The input gradient is accumulated in the GEMM epilogue when x already has one.
+ * Mixed precision: an f32 weight with f16 x is read as f16 by the GEMMs and its gradient is the
+ * f16 one widened to f32, exactly what casting the weight to f16 first gives, without the casts.
  */
 export function linear(
   x: Tensor,
@@ -36,7 +38,12 @@ export function linear(
   const alpha = opts.alpha ?? 1;
   const res = opts.residual ?? null;
   const desc = () => `${fmt(x)}, weight ${fmt(weight)}${b ? `, bias ${fmt(b)}` : ""}`;
-  sameDtype("linear", x, weight, ...(b ? [b] : []), ...(res ? [res] : []));
+  sameDtype("linear", x, ...(b ? [b] : []), ...(res ? [res] : []));
+  check(
+    weight.dtype === x.dtype || (weight.dtype === "f32" && x.dtype === "f16"),
+    "linear",
+    () => `dtypes differ (an f32 weight may meet f16 x, no other mix): ${desc()}`,
+  );
   check(
     x.rank >= 1 && weight.rank === 2,
     "linear",
@@ -104,6 +111,7 @@ export function linear(
         ...flat,
         alpha,
         outShape: weight.shape,
+        outDtype: weight.dtype,
       })
       : null;
     const grads: (Tensor | null)[] = [dx, dw];

@@ -10,7 +10,7 @@ import { kernelFamily } from "../family.ts";
 import { rt, uniforms } from "../runtime.ts";
 import { type DType, dtypeBytes, numel, Tensor } from "../tensor.ts";
 import { check, fmt, sameDtype } from "./check.ts";
-import type { GemmArgs, GemmTile } from "./gemm_args.ts";
+import { type GemmArgs, gemmDtype, gemmOutDtype, type GemmTile } from "./gemm_args.ts";
 import { gemmSource, type GemmVariant } from "./matmul_codegen.ts";
 import { tiledGemm } from "./matmul_tiled.ts";
 import { sumTo } from "./reduce.ts";
@@ -53,7 +53,9 @@ export function gemm(g: GemmArgs): Tensor {
   }
   // Checks come before the output is allocated, so a refused launch leaks nothing.
   const lim = rt().gpu.limits;
-  const outBytes = numel(g.outShape) * dtypeBytes(g.a.dtype);
+  // Operands stored in f32 against f16 ones are read as f16 (see gemmDtype).
+  const dtype = gemmDtype(g), outDtype = gemmOutDtype(g);
+  const outBytes = numel(g.outShape) * dtypeBytes(outDtype);
   for (const [what, bytes] of [[fmt(g.a), g.a.buffer.size], [fmt(g.b), g.b.buffer.size]] as const) {
     check(
       bytes <= lim.maxStorageBufferBindingSize,
@@ -68,19 +70,22 @@ export function gemm(g: GemmArgs): Tensor {
   );
   // An explicit tile asks for the software kernel (benchmarks compare its variants).
   if (!g.tile && kernelFamily() === "hardware") return tiledGemm({ ...g, M, batch });
-  const tile = g.tile ?? (M * N * batch <= SMALL_OUTPUTS ? SMALL_TILE : DEFAULT_TILE[g.a.dtype]);
+  const tile = g.tile ?? (M * N * batch <= SMALL_OUTPUTS ? SMALL_TILE : DEFAULT_TILE[dtype]);
   const v: GemmVariant = {
-    dtype: g.a.dtype,
+    dtype,
     ...tile,
     transA: g.transA,
     transB: g.transB,
     // Vector reads need the contiguous dimension (so every batch offset) to be a multiple of the
     // width, and a transposed-A read along M a tile height that is one too.
     widthA: loadWidth(g.a.dtype, g.transA ? M : K, g.transA ? tile.tm : 8),
-    widthB: loadWidth(g.a.dtype, g.transB ? K : N, g.transB ? 8 : tile.tn),
+    widthB: loadWidth(g.b.dtype, g.transB ? K : N, g.transB ? 8 : tile.tn),
     bias: !!g.bias,
     scaled: (g.alpha ?? 1) !== 1,
     residual: !!g.residual,
+    dtypeA: g.a.dtype,
+    dtypeB: g.b.dtype,
+    dtypeC: outDtype,
   };
   const wg: [number, number, number] = [
     Math.ceil(N / (tile.tn * tile.wx)),
@@ -92,7 +97,7 @@ export function gemm(g: GemmArgs): Tensor {
     "matmul",
     () => `[${M}, ${K}] x [${K}, ${N}] in ${batch} batches needs a grid of [${wg}] workgroups`,
   );
-  const out = Tensor.empty(g.outShape, g.a.dtype);
+  const out = Tensor.empty(g.outShape, outDtype);
   if (M === 0 || N === 0 || batch === 0) return out;
   const buffers = [g.a.buffer, g.b.buffer, out.buffer];
   if (g.bias) buffers.push(g.bias.buffer);
@@ -102,7 +107,10 @@ export function gemm(g: GemmArgs): Tensor {
   const u = uniforms().u(M, N, K, g.nRed, g.aOut, g.bOut, g.aRed, g.bRed).f(g.alpha ?? 1)
     .u(0, 0, 0);
   const key = `gemm|${v.dtype}|${v.tm}|${v.tn}|${v.wx}|${v.wy}|${+v.transA}${+v.transB}|` +
-    `${v.widthA}|${v.widthB}|${+v.bias}${+v.scaled}${+v.residual}`;
+    `${v.widthA}|${v.widthB}|${+v.bias}${+v.scaled}${+v.residual}` +
+    (g.a.dtype === dtype && g.b.dtype === dtype && outDtype === dtype
+      ? ""
+      : `|${g.a.dtype}${g.b.dtype}${outDtype}`);
   const flops = 2 * M * N * K * batch * g.nRed;
   rt().dispatch(rt().kernel(key, () => gemmSource(v)), buffers, u, wg, flops);
   return out;

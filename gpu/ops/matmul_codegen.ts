@@ -36,6 +36,14 @@ export interface GemmVariant {
   scaled: boolean;
   /** Add a residual R of C's shape (fused epilogue; R may be a gradient being accumulated). */
   residual: boolean;
+  /**
+   * Storage dtypes of A, B and C (the residual's too) where they differ from `dtype`, the dtype
+   * the GEMM computes in: an f32 operand of an f16 GEMM is rounded to f16 as it is read, an f32
+   * result rounded to f16 before it is stored (as cast kernels around an f16 GEMM would).
+   */
+  dtypeA?: DType;
+  dtypeB?: DType;
+  dtypeC?: DType;
 }
 
 const COMP = ["x", "y", "z", "w"];
@@ -58,7 +66,8 @@ function range(n: number): number[] {
 
 /**
  * Emit a vector load of width `w` at element offset `off` (a multiple of `w`) from binding `buf`
- * into `name`; returns the f32 expression of element e < w.
+ * into `name`; returns the f32 expression of element e < w. `round`: the binding is stored wider
+ * than `T`, and each value is rounded to `T` first.
  */
 function vload(
   out: string[],
@@ -66,9 +75,11 @@ function vload(
   off: string,
   w: number,
   name: string,
+  round = false,
 ): (e: number) => string {
   if (w === 4) {
-    out.push(`let ${name} = vec4f(${buf}[(${off}) >> 2u]);`);
+    const load = `${buf}[(${off}) >> 2u]`;
+    out.push(`let ${name} = vec4f(${round ? `vec4<T>(${load})` : load});`);
     return (e) => `${name}.${COMP[e]}`;
   }
   out.push(`let ${name} = ${buf}[(${off}) >> 3u];`);
@@ -81,23 +92,29 @@ function build(v: GemmVariant): string {
   if (tn % 4 !== 0 || (tA && tm % wA !== 0) || (!tB && tn % wB !== 0)) {
     throw new Error(`bad GEMM tile ${tm}x${tn} for load widths ${wA}/${wB}`);
   }
+  if ((v.dtypeA === "f32" && wA === 8) || (v.dtypeB === "f32" && wB === 8)) {
+    throw new Error("GEMM: eight-half loads of an f32 operand");
+  }
   // k values per main-loop step: enough for one load along k of either operand.
   const ks = Math.max(4, !tA ? wA : 1, tB ? wB : 1);
   const tn4 = tn / 4;
   const I = range(tm), J = range(tn), J4 = range(tn4), KS = range(ks);
   const ind = (n: number) => (s: string) => " ".repeat(n) + s;
-  const vecType = (w: number) => (w === 8 ? "vec4<u32>" : "vec4<T>");
+  // Storage types ("T" where they are the GEMM's dtype) and whether a read rounds to T.
+  const [sA, sB, sC] = [v.dtypeA, v.dtypeB, v.dtypeC].map((d) => (!d || d === v.dtype ? "T" : d));
+  const [rA, rB] = [sA !== "T", sB !== "T"];
+  const vecType = (w: number, s: string) => (w === 8 ? "vec4<u32>" : `vec4<${s}>`);
 
   // Bindings, in the order the launcher passes buffers; the uniform block comes last.
   const binds = [
-    "var<storage, read> a: array<T>;",
-    "var<storage, read> b: array<T>;",
-    "var<storage, read_write> c: array<T>;",
+    `var<storage, read> a: array<${sA}>;`,
+    `var<storage, read> b: array<${sB}>;`,
+    `var<storage, read_write> c: array<${sC}>;`,
   ];
   if (v.bias) binds.push("var<storage, read> bias: array<T>;");
-  if (v.residual) binds.push("var<storage, read> res: array<T>;");
-  if (wA > 1) binds.push(`var<storage, read> a4: array<${vecType(wA)}>;`);
-  if (wB > 1) binds.push(`var<storage, read> b4: array<${vecType(wB)}>;`);
+  if (v.residual) binds.push(`var<storage, read> res: array<${sC}>;`);
+  if (wA > 1) binds.push(`var<storage, read> a4: array<${vecType(wA, sA)}>;`);
+  if (wB > 1) binds.push(`var<storage, read> b4: array<${vecType(wB, sB)}>;`);
   binds.push("var<uniform> p: Params;");
   const bindings = binds.map((d, i) => `@group(0) @binding(${i}) ${d}`).join("\n");
 
@@ -121,10 +138,11 @@ function build(v: GemmVariant): string {
 
   // Scalar element reads (used by the 1-step tail and by unaligned variants).
   const kPlus = (kk: number) => (kk === 0 ? "k" : `k + ${kk}u`);
+  const rd = (round: boolean, e: string) => (round ? `f32(T(${e}))` : `f32(${e})`);
   const aAt = (i: number, k: string) =>
-    tA ? `f32(a[aOff + (${k}) * M + ri${i}])` : `f32(a[ab${i} + ${k}])`;
+    rd(rA, tA ? `a[aOff + (${k}) * M + ri${i}]` : `a[ab${i} + ${k}]`);
   const bAt = (j: number, k: string) =>
-    tB ? `f32(b[bb${j} + ${k}])` : `f32(b[bOff + (${k}) * N + cj${j}])`;
+    rd(rB, tB ? `b[bb${j} + ${k}]` : `b[bOff + (${k}) * N + cj${j}]`);
 
   const step: string[] = [];
   // aE[i][kk]: f32 expression of A[row i, k + kk].
@@ -134,7 +152,7 @@ function build(v: GemmVariant): string {
   } else if (!tA) {
     for (const i of I) {
       for (let k0 = 0; k0 < ks; k0 += wA) {
-        const el = vload(step, "a4", `ab${i} + ${kPlus(k0)}`, wA, `av${i}_${k0}`);
+        const el = vload(step, "a4", `ab${i} + ${kPlus(k0)}`, wA, `av${i}_${k0}`, rA);
         for (const e of range(wA)) aE[i][k0 + e] = el(e);
       }
     }
@@ -142,7 +160,7 @@ function build(v: GemmVariant): string {
     for (const kk of KS) {
       step.push(`let ak${kk} = aOff + (${kPlus(kk)}) * M;`);
       for (const q of range(tm / wA)) {
-        const el = vload(step, "a4", `ak${kk} + rv${q}`, wA, `at${kk}_${q}`);
+        const el = vload(step, "a4", `ak${kk} + rv${q}`, wA, `at${kk}_${q}`, rA);
         for (const e of range(wA)) aE[q * wA + e][kk] = el(e);
       }
     }
@@ -155,14 +173,14 @@ function build(v: GemmVariant): string {
     for (const kk of KS) {
       step.push(`let bk${kk} = bOff + (${kPlus(kk)}) * N;`);
       for (const q of range(tn / wB)) {
-        const el = vload(step, "b4", `bk${kk} + cv${q}`, wB, `bv${kk}_${q}`);
+        const el = vload(step, "b4", `bk${kk} + cv${q}`, wB, `bv${kk}_${q}`, rB);
         for (const e of range(wB)) bE[kk][q * wB + e] = el(e);
       }
     }
   } else {
     for (const j of J) {
       for (let k0 = 0; k0 < ks; k0 += wB) {
-        const el = vload(step, "b4", `bb${j} + ${kPlus(k0)}`, wB, `bt${j}_${k0}`);
+        const el = vload(step, "b4", `bb${j} + ${kPlus(k0)}`, wB, `bt${j}_${k0}`, rB);
         for (const e of range(wB)) bE[k0 + e][j] = el(e);
       }
     }
@@ -196,7 +214,8 @@ function build(v: GemmVariant): string {
       const prod = `acc${i}_${j >> 2}.${COMP[j & 3]}`;
       const val = (v.scaled ? `p.alpha * ${prod}` : prod) + (v.bias ? ` + bz${j}` : "") +
         (v.residual ? ` + f32(res[row${i} + ${j}u])` : "");
-      store.push(`  if (n0 + ${j}u < N) { c[row${i} + ${j}u] = T(${val}); }`);
+      const out = sC === "T" ? `T(${val})` : `${sC}(T(${val}))`;
+      store.push(`  if (n0 + ${j}u < N) { c[row${i} + ${j}u] = ${out}; }`);
     }
     store.push("}");
   }

@@ -7,7 +7,7 @@
  */
 import { numel, type Tensor } from "../tensor.ts";
 import { check, fmt } from "./check.ts";
-import type { GemmArgs } from "./gemm_args.ts";
+import { type GemmArgs, gemmDtype, gemmOutDtype } from "./gemm_args.ts";
 import type { OperandLoad } from "./tiled_codegen.ts";
 import { runTiled } from "./tiled_launch.ts";
 
@@ -24,12 +24,14 @@ function aligned(extent: number, ...offsets: number[]): boolean {
 
 /**
  * One operand: `x` is "a" or "b"; `kMajor` says it is stored with k as the slow index (A
- * transposed, B not), else k is contiguous.
+ * transposed, B not), else k is contiguous; `round`: it is stored in f32 for an f16 GEMM and each
+ * value is rounded to f16 as it is read.
  */
-function operand(x: "a" | "b", kMajor: boolean, vec: boolean): OperandLoad {
+function operand(x: "a" | "b", kMajor: boolean, vec: boolean, round: boolean): OperandLoad {
   const rows = x === "a" ? "p.M" : "p.N";
   const addr = kMajor ? `${x}Off + ${x}K * ${rows} + ${x}R` : `${x}Off + ${x}R * p.K + ${x}K`;
-  return vec ? { rFast: kMajor, vec4: addr } : { rFast: kMajor, elem: [`v = f32(${x}[${addr}]);`] };
+  const elem = round ? `f32(T(${x}[${addr}]))` : `f32(${x}[${addr}])`;
+  return vec ? { rFast: kMajor, vec4: addr, round } : { rFast: kMajor, elem: [`v = ${elem};`] };
 }
 
 /**
@@ -39,16 +41,21 @@ function operand(x: "a" | "b", kMajor: boolean, vec: boolean): OperandLoad {
 export function tiledGemm(g: TiledGemmArgs): Tensor {
   const { M, N, K, transA: tA, transB: tB } = g;
   const res = g.residual ?? null;
+  // An f32 operand of an f16 GEMM is read as f16; an f32 result of one is rounded to f16 first.
+  const dtype = gemmDtype(g), outDtype = gemmOutDtype(g);
   // The epilogue reads the residual at the output's own index: same size and type.
   check(
-    !res || (res.dtype === g.a.dtype && res.size === numel(g.outShape)),
+    !res || (res.dtype === outDtype && res.size === numel(g.outShape)),
     "matmul",
-    () => `residual ${res ? fmt(res) : ""} must match the result ${g.a.dtype}[${g.outShape}]`,
+    () => `residual ${res ? fmt(res) : ""} must match the result ${outDtype}[${g.outShape}]`,
   );
+  const store = (x: Tensor): string => (x.dtype === dtype ? "T" : x.dtype);
   const vecA = aligned(tA ? M : K, g.aOut, g.aRed);
   const vecB = aligned(tB ? K : N, g.bOut, g.bRed);
-  const decl = (x: string, vec: boolean) =>
-    vec ? `var<storage, read> ${x}4: array<vec4<T>>;` : `var<storage, read> ${x}: array<T>;`;
+  const decl = (x: string, vec: boolean, s: string) =>
+    vec ? `var<storage, read> ${x}4: array<vec4<${s}>>;` : `var<storage, read> ${x}: array<${s}>;`;
+  const [sA, sB] = [store(g.a), store(g.b)];
+  const mixed = sA !== "T" || sB !== "T" ? `|${g.a.dtype}${g.b.dtype}` : "";
   const bias = g.bias
     ? g.biasRows
       ? { expr: "f32(bias[m])", layout: { bias: g.bias, div: N, mod: M } }
@@ -56,8 +63,9 @@ export function tiledGemm(g: TiledGemmArgs): Tensor {
     : null;
   return runTiled({
     op: "matmul",
-    key: `tiled_gemm|${+tA}${+tB}|${+vecA}${+vecB}`,
-    dtype: g.a.dtype,
+    key: `tiled_gemm|${+tA}${+tB}|${+vecA}${+vecB}${mixed}`,
+    dtype,
+    outDtype,
     M,
     N,
     K,
@@ -66,9 +74,9 @@ export function tiledGemm(g: TiledGemmArgs): Tensor {
     offsets: [g.aOut, g.bOut, g.aRed, g.bRed],
     hwD: 0,
     kernel: () => ({
-      bindings: [decl("a", vecA), decl("b", vecB)],
-      a: operand("a", tA, vecA),
-      b: operand("b", !tB, vecB),
+      bindings: [decl("a", vecA, sA), decl("b", vecB, sB)],
+      a: operand("a", tA, vecA, sA !== "T"),
+      b: operand("b", !tB, vecB, sB !== "T"),
       outIndex: ["let o = (z * p.M + m) * p.N + n;"],
     }),
     bias,

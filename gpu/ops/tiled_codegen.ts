@@ -48,6 +48,8 @@ export interface OperandLoad {
   perStep?: string[];
   /** Statements setting `v` for one element; unused with `vec4`. */
   elem?: string[];
+  /** The vec4 binding is stored wider than `T` (f32 in an f16 kernel): round each value to T. */
+  round?: boolean;
 }
 
 /** The parts of one tiled kernel that differ between GEMM and the convolution passes. */
@@ -68,6 +70,11 @@ export interface TiledKernel {
   scaled: boolean;
   /** A direct store adds `res[o]`, a residual of the output's shape (after the bias). */
   residual: boolean;
+  /**
+   * The storage type of `c` (and `res`) where it is wider than `dtype` (f32 for an f16 kernel): a
+   * direct store rounds to `T`, then widens, as a cast after an f16 kernel would.
+   */
+  outDtype?: DType;
   consts?: Consts;
 }
 
@@ -89,6 +96,9 @@ function loadLines(
   const bound = x === "a" ? "p.M" : "p.N";
   const bk = t.bk;
   const [xR, xK] = [`${x}R`, `${x}K`];
+  const load = ld.round
+    ? `vec4f(vec4<T>(${x}4[(${ld.vec4}) >> 2u]))`
+    : `vec4f(${x}4[(${ld.vec4}) >> 2u])`;
   const once: string[] = [];
   const step: string[] = [];
   if (ld.vec4 && !ld.rFast) {
@@ -102,7 +112,7 @@ function loadLines(
       step.push(`  let ${xR} = ${r0} + rr;`);
       step.push(`  let ${xK} = k0 + 4u * kq;`);
       step.push("  var v = vec4f(0.0);");
-      step.push(`  if (${xR} < ${bound} && ${xK} < p.K) { v = vec4f(${x}4[(${ld.vec4}) >> 2u]); }`);
+      step.push(`  if (${xR} < ${bound} && ${xK} < p.K) { v = ${load}; }`);
       for (const c of range(4)) {
         step.push(`  ${arr}[(4u * kq + ${c}u) * ${R / 4}u + rr / 4u][rr & 3u] = v.${COMP[c]};`);
       }
@@ -117,7 +127,7 @@ function loadLines(
       step.push(`  let ${xR} = ${r0} + 4u * rq;`);
       step.push(`  let ${xK} = k0 + i / ${R / 4}u;`);
       step.push("  var v = vec4f(0.0);");
-      step.push(`  if (${xR} < ${bound} && ${xK} < p.K) { v = vec4f(${x}4[(${ld.vec4}) >> 2u]); }`);
+      step.push(`  if (${xR} < ${bound} && ${xK} < p.K) { v = ${load}; }`);
       step.push(`  ${arr}[i] = v;`);
       step.push("}");
     }
@@ -197,6 +207,7 @@ export function tiledSource(k: TiledKernel): string {
   const epilogue = (acc: string) =>
     (k.scaled ? `p.alpha * ${acc}` : acc) + (k.bias ? ` + ${k.bias}` : "") +
     (k.residual ? " + f32(res[o])" : "");
+  const wide = (v: string) => (k.outDtype && k.outDtype !== k.dtype ? `${k.outDtype}(${v})` : v);
   const store: string[] = [];
   for (const g of gm) {
     for (const e of E) {
@@ -212,7 +223,7 @@ export function tiledSource(k: TiledKernel): string {
           store.push(...k.outIndex.map(ind(8)));
           store.push(
             k.direct
-              ? `        c[o] = T(${epilogue(val)});`
+              ? `        c[o] = ${wide(`T(${epilogue(val)})`)};`
               : `        part[split * p.outSize + o] = ${val};`,
           );
           store.push("      }");

@@ -116,6 +116,11 @@ export interface TiledLaunch {
   alpha?: number;
   /** Added to the result; the output's shape and dtype. */
   residual?: Tensor | null;
+  /**
+   * The output's storage dtype where it is wider than `dtype` (f32 for an f16 kernel): the
+   * result is rounded to `dtype` and widened, as a cast kernel after the launch would.
+   */
+  outDtype?: DType;
   inputs: GPUBuffer[];
   outShape: number[];
 }
@@ -130,7 +135,9 @@ export function runTiled(l: TiledLaunch): Tensor {
     l.op,
     () => `[${M}, ${K}] x [${K}, ${N}] in ${batch} batches needs a grid of [${plan.grid}]`,
   );
-  const out = Tensor.empty(l.outShape, l.dtype);
+  const outDtype = l.outDtype ?? l.dtype;
+  const wide = outDtype !== l.dtype;
+  const out = Tensor.empty(l.outShape, outDtype);
   if (M === 0 || N === 0 || batch === 0) return out;
   const direct = plan.splits === 1;
   const t = plan.tile;
@@ -141,17 +148,17 @@ export function runTiled(l: TiledLaunch): Tensor {
   const scaled = direct && alpha !== 1;
   const withRes = direct && !!residual;
   const key = `${l.key}|${l.dtype}|${t.bm}x${t.bn}|${direct ? "direct" : "split"}|` +
-    `${bias ? bias.expr : "-"}|${+scaled}${+withRes}`;
+    `${bias ? bias.expr : "-"}|${+scaled}${+withRes}${wide ? `|${outDtype}` : ""}`;
   const kernel = rt().kernel(key, () => {
     const k = l.kernel(t);
     const bindings = [...k.bindings];
     bindings.push(
       direct
-        ? "var<storage, read_write> c: array<T>;"
+        ? `var<storage, read_write> c: array<${wide ? outDtype : "T"}>;`
         : "var<storage, read_write> part: array<f32>;",
     );
     if (bias) bindings.push("var<storage, read> bias: array<T>;");
-    if (withRes) bindings.push("var<storage, read> res: array<T>;");
+    if (withRes) bindings.push(`var<storage, read> res: array<${wide ? outDtype : "T"}>;`);
     return tiledSource({
       ...k,
       bindings,
@@ -161,6 +168,7 @@ export function runTiled(l: TiledLaunch): Tensor {
       bias: bias ? bias.expr : null,
       scaled,
       residual: withRes,
+      outDtype,
     });
   });
   const outSize = out.size;
@@ -176,7 +184,12 @@ export function runTiled(l: TiledLaunch): Tensor {
   const flops = 2 * M * N * K * batch * l.nRed;
   rt().dispatch(kernel, buffers, u, plan.grid, flops);
   if (part) {
-    reduceSplits(part, out, plan.splits, { alpha, bias: l.bias?.layout ?? null, residual });
+    reduceSplits(part, out, plan.splits, {
+      alpha,
+      bias: l.bias?.layout ?? null,
+      residual,
+      round: wide ? l.dtype : undefined,
+    });
     part.dispose();
   }
   return out;
