@@ -90,9 +90,9 @@ export class LoraModule {
   /**
    * The target layer's output `y` (for input `x`) plus this module's branch
    * `up(down(x)) * multiplier * scale`: `up` is one GEMM (or pointwise conv) with the scale and
-   * the add in its epilogue. The branch runs in the layer's dtype: under mixed precision the f32
-   * factors are cast to f16 (small tensors, differentiable, as autocast casts them) rather than
-   * every activation to f32 and back.
+   * the add in its epilogue. The branch runs in the layer's dtype: under mixed precision the
+   * GEMMs read the f32 factors as f16 (the values autocast's casts give) and return their
+   * gradients in f32 (the f16 gradients widened), with no cast kernels and no activation in f32.
    */
   addTo(y: Tensor, x: Tensor): Tensor {
     const d = this.dropout;
@@ -101,8 +101,10 @@ export class LoraModule {
     if (this.unit > 0 && this.training) extra = this.#dyloraStep();
     const factors = this.factors();
     const inDtype = x.dtype;
-    const down = factors.down.dtype === inDtype ? factors.down : cast(factors.down, inDtype);
-    const up = factors.up.dtype === inDtype ? factors.up : cast(factors.up, inDtype);
+    const asInput = (t: Tensor) =>
+      t.dtype === inDtype || (t.dtype === "f32" && inDtype === "f16") ? t : cast(t, inDtype);
+    const down = asInput(factors.down);
+    const up = asInput(factors.up);
     const s = this.spec;
     const conv = s.kind !== "linear";
     let lx = conv
