@@ -2,12 +2,13 @@
  * One micro-batch's forward and backward: its latents (cached, or the VAE on its images), the
  * noise, timesteps and loss weights of batch_targets.ts, the network's dropout draws reseeded for
  * the batch, the forward and loss of step.ts, and backward of the loss divided by the
- * accumulation steps (times the loss scale under fp16, a GPU scalar: no read-back). Gradients
- * accumulate in the parameters; the optimizer step is the caller's.
+ * accumulation steps (times the loss scale under fp16: a GPU scalar that seeds the backward, so
+ * there is no read-back and no kernel for the scaled loss). Gradients accumulate in the
+ * parameters; the optimizer step is the caller's.
  *
  * @module
  */
-import { backward, type LossScaler, mul, scale, Tensor } from "../../gpu/mod.ts";
+import { backward, type LossScaler, scale, Tensor } from "../../gpu/mod.ts";
 import { drawBatchTargets, type LossWeighting } from "./batch_targets.ts";
 import type { HostBatch } from "./data_loader.ts";
 import { encodeImagesToLatents } from "./latent_cache.ts";
@@ -56,11 +57,10 @@ export async function trainMicroBatch(
     inputIds: hb.ids.ids,
     lossWeights: targets.lossWeights,
   }, session.settings);
-  const scaled = scaler ? mul(out.loss, scaler.scaleTensor) : out.loss;
-  const root = run.accumulationSteps === 1 ? scaled : scale(scaled, 1 / run.accumulationSteps);
-  backward(root);
+  const root = run.accumulationSteps === 1 ? out.loss : scale(out.loss, 1 / run.accumulationSteps);
+  // Seeding the backward with the loss scale gives the gradients of the scaled loss.
+  backward(root, scaler?.scaleTensor);
   if (root !== out.loss) root.dispose();
-  if (scaled !== out.loss && scaled !== root) scaled.dispose();
   latents.dispose();
   noise.dispose();
   out.modelPred.dispose();
