@@ -87,3 +87,40 @@ Deno.test("nonfiniteMulti flags an inf or NaN in any tensor of any batch, and no
   }
   for (const t of clean) t.dispose();
 });
+
+Deno.test("sumsqMulti with a flag: the same partial sums, and nonfiniteMulti's flag", async () => {
+  await initGpu();
+  const before = rt().storage.stats().liveBytes;
+  const total = SIZES.reduce((s, n) => s + partsFor(n), 0);
+  const run = async (xs: Tensor[]) => {
+    const plain = Tensor.empty([total]), fused = Tensor.empty([total]);
+    const flag = Tensor.zeros([1]), want = Tensor.zeros([1]);
+    sumsqMulti(xs, plain, 0, 0.25);
+    nonfiniteMulti(xs, want);
+    const written = sumsqMulti(xs, fused, 0, 0.25, flag);
+    assert.equal(written, total);
+    const [p, f] = [await plain.toArray(), await fused.toArray()];
+    const bits = async (t: Tensor) => new Uint32Array((await t.toArray()).buffer)[0];
+    const out = { p, f, flag: await bits(flag), want: await bits(want) };
+    for (const t of [plain, fused, flag, want]) t.dispose();
+    return out;
+  };
+  const clean = SIZES.map((n, k) => Tensor.fromArray(randn(n, 400 + k), [n]));
+  const c = await run(clean);
+  equalBits(c.p, c.f, "partials");
+  assert.equal(c.flag, 0, "finite tensors raise no flag");
+  assert.equal(c.want, 0);
+  for (const [k, bad] of [[0, Infinity], [9, NaN], [17, -Infinity], [10, NaN]] as const) {
+    const data = randn(SIZES[k], 400 + k);
+    data[data.length - 1] = bad;
+    const dirty = clean.slice();
+    dirty[k] = Tensor.fromArray(data, [SIZES[k]]);
+    const d = await run(dirty);
+    assert.equal(d.flag, 1, `${bad} in tensor ${k}`);
+    assert.equal(d.want, 1);
+    dirty[k].dispose();
+  }
+  for (const t of clean) t.dispose();
+  rt().flush();
+  assert.equal(rt().storage.stats().liveBytes, before, "pool back to its baseline");
+});

@@ -114,6 +114,15 @@ Deno.test("LossScaler: skips and backs off on inf/nan, grows after the interval"
     assert.ok(Math.abs(p3[i] - (p2[i] - 10 * k * gx[i] / 512)) < 4e-3, `clipped at ${i}`);
   }
   r.clip!.dispose();
+  // With clipping, the norm's pass over the gradients checks them for inf and NaN too.
+  for (const [what, g] of [["an inf", bad], ["a NaN", nan]] as const) {
+    const skipped: number = scaler.skippedSteps;
+    const kept = await p.toArray();
+    (await step(g, { maxNorm: 0.5 })).clip?.dispose();
+    assert.equal(last().overflowed, true, `${what} skips a clipped step`);
+    assert.equal(scaler.skippedSteps, skipped + 1);
+    assert.deepEqual(await p.toArray(), kept, `${what}: the parameters are left alone`);
+  }
   scaler.dispose();
   opt.dispose();
   p.dispose();

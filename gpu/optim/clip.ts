@@ -41,18 +41,20 @@ export class GradNorm {
  * The global L2 norm of the gradients of `params` (those without a gradient are skipped) and the
  * clipping factor for `maxNorm`. `inScale` multiplies every gradient first (1 / loss scale with
  * fp16 loss scaling: the norm is then that of the unscaled gradients, and the factor includes
- * the unscaling).
+ * the unscaling). `nonfiniteFlag`: the same pass over the gradients sets this u32 word to 1 when
+ * any of them holds an inf or NaN (`nonfiniteMulti`, for the fp16 loss scaler).
  */
 export function clipGradNorm(
   params: Tensor[],
   maxNorm: number,
-  opts: { inScale?: number } = {},
+  opts: { inScale?: number; nonfiniteFlag?: Tensor } = {},
 ): GradNorm {
   const inScale = opts.inScale ?? 1;
   const withGrad = params.filter((p) => p.grad);
   const total = withGrad.reduce((a, p) => a + partsFor(p.size), 0);
   const partials = Tensor.empty([Math.max(1, total)]);
-  const off = sumsqMulti(withGrad.map((p) => p.grad!), partials, 0, inScale);
+  const grads = withGrad.map((p) => p.grad!);
+  const off = sumsqMulti(grads, partials, 0, inScale, opts.nonfiniteFlag);
   const scale = Tensor.empty([1]), norm = Tensor.empty([1]);
   rt().dispatch(
     reduceKernel("f32", "clip_final"),

@@ -101,9 +101,12 @@ export class LossScaler {
     await this.#resolve(0);
     const params = optimizer.groups.flatMap((g) => g.params);
     const flag = Tensor.zeros([1]);
-    nonfiniteMulti(params.flatMap((p) => (p.grad ? [p.grad] : [])), flag);
     const clipping = opts.maxNorm !== undefined && opts.maxNorm > 0;
-    const clip = clipping ? clipGradNorm(params, opts.maxNorm!) : undefined;
+    // With clipping, the norm's pass over the gradients also checks them for overflow.
+    const clip = clipping
+      ? clipGradNorm(params, opts.maxNorm!, { nonfiniteFlag: flag })
+      : undefined;
+    if (!clip) nonfiniteMulti(params.flatMap((p) => (p.grad ? [p.grad] : [])), flag);
     const gs = clip?.scale ?? Tensor.empty([1]);
     const rec = Tensor.empty([4]);
     rt().dispatch(

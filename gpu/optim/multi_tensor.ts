@@ -160,13 +160,15 @@ export function adamMulti(
 /**
  * A reduction over the slots' elements: each slot gets `parts[s]` workgroups striding over its
  * elements, with `element(s)` the statement for `x{s}[i]`; `header` holds the uniform fields
- * before the slot tables, `output` the binding after the inputs, `init`/`finish` the code around.
+ * before the slot tables, `output` the binding after the inputs (and `flag`, when given, a second
+ * one after it), `init`/`finish` the code around.
  */
 interface SlotScan {
   key: string;
   comment: string;
   header: string;
   output: string;
+  flag?: string;
   init: string;
   element: (s: number) => string;
   finish: string;
@@ -193,8 +195,10 @@ ${scan.header}  n: ${TABLE},
   parts: ${TABLE},
 }
 ${binds.join("\n")}
-@group(0) @binding(${slots}) ${scan.output}
-@group(0) @binding(${slots + 1}) var<uniform> p: Params;
+@group(0) @binding(${slots}) ${scan.output}${
+    scan.flag ? `\n@group(0) @binding(${slots + 1}) ${scan.flag}` : ""
+  }
+@group(0) @binding(${slots + (scan.flag ? 2 : 1)}) var<uniform> p: Params;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -218,9 +222,10 @@ function launchScan(
   out: Tensor,
   scan: SlotScan,
   head: (written: number) => UniformWriter,
+  flag?: Tensor,
 ): number {
   let written = 0;
-  for (const batch of batches(xs, slotsFor(1, 1))) {
+  for (const batch of batches(xs, slotsFor(1, flag ? 2 : 1))) {
     const n = batch.map((x) => x.size), parts = n.map(partsFor);
     const { start, total } = firstWorkgroups(parts);
     const dtype = batch[0].dtype, slots = batch.length;
@@ -229,7 +234,9 @@ function launchScan(
       () => scanSource(dtype, slots, scan),
     );
     const u = head(written).u(...table(n), ...table(start), ...table(parts));
-    rt().dispatch(kernel, [...batch.map((x) => x.buffer), out.buffer], u, [total]);
+    const buffers = [...batch.map((x) => x.buffer), out.buffer];
+    if (flag) buffers.push(flag.buffer);
+    rt().dispatch(kernel, buffers, u, [total]);
     written += total;
   }
   return written;
@@ -255,10 +262,19 @@ const SUMSQ: SlotScan = {
 
 /**
  * Partial sums of squares of every tensor into `out[off..]`, `partsFor(size)` per tensor in
- * order (the layout `encodeSumsq` writes one tensor at a time); returns the count written.
+ * order (the layout `encodeSumsq` writes one tensor at a time); returns the count written. With
+ * `flag`, the same pass sets it as `nonfiniteMulti` would (the fp16 loss scaler's overflow check
+ * and the clipping norm read the gradients once).
  */
-export function sumsqMulti(xs: Tensor[], out: Tensor, off: number, scale = 1): number {
-  return launchScan(xs, out, SUMSQ, (written) => uniforms().u(off + written).f(scale).u(0, 0));
+export function sumsqMulti(
+  xs: Tensor[],
+  out: Tensor,
+  off: number,
+  scale = 1,
+  flag?: Tensor,
+): number {
+  const head = (written: number) => uniforms().u(off + written).f(scale).u(0, 0);
+  return launchScan(xs, out, flag ? SUMSQ_NONFINITE : SUMSQ, head, flag);
 }
 
 const NONFINITE: SlotScan = {
@@ -271,6 +287,17 @@ const NONFINITE: SlotScan = {
   init: "  var bad = false;",
   element: (s) => `bad = bad || (bitcast<u32>(f32(x${s}[i])) & 0x7f800000u) == 0x7f800000u;`,
   finish: "  if (bad) { atomicOr(&flag[0], 1u); }",
+};
+
+/** SUMSQ and NONFINITE in one pass: the partial sums, and the flag of the unscaled values. */
+const SUMSQ_NONFINITE: SlotScan = {
+  ...SUMSQ,
+  key: "sumsq_nonfinite_multi",
+  comment: SUMSQ.comment + "\n" + NONFINITE.comment,
+  flag: NONFINITE.output,
+  init: `${SUMSQ.init}\n${NONFINITE.init}`,
+  element: (s) => `${NONFINITE.element(s)}\n      ${SUMSQ.element(s)}`,
+  finish: `${SUMSQ.finish}\n${NONFINITE.finish}`,
 };
 
 /** Set `flag` (a u32 word) to 1 when any of `xs` has an inf or NaN; never clears it. */
