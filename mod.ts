@@ -16,8 +16,9 @@
  *
  * SDXL checkpoints load with `loadStableDiffusionXL` (two tokenizers and text encoders;
  * `sd.encodePrompts(prompts)` gives the context and pooled embedding, `sdxlVector` the U-Net's
- * `y` from the pooled embedding and the size conditioning); LoRA and the tools are SD 1.x/2.x
- * only for now.
+ * `y` from the pooled embedding and the size conditioning); `createNetwork` and
+ * `createNetworkFromWeights` take an SDXL model too (kohya's `lora_te1_`/`lora_te2_`/SGM-named
+ * `lora_unet_` modules); the LoRA tools are SD 1.x/2.x only for now.
  *
  * The engine (tensors, ops, autograd, optimizers) is re-exported for building on it.
  *
@@ -33,8 +34,8 @@ export {
   loadStableDiffusionXL,
   type LoadStableDiffusionXLOptions,
   type SDConfig,
-  sdxlVector,
   type SDXLConfig,
+  sdxlVector,
   type StableDiffusion,
   type StableDiffusionXL,
   UNet2DConditionModel,
@@ -42,6 +43,7 @@ export {
 export {
   createNetwork,
   createNetworkFromWeights,
+  type LoraModel,
   LoraNetwork,
   type NetworkOptions,
 } from "./core/lora/network.ts";

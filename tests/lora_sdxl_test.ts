@@ -335,3 +335,55 @@ Deno.test("SDXL: U-Net modules named the diffusers way load under kohya's SGM na
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("SDXL: a DyLoRA network has kohya's SDXL modules in rank chunks and saves full rank", async () => {
+  const s = await setup();
+  if (!s) return;
+  const net = createNetwork(s.sd, {
+    module: "networks.dylora",
+    dim: 4,
+    alpha: 4,
+    args: parseNetworkArgs(["unit=2"], "networks.dylora"),
+  });
+  const dir = await Deno.makeTempDir();
+  try {
+    assert.equal(net.modules.length, 18 + 24 + 192);
+    assert.ok(net.modules.every((m) => m.downs.length === 2 && m.spec.rank === 4));
+    const out = `${dir}/dylora.safetensors`;
+    await net.save(out, { ss_network_module: "networks.dylora" }, "float");
+    const f = await openLoraFile(out);
+    assert.equal(f.kind, "DyLoRA");
+    assert.equal(f.version.version, "sdxl");
+    assert.ok(f.modules.every((m) => m.rank === 4));
+    assert.ok(f.modules.some((m) => m.prefix.startsWith("lora_te2_")));
+    f.close();
+  } finally {
+    net.dispose();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("SDXL: kohya's LoRA on an f16 model within 2e-2", async () => {
+  const s = await setup();
+  if (!s) return;
+  const sd = await loadStableDiffusionXL(fixture("sdxl-tiny/model.safetensors")!, { dtype: "f16" });
+  const net = await createNetworkFromWeights(
+    0.7,
+    fixture("sdxl-tiny/kohya/c3lier.safetensors")!,
+    sd,
+  );
+  try {
+    net.applyTo(sd);
+    const got = await outputs({ ...s, sd });
+    const parts: string[] = [];
+    for (const k of ["te1_penultimate", "te2_penultimate", "unet_out_fixed_cond", "unet_out"]) {
+      const e = relErr(got[k], get(s.lora, `c3lier_${k}`).data);
+      parts.push(`${k} ${e.toExponential(2)}`);
+      assert.ok(e <= 2e-2, `f16 ${k}: relative error ${e} > 2e-2`);
+    }
+    console.log(`c3lier f16: ${parts.join(", ")}`);
+  } finally {
+    net.dispose();
+    sd.dispose();
+  }
+});
