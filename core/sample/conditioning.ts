@@ -6,6 +6,10 @@
  * prompt of `--negative_scale` separately against the prompt; the result is the same whenever
  * kohya's own shapes agree).
  *
+ * A generation run conditions each batch through a {@link GenConditioner}: SD 1.x/2.x's
+ * ({@link textConditioner}) gives the context alone; SDXL's (`sdxl_conditioner.ts`) also gives
+ * the U-Net's vector `y`.
+ *
  * @module
  */
 import { reshape, scope, type Tensor } from "../../gpu/mod.ts";
@@ -17,6 +21,7 @@ import {
   weightedTokens,
   type WeightingTokenizer,
 } from "../text/prompt_weighting.ts";
+import type { GenJob } from "./gen_plan.ts";
 import { contextMultiplicity } from "./txt2img.ts";
 
 /** The text-encoder part `encodeConditioning` needs (`ClipTextEncoder` has it). */
@@ -71,4 +76,58 @@ export function encodeConditioning(
     return applyPromptWeights(joined, tok.weights, opts.embNormalizeMode ?? "original");
   });
   return { context, truncated: tok.truncated };
+}
+
+/** The pass a batch is conditioned for. */
+export interface ConditioningStage {
+  /** Generated size of this pass. */
+  width: number;
+  height: number;
+  /**
+   * The highres fix's first pass: `--highres_fix_scale` (SDXL scales its size conditioning by
+   * it, as kohya does), else null.
+   */
+  sizeScale: number | null;
+}
+
+/** A batch's conditioning, stacked in the guidance loop's order. */
+export interface StageConditioning {
+  /** [k * B, T, C]. */
+  context: Tensor;
+  /** SDXL's `y` [k * B, adm], or null for SD 1.x/2.x. */
+  vector: Tensor | null;
+}
+
+/** The model-specific conditioning step of generation. */
+export interface GenConditioner {
+  /** Encode the jobs' prompts and negatives (guidance from the batch's shared settings). */
+  encode(jobs: readonly GenJob[], stage: ConditioningStage): StageConditioning;
+}
+
+/** Run-wide text options of the conditioning. */
+export interface TextConditionerOptions {
+  maxEmbeddingsMultiples: number;
+  clipSkip: number;
+  embNormalizeMode: EmbNormalizeMode;
+}
+
+/** SD 1.x/2.x's conditioning: {@link encodeConditioning} on the batch, no vector. */
+export function textConditioner(
+  tokenizer: WeightingTokenizer,
+  encoder: ConditioningEncoder,
+  opts: TextConditionerOptions,
+): GenConditioner {
+  return {
+    encode(jobs) {
+      const set = jobs[0].settings;
+      const { context } = encodeConditioning(
+        tokenizer,
+        encoder,
+        jobs.map((j) => j.prompt),
+        jobs.map((j) => j.negativePrompt),
+        { guidanceScale: set.scale, negativeScale: set.negativeScale, ...opts },
+      );
+      return { context, vector: null };
+    },
+  };
 }

@@ -14,10 +14,11 @@
  * @module
  */
 import { concat, scale, slice, type Tensor } from "../../gpu/mod.ts";
+import { LorakitError } from "../errors.ts";
 import type { RasterImage } from "../image/image.ts";
 import { resize } from "../image/resample.ts";
 import type { EmbNormalizeMode, WeightingTokenizer } from "../text/prompt_weighting.ts";
-import { type ConditioningEncoder, encodeConditioning } from "./conditioning.ts";
+import { type ConditioningEncoder, type GenConditioner, textConditioner } from "./conditioning.ts";
 import type { HighresPrefix } from "./file_naming.ts";
 import type { GenJob } from "./gen_plan.ts";
 import { noiseBatch } from "./noise.ts";
@@ -25,10 +26,17 @@ import { imagesToTensor, tensorDataToImages } from "./pixels.ts";
 import { createScheduler, noisesPerStep } from "./sampler_registry.ts";
 import { decodeLatents, denoise, type DenoiseUNet, LATENT_SCALE } from "./txt2img.ts";
 
-/** The models a run needs (a loaded `StableDiffusion` has them). */
+/**
+ * The models a run needs (a loaded `StableDiffusion` has them). The conditioning step is
+ * `conditioner` when given (SDXL's), else SD 1.x/2.x's from `tokenizer` and `textEncoder` with
+ * the loop options' text settings.
+ */
 export interface GenModels {
-  tokenizer: WeightingTokenizer;
-  textEncoder: ConditioningEncoder;
+  tokenizer?: WeightingTokenizer;
+  textEncoder?: ConditioningEncoder;
+  conditioner?: GenConditioner;
+  /** The VAE's latent scale (default SD's 0.18215; SDXL 0.13025). */
+  latentScale?: number;
   unet: DenoiseUNet;
   vae: {
     encode(images: Tensor): { mean: Tensor; logvar: Tensor };
@@ -57,6 +65,7 @@ export interface HighresOptions {
 export interface GenLoopOptions {
   sampler: string;
   vPrediction: boolean;
+  /** SD 1.x/2.x's text settings (unused with the models' own `conditioner`). */
   maxEmbeddingsMultiples: number;
   clipSkip: number;
   embNormalizeMode: EmbNormalizeMode;
@@ -88,6 +97,8 @@ export interface GeneratedImage {
 
 interface StageInput {
   label: StageLabel;
+  /** The highres fix's first pass: its scale (SDXL scales the size conditioning), else null. */
+  sizeScale: number | null;
   seeds: number[];
   width: number;
   height: number;
@@ -120,6 +131,19 @@ function chunked(x: Tensor, size: number, fn: (part: Tensor) => Tensor): Tensor 
   }
 }
 
+/** The run's conditioning step: the models' own, else SD 1.x/2.x's text conditioning. */
+function conditionerOf(m: GenModels, o: GenLoopOptions): GenConditioner {
+  if (m.conditioner) return m.conditioner;
+  if (!m.tokenizer || !m.textEncoder) {
+    throw new LorakitError("generation: expected a conditioner or a tokenizer and text encoder");
+  }
+  return textConditioner(m.tokenizer, m.textEncoder, {
+    maxEmbeddingsMultiples: o.maxEmbeddingsMultiples,
+    clipSkip: o.clipSkip,
+    embNormalizeMode: o.embNormalizeMode,
+  });
+}
+
 async function runStage(
   m: GenModels,
   jobs: readonly GenJob[],
@@ -129,19 +153,12 @@ async function runStage(
   const set = jobs[0].settings;
   const muls = set.networkMuls ?? o.networkDefaultMuls;
   o.networks.forEach((n, i) => n.setMultiplier(muls[i] ?? 1));
-  const cond = encodeConditioning(
-    m.tokenizer,
-    m.textEncoder,
-    jobs.map((j) => j.prompt),
-    jobs.map((j) => j.negativePrompt),
-    {
-      guidanceScale: set.scale,
-      negativeScale: set.negativeScale,
-      maxEmbeddingsMultiples: o.maxEmbeddingsMultiples,
-      clipSkip: o.clipSkip,
-      embNormalizeMode: o.embNormalizeMode,
-    },
-  );
+  const cond = conditionerOf(m, o).encode(jobs, {
+    width: s.width,
+    height: s.height,
+    sizeScale: s.sizeScale,
+  });
+  const latentScale = m.latentScale ?? LATENT_SCALE;
   const noise = noiseBatch(s.seeds, {
     latentShape: [4, s.height / 8, s.width / 8],
     steps: s.steps,
@@ -159,7 +176,7 @@ async function runStage(
         initLatents = chunked(pixels, vaeBatch, (part) => {
           const d = m.vae.encode(part);
           d.logvar.dispose();
-          const scaled = scale(d.mean, LATENT_SCALE);
+          const scaled = scale(d.mean, latentScale);
           d.mean.dispose();
           return scaled;
         });
@@ -172,6 +189,7 @@ async function runStage(
       steps: s.steps,
       initNoise: noise.initNoise,
       context: cond.context,
+      vector: cond.vector ?? undefined,
       guidanceScale: set.scale,
       negativeScale: set.negativeScale,
       noises: noise.noises,
@@ -180,7 +198,7 @@ async function runStage(
         : { latents: initLatents, noise: noise.img2imgNoise!, strength: s.strength },
       onStep: (i) => o.onStep?.(s.label, i + 1, s.steps),
     });
-    const images = chunked(latents, vaeBatch, (part) => decodeLatents(m.vae, part));
+    const images = chunked(latents, vaeBatch, (part) => decodeLatents(m.vae, part, latentScale));
     try {
       return tensorDataToImages(await images.toArray(), images.shape);
     } finally {
@@ -188,6 +206,7 @@ async function runStage(
     }
   } finally {
     cond.context.dispose();
+    cond.vector?.dispose();
     noise.dispose();
     initLatents?.dispose();
     latents?.dispose();
@@ -212,6 +231,7 @@ export async function generateBatch(
   if (o.highres === null) {
     const images = await runStage(m, jobs, {
       label: sources ? "img2img" : "txt2img",
+      sizeScale: null,
       seeds,
       width: set.width,
       height: set.height,
@@ -232,6 +252,7 @@ export async function generateBatch(
   const strength1 = h.strength ?? set.strength;
   const first = await runStage(m, jobs, {
     label: "highres 1st",
+    sizeScale: h.scale,
     seeds,
     width: w1,
     height: h1,
@@ -254,6 +275,7 @@ export async function generateBatch(
   const upscaled = first.map((img) => resize(img, set.width, set.height, "lanczos4"));
   const second = await runStage(m, jobs, {
     label: "highres 2nd",
+    sizeScale: null,
     seeds: seeds.map((s) => (s + 1) >>> 0),
     width: set.width,
     height: set.height,

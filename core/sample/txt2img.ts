@@ -2,10 +2,10 @@
  * kohya gen_img's denoising loop (`PipelineLike.__call__`) for any model with a U-Net `forward`:
  * start from `noise * init_noise_sigma` (txt2img) or from the init latents noised to the
  * strength's timestep (img2img, with kohya's own timestep arithmetic); per step, scale
- * `concat(latents x k)`, run the U-Net once on the k stacked contexts, combine with classifier-free
- * guidance, and let the scheduler step. k is 2 ([negative, prompt]) for `--scale` > 1, 3 with
- * `--negative_scale` ([negative, prompt, empty]), and 1 without guidance. Decoding divides by SD's
- * latent scale 0.18215 before the VAE.
+ * `concat(latents x k)`, run the U-Net once on the k stacked contexts (SDXL: and vectors `y`),
+ * combine with classifier-free guidance, and let the scheduler step. k is 2 ([negative, prompt])
+ * for `--scale` > 1, 3 with `--negative_scale` ([negative, prompt, empty]), and 1 without
+ * guidance. Decoding divides by the latent scale (SD's 0.18215 unless given) before the VAE.
  *
  * @module
  */
@@ -16,9 +16,9 @@ import { lincomb, type Scheduler } from "./schedulers/scheduler.ts";
 /** SD 1.x/2.x latent scale factor (`0.18215`). */
 export const LATENT_SCALE = 0.18215;
 
-/** The U-Net part of a model the loop needs. */
+/** The U-Net part of a model the loop needs (`y`: SDXL's added conditioning vector). */
 export interface DenoiseUNet {
-  forward(sample: Tensor, timesteps: readonly number[], context: Tensor): Tensor;
+  forward(sample: Tensor, timesteps: readonly number[], context: Tensor, y?: Tensor): Tensor;
 }
 
 /** The VAE part `decodeLatents` needs. */
@@ -49,6 +49,11 @@ export interface DenoiseOptions {
    * with a negative scale, or [prompt] alone without guidance.
    */
   context: Tensor;
+  /**
+   * SDXL's added conditioning vector `y` [k * B, adm], stacked as `context` is (pooled text
+   * embedding and size embeddings); absent for SD 1.x/2.x.
+   */
+  vector?: Tensor;
   /** `--scale` (guidance is off at 1 or below, as in kohya). */
   guidanceScale: number;
   /** `--negative_scale` (ignored without guidance). */
@@ -106,13 +111,13 @@ export async function denoise(unet: DenoiseUNet, opts: DenoiseOptions): Promise<
   const { scheduler, steps, context } = opts;
   const k = contextMultiplicity(opts.guidanceScale, opts.negativeScale);
   const batch = opts.initNoise.shape[0];
-  if (context.shape[0] !== k * batch) {
-    throw new LorakitError(
-      `generation: expected ${k} x ${batch} text contexts for guidance scale ` +
-        `${opts.guidanceScale}${k === 3 ? " with a negative scale" : ""}, found ${
-          context.shape[0]
-        }`,
-    );
+  for (const [what, t] of [["text contexts", context], ["vectors y", opts.vector]] as const) {
+    if (t !== undefined && t.shape[0] !== k * batch) {
+      throw new LorakitError(
+        `generation: expected ${k} x ${batch} ${what} for guidance scale ` +
+          `${opts.guidanceScale}${k === 3 ? " with a negative scale" : ""}, found ${t.shape[0]}`,
+      );
+    }
   }
   scheduler.setTimesteps(steps);
   let latents: Tensor;
@@ -142,7 +147,9 @@ export async function denoise(unet: DenoiseUNet, opts: DenoiseOptions): Promise<
       const next = scope(() => {
         const stacked = k === 1 ? latents : concat(new Array(k).fill(latents), 0);
         const input = scheduler.scaleModelInput(stacked, t);
-        let pred = unet.forward(input, [t], context);
+        let pred = opts.vector === undefined
+          ? unet.forward(input, [t], context)
+          : unet.forward(input, [t], context, opts.vector);
         if (pred.dtype !== "f32") pred = cast(pred, "f32");
         return scheduler.step(
           guide(pred, k, opts.guidanceScale, opts.negativeScale),
@@ -165,10 +172,13 @@ export async function denoise(unet: DenoiseUNet, opts: DenoiseOptions): Promise<
   return latents;
 }
 
-/** Images [B, 3, 8h, 8w] in about [-1, 1] from latents (`vae.decode(latents / 0.18215)`). */
-export function decodeLatents(vae: DecodeVae, latents: Tensor): Tensor {
+/**
+ * Images [B, 3, 8h, 8w] in about [-1, 1] from latents (`vae.decode(latents / latentScale)`;
+ * SD's 0.18215 by default, SDXL's VAE 0.13025).
+ */
+export function decodeLatents(vae: DecodeVae, latents: Tensor, latentScale = LATENT_SCALE): Tensor {
   return scope(() => {
-    const img = vae.decode(scale(latents, 1 / LATENT_SCALE));
+    const img = vae.decode(scale(latents, 1 / latentScale));
     return img.dtype === "f32" ? img : cast(img, "f32");
   });
 }
