@@ -39,10 +39,26 @@ export interface ImageSettings {
   strength: number;
 }
 
+/**
+ * SDXL's size conditioning as given (`--original_width ...` or a prompt's `--ow ...`); null
+ * takes kohya's default: the original size is the generated size, the negative's original
+ * size is the original size, crops are 0.
+ */
+export interface SizeConditioning {
+  originalWidth: number | null;
+  originalHeight: number | null;
+  originalWidthNegative: number | null;
+  originalHeightNegative: number | null;
+  cropTop: number | null;
+  cropLeft: number | null;
+}
+
 /** Settings shared by a batch (kohya's `BatchDataExt`). */
 export interface JobSettings extends ImageSettings {
   /** Per-prompt `--am` multipliers (padded to the network count), or null for the defaults. */
   networkMuls: readonly number[] | null;
+  /** SDXL runs only: the size conditioning. */
+  sizeConditioning?: SizeConditioning;
 }
 
 /** One image to generate. */
@@ -93,6 +109,11 @@ export interface PlanOptions extends ImageSettings {
   highresFix: boolean;
   /** Called with kohya's "Exception in parsing" messages (kohya logs them and goes on). */
   warn?: (message: string) => void;
+  /**
+   * SDXL runs: the run's size conditioning flags, which prompts' `--ow --oh --nw --nh --ct --cl`
+   * override. Absent for SD 1.x/2.x (those options are then warned about and ignored).
+   */
+  sdxlSize?: SizeConditioning;
 }
 
 const LINE_BREAK = /[\n\r\u2028\u2029]/;
@@ -174,7 +195,8 @@ function sameSettings(a: JobSettings, b: JobSettings): boolean {
   return a.width === b.width && a.height === b.height && a.steps === b.steps &&
     a.scale === b.scale && a.negativeScale === b.negativeScale && a.strength === b.strength &&
     (a.networkMuls ?? []).join() === (b.networkMuls ?? []).join() &&
-    (a.networkMuls === null) === (b.networkMuls === null);
+    (a.networkMuls === null) === (b.networkMuls === null) &&
+    JSON.stringify(a.sizeConditioning ?? null) === JSON.stringify(b.sizeConditioning ?? null);
 }
 
 /** Reject per-prompt options of features lorakit lacks; warn about the SDXL-only ones. */
@@ -182,6 +204,7 @@ function checkPromptFeatures(
   opts: PromptOptions,
   where: string,
   warn: ((m: string) => void) | undefined,
+  sdxl: boolean,
 ): void {
   const missing = opts.deepShrink
     ? "Deep Shrink (--dsd1 ...)"
@@ -201,12 +224,24 @@ function checkPromptFeatures(
     opts.cropTop,
     opts.cropLeft,
   ].some((v) => v !== undefined);
-  if (sdxlOnly) {
+  if (sdxlOnly && !sdxl) {
     warn?.(`${where}: --ow/--oh/--nw/--nh/--ct/--cl are SDXL options: no effect on SD 1.x/2.x`);
   }
   if (opts.clipPrompt !== undefined) {
-    warn?.(`${where}: --c (CLIP guidance prompt) has no effect in gen_img for SD 1.x/2.x`);
+    warn?.(`${where}: --c (CLIP guidance prompt) has no effect in lorakit's gen_img`);
   }
+}
+
+/** A prompt's SDXL size options over the run's. */
+function sizeOf(opts: PromptOptions, run: SizeConditioning): SizeConditioning {
+  return {
+    originalWidth: opts.originalWidth ?? run.originalWidth,
+    originalHeight: opts.originalHeight ?? run.originalHeight,
+    originalWidthNegative: opts.originalWidthNegative ?? run.originalWidthNegative,
+    originalHeightNegative: opts.originalHeightNegative ?? run.originalHeightNegative,
+    cropTop: opts.cropTop ?? run.cropTop,
+    cropLeft: opts.cropLeft ?? run.cropLeft,
+  };
 }
 
 /** Fisher-Yates shuffle driven by a seed source (`--shuffle_prompts`). */
@@ -256,7 +291,7 @@ export function planGeneration(lines: readonly PromptLine[], o: PlanOptions): Ge
       }
       const opts = parsePromptOptions(line.text);
       for (const e of opts.errors) o.warn?.(`${line.where}: could not parse option '--${e}'`);
-      checkPromptFeatures(opts, line.where, o.warn);
+      checkPromptFeatures(opts, line.where, o.warn, o.sdxlSize !== undefined);
       const several = o.imagesPerPrompt > 1;
       const seeds = opts.seeds ? [...opts.seeds] : null;
       if (seeds) seeds.forEach((s, i) => s === -1 || checkSeed(s, `${line.where}: --d seed ${i}`));
@@ -305,6 +340,15 @@ export function planGeneration(lines: readonly PromptLine[], o: PlanOptions): Ge
             `${line.where}: strength: expected a value in [0, 1], found ${strength}`,
           );
         }
+        const negativeScale = opts.negativeScale !== undefined
+          ? opts.negativeScale
+          : o.negativeScale;
+        if (o.sdxlSize !== undefined && negativeScale !== null) {
+          throw new LorakitError(
+            `${opts.negativeScale != null ? `${line.where}: --nl` : "--negative_scale"}: ` +
+              `not supported for SDXL (kohya's sdxl_gen_img fails with it too); remove it`,
+          );
+        }
         const job: GenJob = {
           iteration,
           step,
@@ -320,9 +364,10 @@ export function planGeneration(lines: readonly PromptLine[], o: PlanOptions): Ge
             height,
             steps: opts.steps ?? o.steps,
             scale: opts.scale ?? o.scale,
-            negativeScale: opts.negativeScale !== undefined ? opts.negativeScale : o.negativeScale,
+            negativeScale,
             strength,
             networkMuls: muls,
+            ...(o.sdxlSize === undefined ? {} : { sizeConditioning: sizeOf(opts, o.sdxlSize) }),
           },
         };
         if (
