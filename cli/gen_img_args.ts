@@ -66,6 +66,32 @@ const NO_EFFECT_FLAGS = [
 ];
 const NO_EFFECT_VALUED = ["vae_slices", "tokenizer_cache_dir"];
 
+/** `lorakit sdxl_gen_img`'s own flags (kohya's sdxl_gen_img): SDXL's size conditioning. */
+export interface SdxlGenImgArgs extends GenImgArgs {
+  original_height: number | null;
+  original_width: number | null;
+  original_height_negative: number | null;
+  original_width_negative: number | null;
+  crop_top: number | null;
+  crop_left: number | null;
+}
+
+/** SDXL's size conditioning flags, in kohya's order. */
+export const SDXL_SIZE_FLAGS = [
+  "original_height",
+  "original_width",
+  "original_height_negative",
+  "original_width_negative",
+  "crop_top",
+  "crop_left",
+] as const;
+
+/** gen_img's flags that sdxl_gen_img does not have (kohya's has none of them either). */
+const SD_ONLY_FLAGS = ["v1", "v2", "v_parameterization"];
+
+/** Which tool a parser is for. */
+export type GenImgTool = "gen_img" | "sdxl_gen_img";
+
 /** kohya flags of features lorakit does not have: an error when given. */
 export const UNSUPPORTED_FLAGS: readonly string[] = [
   "sdxl",
@@ -112,6 +138,19 @@ export const UNSUPPORTED_FLAGS: readonly string[] = [
   "console_log_simple",
 ];
 
+const SDXL_DESCRIPTION =
+  "Generate images with an SDXL model as kohya sd-scripts' sdxl_gen_img.py does (same flags; " +
+  "default size 1024x1024; SDXL's size conditioning from --original_height/--original_width, " +
+  "their _negative forms, --crop_top/--crop_left and per-prompt --oh --ow --nh --nw --ct --cl; " +
+  "both text encoders' penultimate layers with kohya's prompt weighting per encoder; the " +
+  "negative prompt, empty or not, is encoded as text (kohya; diffusers' pipeline uses zeros for " +
+  "an empty one); with --fp16 the VAE stays in float32 when its config says force_upcast, as " +
+  "with --no_half_vae). Samplers are kohya's: the same scheduler settings as gen_img, whatever " +
+  "the model folder's scheduler config says. --negative_scale is not supported (kohya's SDXL " +
+  "pipeline fails with it) and --clip_skip has no effect (always the penultimate layer). " +
+  "A seed gives a different image than in kohya (lorakit's random generator is not PyTorch's). " +
+  "PNGs carry A1111's 'parameters' text and kohya's text keys, with the size conditioning used.";
+
 const DESCRIPTION =
   "Generate images with an SD 1.x/2.x model as kohya sd-scripts' gen_img.py does (same flags, " +
   "prompt files with per-prompt options --n --w --h --d --l --nl --s --t --am --f, prompt " +
@@ -120,16 +159,22 @@ const DESCRIPTION =
   "same image at any batch size; lorakit's random generator is not PyTorch's, so a seed gives " +
   "a different image than in kohya. PNGs carry A1111's 'parameters' text (PNG Info) and " +
   "kohya's own text keys. Inputs are checked before anything is written; each PNG is written " +
-  "to a temporary name and renamed.";
+  "to a temporary name and renamed. SDXL models: lorakit sdxl_gen_img (or gen_img --sdxl).";
 
-/** The gen_img parser. */
-export function buildGenImgParser(): Parser {
-  const p = makeParser("gen_img", DESCRIPTION);
-  const a = (name: string, o: Record<string, unknown>) => p.add_argument(`--${name}`, o);
+/** The gen_img parser, or sdxl_gen_img's (SDXL's flags, no --v1/--v2/--v_parameterization). */
+export function buildGenImgParser(tool: GenImgTool = "gen_img"): Parser {
+  const sdxl = tool === "sdxl_gen_img";
+  const p = makeParser(tool, sdxl ? SDXL_DESCRIPTION : DESCRIPTION);
+  const a = (name: string, o: Record<string, unknown>) => {
+    if (!(sdxl && SD_ONLY_FLAGS.includes(name))) p.add_argument(`--${name}`, o);
+  };
+  const size = sdxl ? 1024 : 512;
   a("ckpt", {
     type: "str",
     default: null,
-    help: "model: LDM .safetensors/.ckpt or diffusers folder",
+    help: sdxl
+      ? "model: SGM .safetensors/.ckpt or diffusers folder"
+      : "model: LDM .safetensors/.ckpt or diffusers folder",
   });
   a("v1", { action: "store_true", help: "the model is SD 1.x (an SD 2.x model is then an error)" });
   a("v2", { action: "store_true", help: "the model is SD 2.x (else inferred from its weights)" });
@@ -161,8 +206,19 @@ export function buildGenImgParser(): Parser {
   });
   a("scale", { type: "float", default: 7.5, help: "guidance scale; 1 or below: no guidance" });
   a("negative_scale", { type: "float", default: null, help: "separate scale for the negative" });
-  a("W", { type: "int", default: null, help: "image width (default 512), multiple of 8" });
-  a("H", { type: "int", default: null, help: "image height (default 512), multiple of 8" });
+  a("W", { type: "int", default: null, help: `image width (default ${size}), multiple of 8` });
+  a("H", { type: "int", default: null, help: `image height (default ${size}), multiple of 8` });
+  if (sdxl) {
+    const sizeHelp: Record<(typeof SDXL_SIZE_FLAGS)[number], string> = {
+      original_height: "SDXL conditioning: original height (default: the image height)",
+      original_width: "SDXL conditioning: original width (default: the image width)",
+      original_height_negative: "the negative's original height (default: --original_height)",
+      original_width_negative: "the negative's original width (default: --original_width)",
+      crop_top: "SDXL conditioning: crop top (default 0)",
+      crop_left: "SDXL conditioning: crop left (default 0)",
+    };
+    for (const f of SDXL_SIZE_FLAGS) a(f, { type: "int", default: null, help: sizeHelp[f] });
+  }
   a("seed", {
     type: "int",
     default: null,
@@ -171,12 +227,19 @@ export function buildGenImgParser(): Parser {
   a("iter_same_seed", { action: "store_true", help: "one seed for all prompts of an iteration" });
   a("shuffle_prompts", { action: "store_true", help: "shuffle the prompts in each iteration" });
   a("fp16", { action: "store_true", help: "store and compute the models in float16" });
-  a("no_half_vae", { action: "store_true", help: "with --fp16, keep the VAE in float32" });
+  a("no_half_vae", {
+    action: "store_true",
+    help: sdxl
+      ? "with --fp16, keep the VAE in float32 (also done when the VAE's config says force_upcast)"
+      : "with --fp16, keep the VAE in float32",
+  });
   a("clip_skip", {
     type: "int",
     default: null,
-    help: "use the text encoder's output this many layers from the end (default: 1 for SD 1.x, " +
-      "2 for SD 2.x, as kohya's gen_img sets it)",
+    help: sdxl
+      ? "accepted; no effect (kohya's SDXL pipeline always uses the penultimate layers)"
+      : "use the text encoder's output this many layers from the end (default: 1 for SD 1.x, " +
+        "2 for SD 2.x, as kohya's gen_img sets it)",
   });
   a("max_embeddings_multiples", {
     type: "int",
@@ -216,18 +279,25 @@ export function buildGenImgParser(): Parser {
   for (const f of NO_EFFECT_VALUED) {
     a(f, { type: "str", default: null, help: "accepted for kohya compatibility; no effect here" });
   }
-  for (const f of UNSUPPORTED_FLAGS) {
+  for (const f of unsupportedFlags(tool)) {
     a(f, { nargs: "*", default: null, help: "kohya flag of a feature lorakit lacks: an error" });
   }
   return p;
 }
 
+/** The unsupported flags of a tool (sdxl_gen_img has the size flags, and no --sdxl). */
+function unsupportedFlags(tool: GenImgTool): readonly string[] {
+  if (tool === "gen_img") return UNSUPPORTED_FLAGS;
+  const own = new Set<string>(["sdxl", ...SDXL_SIZE_FLAGS]);
+  return UNSUPPORTED_FLAGS.filter((f) => !own.has(f));
+}
+
 /** A LorakitError for the first unsupported flag given, if any. */
-export function rejectUnsupported(args: GenImgArgs): void {
-  const given = UNSUPPORTED_FLAGS.filter((f) => args[f] !== null && args[f] !== undefined);
+export function rejectUnsupported(args: GenImgArgs, tool: GenImgTool = "gen_img"): void {
+  const given = unsupportedFlags(tool).filter((f) => args[f] !== null && args[f] !== undefined);
   if (given.length > 0) {
     throw new LorakitError(
-      `--${given[0]}: kohya gen_img's flag is not supported by lorakit (expected none of ` +
+      `--${given[0]}: kohya ${tool}'s flag is not supported by lorakit (expected none of ` +
         `${given.map((f) => `--${f}`).join(", ")}); remove it`,
     );
   }

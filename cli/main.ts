@@ -62,6 +62,10 @@ const TOOLS: Record<string, ToolEntry> = {
     about: "generate images from prompts, with LoRAs, img2img and highres fix (kohya's gen_img)",
     load: async () => (await import("./gen_img.ts")).main,
   },
+  sdxl_gen_img: {
+    about: "generate images with an SDXL model: size conditioning, both text encoders (kohya's)",
+    load: async () => (await import("./sdxl_gen_img.ts")).main,
+  },
   resize_images_to_resolution: {
     about: "resize training images to one or more maximum resolutions (kohya's tool)",
     load: async () => (await import("./resize_images.ts")).main,
