@@ -13,7 +13,7 @@ import { createNetworkFromWeights } from "../core/lora/network.ts";
 import { loadStableDiffusion } from "../core/models/mod.ts";
 import { openSafetensors } from "../core/io/safetensors.ts";
 import { DdpmSchedule } from "../core/train/noise_schedule.ts";
-import { trainStepForward } from "../core/train/step.ts";
+import { sdStepModel, trainStepForward } from "../core/train/step.ts";
 import { type TrainIo, trainNetwork, type TrainResult } from "../core/train/loop.ts";
 import { parseTrainArgs } from "../core/kohya/train_args.ts";
 import { planTrainRun } from "../core/kohya/plan.ts";
@@ -79,7 +79,7 @@ async function fixedBatchLoss(model: string, latentFiles: string[], lora: string
   const ids = windowIds(sd.tokenizer, ["sks toy, red, round", "toy", "toy"].slice(0, n));
   const loss = await noGrad(() =>
     scope(() => {
-      const out = trainStepForward(sd, new DdpmSchedule(), {
+      const out = trainStepForward(sdStepModel(sd), new DdpmSchedule(), {
         latents: Tensor.fromArray(Float32Array.from(lat), [n, 4, 8, 8]),
         noise: Tensor.fromArray(noise, [n, 4, 8, 8]),
         timesteps: [200, 500, 800].slice(0, n),

@@ -113,6 +113,7 @@ Deno.test({
       seed: 7,
       model: {
         path: MODEL!,
+        sdxl: false,
         vParameterization: false,
         vae: null,
         noHalfVae: false,
@@ -137,6 +138,8 @@ Deno.test({
         resizeInterpolation: null,
         cacheLatents: true,
         cacheLatentsToDisk: false,
+        cacheTextEncoderOutputs: false,
+        cacheTextEncoderOutputsToDisk: false,
         skipCacheCheck: false,
         vaeBatchSize: 1,
       },

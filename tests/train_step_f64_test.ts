@@ -9,7 +9,7 @@ import { openSafetensors, type SafetensorsFile } from "../core/io/safetensors.ts
 import { loadStableDiffusion } from "../core/models/mod.ts";
 import { createNetworkFromWeights } from "../core/lora/network.ts";
 import { DdpmSchedule } from "../core/train/noise_schedule.ts";
-import { trainStepForward } from "../core/train/step.ts";
+import { sdStepModel, trainStepForward } from "../core/train/step.ts";
 import { sampleLossWeights } from "../core/train/batch_targets.ts";
 import { fixture } from "./fixtures.ts";
 
@@ -79,7 +79,7 @@ async function ourGradients(name: string, settings: Settings): Promise<Map<strin
   }
   const f32 = async (k: string) => (await ref.readF32(k));
   const lat = await f32("latents"), noise = await f32("noise");
-  const out = trainStepForward(sd, new DdpmSchedule(), {
+  const out = trainStepForward(sdStepModel(sd), new DdpmSchedule(), {
     latents: Tensor.fromArray(lat.data, lat.shape),
     noise: Tensor.fromArray(noise.data, noise.shape),
     timesteps: settings.timesteps,

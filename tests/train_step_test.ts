@@ -10,7 +10,7 @@ import { loadStableDiffusion } from "../core/models/mod.ts";
 import { createNetworkFromWeights } from "../core/lora/network.ts";
 import { parameterLearningRates } from "../core/lora/block_lr.ts";
 import { DdpmSchedule } from "../core/train/noise_schedule.ts";
-import { trainStepForward } from "../core/train/step.ts";
+import { sdStepModel, trainStepForward } from "../core/train/step.ts";
 import { sampleLossWeights } from "../core/train/batch_targets.ts";
 import { fixture } from "./fixtures.ts";
 import { assertClose } from "./op_check.ts";
@@ -78,7 +78,7 @@ for (const name of ["step_lierla_eps", "step_c3lier_v_snr_reg"]) {
       },
     );
     assert.deepEqual(batch.timesteps, settings.timesteps);
-    const out = trainStepForward(sd, new DdpmSchedule(), batch, {
+    const out = trainStepForward(sdStepModel(sd), new DdpmSchedule(), batch, {
       vParameterization: settings.v_parameterization,
       clipSkip: settings.clip_skip,
     });

@@ -15,7 +15,13 @@ import { ArgumentParser, SUPPRESS } from "../deps/argparse.ts";
 import { stringify } from "../deps/smol_toml.ts";
 import { LorakitError } from "../errors.ts";
 import { checkWritableFile, exists, writeFileAtomic } from "../io/fs.ts";
-import { type ParseOptions, parseTrainArgs, TRAIN_FLAGS, type TrainArgs } from "./train_args.ts";
+import {
+  type ParseOptions,
+  parseTrainArgs,
+  type TrainArgs,
+  trainFlags,
+  type TrainTool,
+} from "./train_args.ts";
 
 /** Flags kohya never writes to the output config. */
 const NOT_WRITTEN = new Set(["config_file", "output_config", "wandb_api_key"]);
@@ -25,13 +31,16 @@ const NOT_WRITTEN = new Set(["config_file", "output_config", "wandb_api_key"]);
  * `--output_config` (or cannot be parsed; {@link parseTrainArgs} then reports why). The command
  * line is split the way train_network's parser splits it (the same flags, nargs and prefixes).
  */
-export function outputConfigTarget(argv: string[]): string | null {
+export function outputConfigTarget(
+  argv: string[],
+  tool: TrainTool = "train_network",
+): string | null {
   // deno-lint-ignore no-explicit-any
   const parser: any = new ArgumentParser({ add_help: false });
   parser.error = (message: string): never => {
     throw new LorakitError(message);
   };
-  for (const f of TRAIN_FLAGS) {
+  for (const f of trainFlags(tool)) {
     const opts: Record<string, unknown> = { default: SUPPRESS };
     if (f.type === "bool") opts.action = "store_true";
     else if (f.nargs) opts.nargs = f.nargs;
@@ -55,10 +64,10 @@ export function outputConfigTarget(argv: string[]): string | null {
 }
 
 /** The TOML `--output_config` writes: every written flag that differs from its default. */
-export function outputConfigToml(args: TrainArgs): string {
+export function outputConfigToml(args: TrainArgs, tool: TrainTool = "train_network"): string {
   const values = args as unknown as Record<string, unknown>;
   const table: Record<string, unknown> = {};
-  for (const f of TRAIN_FLAGS) {
+  for (const f of trainFlags(tool)) {
     const v = values[f.name];
     if (NOT_WRITTEN.has(f.name) || v === null || v === undefined) continue;
     if (JSON.stringify(v) === JSON.stringify(f.default)) continue;
@@ -85,6 +94,6 @@ export async function writeOutputConfig(
     );
   }
   await checkWritableFile(path, "--config_file");
-  await writeFileAtomic(path, outputConfigToml(args));
+  await writeFileAtomic(path, outputConfigToml(args, options.tool));
   return path;
 }

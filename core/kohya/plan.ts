@@ -15,7 +15,7 @@ import { windowCountFor } from "../text/token_windows.ts";
 import { generateBlueprint, loadDatasetConfig, userConfigFromArgs } from "./dataset_config.ts";
 import { chooseOptimizer, parseOptimizerArgs } from "./optimizer_choice.ts";
 import type { DatasetSource, MetadataPlan, SavingPlan, TrainPlan } from "./plan_types.ts";
-import type { TrainArgs } from "./train_args.ts";
+import type { SdxlTrainArgs, TrainArgs, TrainTool } from "./train_args.ts";
 import { checkTrainSupport } from "./train_support.ts";
 
 /** The datasets from `--dataset_config`, else from the folder flags (`--train_data_dir`, ...). */
@@ -107,9 +107,14 @@ function metadataPlan(args: TrainArgs, cacheLatents: boolean): MetadataPlan {
   };
 }
 
-/** Resolve train_network's arguments into the plan the trainer runs. */
-export function planTrainRun(args: TrainArgs): TrainPlan {
+/** Resolve train_network's (or sdxl_train_network's) arguments into the plan the trainer runs. */
+export function planTrainRun(
+  args: TrainArgs | SdxlTrainArgs,
+  tool: TrainTool = "train_network",
+): TrainPlan {
   checkTrainSupport(args);
+  const sdxl = tool === "sdxl_train_network";
+  const sdxlArgs = args as Partial<SdxlTrainArgs>;
   // kohya turns cache_latents on implicitly.
   const cacheLatents = args.cache_latents || args.cache_latents_to_disk;
   const module = (args.network_module ?? "networks.lora") as NetworkModuleName;
@@ -122,6 +127,7 @@ export function planTrainRun(args: TrainArgs): TrainPlan {
     seed: args.seed,
     model: {
       path: args.pretrained_model_name_or_path!,
+      sdxl,
       v2: args.v2 || undefined,
       vParameterization: args.v_parameterization,
       vae: args.vae,
@@ -146,6 +152,8 @@ export function planTrainRun(args: TrainArgs): TrainPlan {
       resizeInterpolation: args.resize_interpolation,
       cacheLatents,
       cacheLatentsToDisk: args.cache_latents_to_disk,
+      cacheTextEncoderOutputs: sdxl && !!sdxlArgs.cache_text_encoder_outputs,
+      cacheTextEncoderOutputsToDisk: sdxl && !!sdxlArgs.cache_text_encoder_outputs_to_disk,
       skipCacheCheck: args.skip_cache_check,
       vaeBatchSize: args.vae_batch_size,
     },

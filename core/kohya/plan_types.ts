@@ -14,6 +14,8 @@ import type { OptimizerChoice } from "./optimizer_choice.ts";
 export interface ModelPlan {
   /** Checkpoint file or diffusers folder. */
   path: string;
+  /** An SDXL model (sdxl_train_network): two text encoders and size conditioning. */
+  sdxl: boolean;
   /** SD 2.x, when the weights cannot say (`undefined`: from the weights). */
   v2?: boolean;
   /** v-prediction target. */
@@ -58,6 +60,9 @@ export interface DataPlan {
   resizeInterpolation: string | null;
   cacheLatents: boolean;
   cacheLatentsToDisk: boolean;
+  /** SDXL: encode each caption once before training (the text encoders stay frozen). */
+  cacheTextEncoderOutputs: boolean;
+  cacheTextEncoderOutputsToDisk: boolean;
   skipCacheCheck: boolean;
   vaeBatchSize: number;
 }

@@ -20,6 +20,7 @@ import { datasetArgsToConfig } from "./dataset_config.ts";
 import { describeValue, nearestName } from "./dataset_schema.ts";
 import { DATA_FLAGS } from "./train_args_flags_data.ts";
 import { TRAINING_FLAGS } from "./train_args_flags_training.ts";
+import { SDXL_FLAGS } from "./train_args_flags_sdxl.ts";
 import { type ArgsOf, type FlagSpec, pyFloat, pyInt, pyIntOrFloat } from "./train_args_types.ts";
 
 /** Every train_network flag, in kohya's order. */
@@ -27,6 +28,20 @@ export const TRAIN_FLAGS: readonly FlagSpec[] = [...DATA_FLAGS, ...TRAINING_FLAG
 
 /** The parsed train_network arguments, one field per kohya flag (kohya's names). */
 export type TrainArgs = ArgsOf<typeof DATA_FLAGS> & ArgsOf<typeof TRAINING_FLAGS>;
+
+/** sdxl_train_network's flags: train_network's and SDXL's own. */
+export const SDXL_TRAIN_FLAGS: readonly FlagSpec[] = [...TRAIN_FLAGS, ...SDXL_FLAGS];
+
+/** The parsed sdxl_train_network arguments (train_network's with the SDXL flags). */
+export type SdxlTrainArgs = TrainArgs & ArgsOf<typeof SDXL_FLAGS>;
+
+/** The training tools sharing this parser. */
+export type TrainTool = "train_network" | "sdxl_train_network";
+
+/** A tool's flag table. */
+export function trainFlags(tool: TrainTool = "train_network"): readonly FlagSpec[] {
+  return tool === "sdxl_train_network" ? SDXL_TRAIN_FLAGS : TRAIN_FLAGS;
+}
 
 /** `network_module` values lorakit implements. */
 export const NETWORK_MODULES = ["networks.lora", "networks.dylora"];
@@ -45,6 +60,8 @@ export interface ParseOptions {
   onNote?: (note: string) => void;
   /** Reads the `--config_file` text (default: the file, as UTF-8); lets it come from memory. */
   readText?: (path: string) => Promise<string>;
+  /** Which tool's command line (default train_network). */
+  tool?: TrainTool;
 }
 
 const printed = new Set<string>();
@@ -55,7 +72,7 @@ const defaultNote = (note: string) => {
   }
 };
 
-const SPEC = new Map(TRAIN_FLAGS.map((f) => [f.name, f]));
+const specs = (tool: TrainTool) => new Map(trainFlags(tool).map((f) => [f.name, f]));
 
 // Named like Python's types so argparse says "invalid int value: 'x'".
 const CONVERT = {
@@ -69,17 +86,19 @@ const CONVERT = {
 // deno-lint-ignore no-explicit-any
 type Parser = any;
 
-function buildParser(suppressDefaults: boolean): Parser {
+function buildParser(suppressDefaults: boolean, tool: TrainTool = "train_network"): Parser {
   const parser: Parser = new ArgumentParser({
-    prog: "lorakit train_network",
-    description: "Train a LoRA for Stable Diffusion 1.x/2.x with kohya's train_network flags.",
+    prog: `lorakit ${tool}`,
+    description: tool === "sdxl_train_network"
+      ? "Train a LoRA for SDXL with kohya's sdxl_train_network flags."
+      : "Train a LoRA for Stable Diffusion 1.x/2.x with kohya's train_network flags.",
     add_help: false,
   });
   parser.error = (message: string): never => {
-    throw new LorakitError(`train_network: ${message}`);
+    throw new LorakitError(`${tool}: ${message}`);
   };
   parser.add_argument("-h", "--help", { action: "store_true", help: "show this help and exit" });
-  for (const f of TRAIN_FLAGS) {
+  for (const f of trainFlags(tool)) {
     const opts: Record<string, unknown> = { help: helpOf(f) };
     if (f.type === "bool") opts.action = "store_true";
     else {
@@ -104,8 +123,8 @@ function helpOf(f: FlagSpec): string {
 }
 
 /** The `--help` text. */
-export function trainHelpText(): string {
-  return buildParser(false).format_help();
+export function trainHelpText(tool: TrainTool = "train_network"): string {
+  return buildParser(false, tool).format_help();
 }
 
 /**
@@ -116,42 +135,41 @@ export async function parseTrainArgs(
   argv: string[],
   options: ParseOptions = {},
 ): Promise<TrainArgs> {
-  const parser = buildParser(false);
+  const tool = options.tool ?? "train_network";
+  const parser = buildParser(false, tool);
   const [ns, extras] = parser.parse_known_args(argv);
   if (ns.help) throw new HelpRequested(parser.format_help());
-  if (extras.length > 0) throw unknownFlag(extras);
+  if (extras.length > 0) throw unknownFlag(extras, tool);
   const args: Record<string, unknown> = { ...ns };
   delete args.help;
   const origin: Record<string, string> = {};
   for (const k of Object.keys(args)) origin[k] = "the default";
-  const given = buildParser(true).parse_known_args(argv)[0];
+  const given = buildParser(true, tool).parse_known_args(argv)[0];
   for (const k of Object.keys(given)) origin[k] = "the command line";
   if (typeof args.config_file === "string" && args.config_file !== "") {
     const path = args.config_file.endsWith(".toml") ? args.config_file : args.config_file + ".toml";
     const text = options.readText ?? readText;
-    for (const [key, value] of Object.entries(await readConfigFile(path, text))) {
+    for (const [key, value] of Object.entries(await readConfigFile(path, text, tool))) {
       if (key in given) continue; // the command line wins
       args[key] = value;
       origin[key] = path;
     }
   }
-  return checkTrainArgs(args, origin, options.onNote ?? defaultNote);
+  return checkTrainArgs(args, origin, options.onNote ?? defaultNote, tool);
 }
 
-function unknownFlag(extras: string[]): LorakitError {
+function unknownFlag(extras: string[], tool: TrainTool): LorakitError {
   const first = extras.find((e) => e.startsWith("-")) ?? extras[0];
   if (!first.startsWith("-")) {
     return new LorakitError(
-      `train_network: unexpected argument ${
-        JSON.stringify(first)
-      }; train_network takes only --flags`,
+      `${tool}: unexpected argument ${JSON.stringify(first)}; ${tool} takes only --flags`,
     );
   }
   const name = first.replace(/^-+/, "").split("=")[0];
-  const near = nearestName(name, SPEC.keys());
+  const near = nearestName(name, specs(tool).keys());
   return new LorakitError(
-    `train_network: unknown flag --${name}` + (near ? ` (did you mean --${near}?)` : "") +
-      "; kohya's train_network has no such flag",
+    `${tool}: unknown flag --${name}` + (near ? ` (did you mean --${near}?)` : "") +
+      `; kohya's ${tool} has no such flag`,
   );
 }
 
@@ -162,7 +180,9 @@ function unknownFlag(extras: string[]): LorakitError {
 export async function readConfigFile(
   path: string,
   read: (path: string) => Promise<string> = readText,
+  tool: TrainTool = "train_network",
 ): Promise<Record<string, unknown>> {
+  const spec = specs(tool);
   let raw: Record<string, unknown>;
   try {
     raw = parseToml(await read(path)) as Record<string, unknown>;
@@ -181,15 +201,15 @@ export async function readConfigFile(
   }
   const out: Record<string, unknown> = {};
   for (const [key, value, where] of flat) {
-    const spec = SPEC.get(key);
-    if (spec === undefined) {
-      const near = nearestName(key, SPEC.keys());
+    const flag = spec.get(key);
+    if (flag === undefined) {
+      const near = nearestName(key, spec.keys());
       throw new LorakitError(
-        `${path}: ${where}${key}: unknown key; it is not a train_network flag` +
+        `${path}: ${where}${key}: unknown key; it is not a ${tool} flag` +
           (near ? ` (did you mean ${near}?)` : ""),
       );
     }
-    out[key] = tomlValue(spec, value, `${path}: ${where}${key}`);
+    out[key] = tomlValue(flag, value, `${path}: ${where}${key}`);
   }
   return out;
 }
@@ -255,11 +275,12 @@ function checkTrainArgs(
   args: Record<string, unknown>,
   origin: Record<string, string>,
   onNote: (note: string) => void,
+  tool: TrainTool,
 ): TrainArgs {
   const fail = (flag: string, what: string): never => {
     throw new LorakitError(`--${flag} (from ${origin[flag] ?? "the command line"}): ${what}`);
   };
-  for (const f of TRAIN_FLAGS) {
+  for (const f of trainFlags(tool)) {
     const v = args[f.name];
     const isDefault = JSON.stringify(v) === JSON.stringify(f.default) ||
       (f.type === "bool" && v === false) || (f.default === null && v === null);
@@ -327,6 +348,7 @@ function checkTrainArgs(
   if (args.v_pred_like_loss !== null && args.v_parameterization) {
     fail("v_pred_like_loss", "cannot be enabled with --v_parameterization");
   }
+  if (tool === "sdxl_train_network") checkSdxlArgs(args, fail, onNote);
   for (const flag of ["sample_every_n_epochs", "sample_every_n_steps"]) {
     const v = args[flag] as number | null;
     if (v !== null && v <= 0) {
@@ -335,4 +357,37 @@ function checkTrainArgs(
     }
   }
   return args as unknown as TrainArgs;
+}
+
+/** kohya's `verify_sdxl_training_args` and sdxl_train_network's `assert_extra_args`. */
+function checkSdxlArgs(
+  args: Record<string, unknown>,
+  fail: (flag: string, what: string) => never,
+  onNote: (note: string) => void,
+): void {
+  if (args.v2) fail("v2", "cannot be enabled in SDXL training (as in kohya)");
+  if (args.clip_skip !== null) {
+    onNote("--clip_skip has no effect on SDXL: it always conditions on the penultimate layers");
+  }
+  if (args.cache_text_encoder_outputs_to_disk && !args.cache_text_encoder_outputs) {
+    onNote(
+      "--cache_text_encoder_outputs_to_disk turns --cache_text_encoder_outputs on, as in kohya",
+    );
+    args.cache_text_encoder_outputs = true;
+  }
+  if (args.max_token_length !== null) {
+    fail(
+      "max_token_length",
+      "longer captions are not supported for SDXL by lorakit yet (75 tokens)",
+    );
+  }
+  if (args.sample_prompts !== null) {
+    fail("sample_prompts", "sample images during SDXL training are not supported by lorakit yet");
+  }
+  if (args.cache_text_encoder_outputs && !args.network_train_unet_only) {
+    fail(
+      "cache_text_encoder_outputs",
+      "needs --network_train_unet_only: the text encoders cannot be trained from cached outputs",
+    );
+  }
 }

@@ -42,7 +42,13 @@ export interface HostBatch extends PlannedBatch {
   latents: Float32Array | null;
   captions: string[];
   ids: WindowedIds;
+  /** The second tokenizer's ids (SDXL's text encoder 2), when the loader has one. */
+  ids2: WindowedIds | null;
   lossWeights: number[];
+  /** Each image's size before resizing, [width, height]. */
+  originalSizes: [number, number][];
+  /** Whether each image was mirrored (`flip_aug`). */
+  flipped: boolean[];
   /** Keys whose image failed to decode (left out of this batch), with the reason. */
   failed: { key: string; reason: string }[];
 }
@@ -68,6 +74,8 @@ export interface LoadContext {
 export interface LoaderOptions {
   seed: number;
   tokenizer: WindowTokenizer;
+  /** SDXL's second tokenizer (it pads with 0); its ids come in `ids2`. */
+  tokenizer2?: WindowTokenizer;
   maxTokenLength: number | null;
   /** kohya's `--resize_interpolation` (lanczos, area, cubic, bicubic), or null for the default. */
   resizeInterpolation: string | null;
@@ -182,6 +190,8 @@ export class BatchLoader {
     const failed: { key: string; reason: string }[] = [];
     const pixels: Float32Array[] = [];
     const latents: Float32Array[] = [];
+    const originalSizes: [number, number][] = [];
+    const flipped: boolean[] = [];
     // Start every image of the batch first (in parallel on the workers), then take them in order.
     const jobs = plan.keys.map((key, i): Promise<Settled> | null => {
       const entry = d.byKey.get(key);
@@ -201,10 +211,10 @@ export class BatchLoader {
       const entry = d.byKey.get(key);
       if (!entry) continue; // dropped after a decode failure
       const subset = d.blueprint.subsets[entry.subset];
+      const flip = this.#flip(subset.flip_aug, key, i, ctx);
       if (cache) {
         const c = cache.get(key);
         if (!c) continue;
-        const flip = this.#flip(subset.flip_aug, key, i, ctx);
         latents.push(
           flip ? (c.flipped ?? flipLatents(c.latents, 4, bh / 8, bw / 8)) : c.latents,
         );
@@ -220,6 +230,8 @@ export class BatchLoader {
       const rng = streamRandom(seed, STREAM.caption, ctx.micro, i, hashString(key));
       captions.push(processCaption(subset, entry.caption, ctx, rng));
       lossWeights.push(entry.isReg ? d.blueprint.params.prior_loss_weight : 1);
+      originalSizes.push([entry.size[0], entry.size[1]]);
+      flipped.push(flip);
       keys.push(key);
     }
     const concat = (parts: Float32Array[]): Float32Array | null => {
@@ -241,7 +253,10 @@ export class BatchLoader {
       latents: cache ? concat(latents) : null,
       captions,
       ids: windowIds(this.#o.tokenizer, captions, maxLen),
+      ids2: this.#o.tokenizer2 ? windowIds(this.#o.tokenizer2, captions, maxLen) : null,
       lossWeights,
+      originalSizes,
+      flipped,
       failed,
     };
   }

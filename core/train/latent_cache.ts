@@ -32,6 +32,8 @@ export const LATENT_SCALE = 0.18215;
 export interface EncoderVae {
   encode(images: Tensor): { mean: Tensor; logvar: Tensor };
   readonly dtype: Tensor["dtype"];
+  /** The latent scale (default SD's 0.18215; kohya's SDXL trainer uses 0.13025). */
+  readonly latentScale?: number;
 }
 
 /** Options of {@link cacheLatents}. */
@@ -114,11 +116,12 @@ function sampleLatents(
   seed: number,
   key: string,
   flip: boolean,
+  scale: number,
 ): Float32Array {
   const g = streamGaussian(seed, STREAM.latentSample, hashString(key), flip ? 1 : 0);
   const out = new Float32Array(mean.length);
   for (let i = 0; i < out.length; i++) {
-    out[i] = (mean[i] + Math.exp(0.5 * logvar[i]) * g.nextGaussian()) * LATENT_SCALE;
+    out[i] = (mean[i] + Math.exp(0.5 * logvar[i]) * g.nextGaussian()) * scale;
   }
   return out;
 }
@@ -219,6 +222,7 @@ async function encodeAndStore(
         o.seed,
         t.im.key,
         flip,
+        vae.latentScale ?? LATENT_SCALE,
       );
     };
     const latents = take(false);
@@ -239,7 +243,7 @@ async function encodeAndStore(
 
 /**
  * Latents of a batch of decoded images [n, 3, H, W] (no cache): the VAE, then a seeded sample
- * of each image's latent distribution times 0.18215.
+ * of each image's latent distribution times the latent scale.
  */
 export async function encodeImagesToLatents(
   vae: EncoderVae,
@@ -251,13 +255,14 @@ export async function encodeImagesToLatents(
   micro: number,
 ): Promise<Float32Array> {
   const { mean, logvar } = await encodeBatch(vae, pixels, [n, 3, bh, bw]);
+  const scale = vae.latentScale ?? LATENT_SCALE;
   const per = 4 * (bh / 8) * (bw / 8);
   const out = new Float32Array(n * per);
   for (let i = 0; i < n; i++) {
     const s = i * per;
     const g = streamGaussian(seed, STREAM.latentSample, hashString(keys[i]), micro);
     for (let j = 0; j < per; j++) {
-      out[s + j] = (mean[s + j] + Math.exp(0.5 * logvar[s + j]) * g.nextGaussian()) * LATENT_SCALE;
+      out[s + j] = (mean[s + j] + Math.exp(0.5 * logvar[s + j]) * g.nextGaussian()) * scale;
     }
   }
   return out;

@@ -28,6 +28,7 @@ import { type MicroBatchRun, trainMicroBatch } from "./micro_batch.ts";
 import { optimizerStep } from "./optimizer_step.ts";
 import type { TrainIo } from "./train_io.ts";
 import type { TrainPlan } from "../kohya/plan_types.ts";
+import type { StableDiffusion } from "../models/stable_diffusion.ts";
 import { readSamplePrompts } from "./train_samples.ts";
 import { type SaveContext, Saver } from "./train_saves.ts";
 import {
@@ -71,7 +72,14 @@ export async function trainNetwork(plan: TrainPlan, io: TrainIo): Promise<TrainR
   let loader: BatchLoader | null = null;
   let scaler: LossScaler | null = null;
   try {
-    await mergeBaseWeights(model.sd, plan.model.baseWeights, note);
+    if (plan.model.baseWeights.length > 0) {
+      if (model.sdxl) {
+        throw new LorakitError(
+          "--base_weights: merging LoRAs into SDXL is not supported by lorakit yet",
+        );
+      }
+      await mergeBaseWeights(model.sd as StableDiffusion, plan.model.baseWeights, note);
+    }
     session = await setupNetwork(model, plan, seed, note);
     const { net, optimizer, params } = session;
     const lrGroups = kohyaLrGroups(net.modules.map((m) => m.spec), plan.network, plan.optimizer);
@@ -82,7 +90,7 @@ export async function trainNetwork(plan: TrainPlan, io: TrainIo): Promise<TrainR
         (est.vae > 0 ? `, VAE ${formatBytes(est.vae)}` : "") + ")",
     );
     const cache = plan.data.cacheLatents
-      ? await cacheRunLatents(model.sd.vae, data, plan, seed, note)
+      ? await cacheRunLatents(model.vae, data, plan, seed, note)
       : null;
     const sched = makeSchedule(plan.schedule, data, plan.optimizer.learningRate);
     if (sched.batchesPerEpoch === 0) throw new LorakitError("no batches: every image was skipped");
@@ -119,7 +127,8 @@ export async function trainNetwork(plan: TrainPlan, io: TrainIo): Promise<TrainR
     );
     const batches = new BatchLoader(data, {
       seed,
-      tokenizer: model.sd.tokenizer,
+      tokenizer: model.tokenizer,
+      tokenizer2: model.tokenizer2 ?? undefined,
       maxTokenLength: plan.model.maxTokenLength,
       resizeInterpolation: plan.data.resizeInterpolation,
       cache,

@@ -15,6 +15,7 @@ import { encodeImagesToLatents } from "./latent_cache.ts";
 import { reseedNetwork } from "./network_training.ts";
 import type { DdpmSchedule } from "./noise_schedule.ts";
 import { trainStepForward } from "./step.ts";
+import { sdxlSizeCond } from "./sdxl_size_cond.ts";
 import type { SessionModel, SessionNetwork } from "./train_session.ts";
 import type { LossPlan } from "../kohya/plan_types.ts";
 
@@ -40,7 +41,7 @@ export async function trainMicroBatch(
   const n = hb.keys.length;
   const shape = [n, 4, bh / 8, bw / 8];
   const latentData = hb.latents ??
-    await encodeImagesToLatents(model.sd.vae, hb.images!, n, hb.bucket, seed, hb.keys, micro);
+    await encodeImagesToLatents(model.vae, hb.images!, n, hb.bucket, seed, hb.keys, micro);
   const targets = drawBatchTargets(run.loss, run.schedule, { seed, micro }, {
     n,
     h: bh / 8,
@@ -55,6 +56,10 @@ export async function trainMicroBatch(
     noise,
     timesteps: targets.timesteps,
     inputIds: hb.ids.ids,
+    inputIds2: hb.ids2?.ids,
+    sizeConds: model.sdxl
+      ? hb.originalSizes.map((size, i) => sdxlSizeCond(size, hb.bucket, hb.flipped[i]))
+      : undefined,
     lossWeights: targets.lossWeights,
   }, session.settings);
   const root = run.accumulationSteps === 1 ? out.loss : scale(out.loss, 1 / run.accumulationSteps);

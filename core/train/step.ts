@@ -6,6 +6,7 @@
  * @module
  */
 import { add, mean, mseLoss, mul, reshape, scale, scope, sub, Tensor } from "../../gpu/mod.ts";
+import type { SdxlSizeCond } from "../models/sdxl_conditioning.ts";
 import type { StableDiffusion } from "../models/stable_diffusion.ts";
 import type { DdpmSchedule } from "./noise_schedule.ts";
 
@@ -19,6 +20,10 @@ export interface TrainBatch {
   timesteps: number[];
   /** Token ids, B x (77 per window). */
   inputIds: Int32Array;
+  /** SDXL: the second tokenizer's ids (same layout). */
+  inputIds2?: Int32Array;
+  /** SDXL: each sample's size conditioning (original size, crop, target size). */
+  sizeConds?: SdxlSizeCond[];
   /** Each sample's loss weight, every factor included (see `sampleLossWeights`). */
   lossWeights: number[];
 }
@@ -29,6 +34,32 @@ export interface StepSettings {
   clipSkip?: number;
   /** Run the text encoder without recording gradients (U-Net-only training). */
   frozenTextEncoder?: boolean;
+}
+
+/** The U-Net's conditioning of a batch. */
+export interface StepConditioning {
+  /** Cross-attention context [B, T, C]. */
+  context: Tensor;
+  /** SDXL's vector `y` [B, adm] (pooled text embedding and size embeddings). */
+  y?: Tensor;
+}
+
+/** The networks a training step runs: the conditioning of a batch, then the U-Net. */
+export interface StepModel {
+  condition(batch: TrainBatch, s: StepSettings): StepConditioning;
+  unet: {
+    forward(sample: Tensor, timesteps: readonly number[], context: Tensor, y?: Tensor): Tensor;
+  };
+}
+
+/** An SD 1.x/2.x model as a step model: the text encoder (with the clip skip), then the U-Net. */
+export function sdStepModel(sd: Pick<StableDiffusion, "textEncoder" | "unet">): StepModel {
+  return {
+    condition: (batch, s) => ({
+      context: sd.textEncoder.forward(batch.inputIds, { clipSkip: s.clipSkip ?? 1 }),
+    }),
+    unet: sd.unet,
+  };
 }
 
 /** What one forward produces (the loss keeps its graph for backward). */
@@ -45,7 +76,7 @@ function perSample(values: number[], dtype: Tensor["dtype"]): Tensor {
 
 /** Forward of one training step; returns the scalar loss with its graph. */
 export function trainStepForward(
-  sd: Pick<StableDiffusion, "textEncoder" | "unet">,
+  sd: StepModel,
   schedule: DdpmSchedule,
   batch: TrainBatch,
   s: StepSettings,
@@ -57,8 +88,8 @@ export function trainStepForward(
     const a = perSample(c.map((x) => x.signal), dtype);
     const b = perSample(c.map((x) => x.noise), dtype);
     const noisy = add(mul(latents, a), mul(noise, b));
-    const context = sd.textEncoder.forward(batch.inputIds, { clipSkip: s.clipSkip ?? 1 });
-    const modelPred = sd.unet.forward(noisy, timesteps, context);
+    const { context, y } = sd.condition(batch, s);
+    const modelPred = sd.unet.forward(noisy, timesteps, context, y);
     // v = sqrt(acp) * noise - sqrt(1 - acp) * latents
     const target = s.vParameterization ? sub(mul(noise, a), mul(latents, b)) : noise.retain();
     const perElem = mseLoss(modelPred, target, "none");

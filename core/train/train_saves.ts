@@ -11,6 +11,7 @@
  * @module
  */
 import { rt } from "../../gpu/mod.ts";
+import { LorakitError } from "../errors.ts";
 import type { LossScaler } from "../../gpu/mod.ts";
 import { joinPath, makeDir } from "../io/fs.ts";
 import { saveTrainState } from "./checkpoint_state.ts";
@@ -202,7 +203,11 @@ export class Saver {
   async sample(step: number, epoch: number | null): Promise<void> {
     const { sampling, saving, model } = this.#o.plan;
     if (sampling.prompts === null) return;
-    const files = await sampleImages(this.#o.model.sd, this.#o.session.net, {
+    const sd = this.#o.model.sd;
+    if ("tokenizer2" in sd) {
+      throw new LorakitError("sample images during SDXL training are not supported by lorakit yet");
+    }
+    const files = await sampleImages(sd, this.#o.session.net, {
       prompts: sampling.prompts,
       sampler: sampling.sampler,
       outputDir: this.#dir,

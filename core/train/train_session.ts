@@ -40,14 +40,28 @@ import {
   type ParameterGroups,
   parameterGroups,
 } from "./network_training.ts";
-import type { StepSettings } from "./step.ts";
+import type { StepModel, StepSettings } from "./step.ts";
+import type { EncoderVae } from "./latent_cache.ts";
+import { loadSdxlTrainModel, SDXL_LATENT_SCALE, sdxlStepModel } from "./sdxl_session.ts";
+import type { StableDiffusionXL } from "../models/stable_diffusion_xl.ts";
+import type { WindowTokenizer } from "../text/token_windows.ts";
 import { batchesPerEpoch, type PreparedData } from "./train_setup.ts";
+
+/** The model a run trains a network for. */
+export type TrainModel = StableDiffusion | StableDiffusionXL;
 
 /** The models the loop uses (the VAE may come from another file or dtype). */
 export interface SessionModel {
-  sd: StableDiffusion;
-  /** What `trainStepForward` is given: windows-aware text encoder, f32-output U-Net. */
-  stepModel: Pick<StableDiffusion, "textEncoder" | "unet">;
+  sd: TrainModel;
+  /** The SDXL models, when training on SDXL. */
+  sdxl: StableDiffusionXL | null;
+  /** The VAE latents come from, with the latent scale of the model family. */
+  vae: EncoderVae;
+  /** The data loader's tokenizers (SDXL's second one pads with 0). */
+  tokenizer: WindowTokenizer;
+  tokenizer2: WindowTokenizer | null;
+  /** What `trainStepForward` is given: conditioning (windows-aware), f32-output U-Net. */
+  stepModel: StepModel;
   weightBytes: number;
   hasF16: boolean;
   modelHash: string | null;
@@ -72,8 +86,36 @@ export async function loadSessionModel(
   }
   const path = m.path;
   const dtype = fp16 ? "f16" : "f32";
-  const separateVae = m.vae !== null || (fp16 && m.noHalfVae);
+  const fileHash = async (p: string) =>
+    (await exists(p)) && !(await isDirectory(p)) ? await legacyFileHash(p) : null;
   const before = rt().storage.stats().liveBytes;
+  if (m.sdxl) {
+    if (m.vae !== null) {
+      throw new LorakitError(`--vae ${m.vae}: a separate VAE for SDXL is not supported by lorakit`);
+    }
+    const x = await loadSdxlTrainModel(path, {
+      dtype,
+      vaeF32: m.noHalfVae,
+      vPrediction: m.vParameterization || undefined,
+    });
+    if (fp16 && !m.noHalfVae) {
+      note("SDXL's VAE overflows in fp16; kohya advises --no_half_vae (the VAE in f32)");
+    }
+    return {
+      sd: x.sd,
+      sdxl: x.sd,
+      vae: { encode: (i) => x.vae.encode(i), dtype: x.vae.dtype, latentScale: SDXL_LATENT_SCALE },
+      tokenizer: x.sd.tokenizer,
+      tokenizer2: x.sd.tokenizer2,
+      stepModel: sdxlStepModel(x.sd),
+      weightBytes: rt().storage.stats().liveBytes - before,
+      hasF16: gpu.hasF16,
+      modelHash: await fileHash(path),
+      vaeHash: null,
+      dispose: () => x.dispose(),
+    };
+  }
+  const separateVae = m.vae !== null || (fp16 && m.noHalfVae);
   const main = await loadStableDiffusion(path, {
     dtype,
     v2: m.v2,
@@ -108,22 +150,29 @@ export async function loadSessionModel(
   const windows = m.tokenWindows;
   const te = main.textEncoder;
   const unet = main.unet;
-  const stepModel = {
-    textEncoder: windows === 1 ? te : {
-      forward: (ids: Int32Array, o: { clipSkip?: number }) =>
-        te.forwardWindows({ ids, batch: ids.length / (77 * windows), windows }, o),
-    } as unknown as StableDiffusion["textEncoder"],
+  const stepModel: StepModel = {
+    condition: (batch, s) => {
+      const clipSkip = s.clipSkip ?? 1;
+      const ids = batch.inputIds;
+      return {
+        context: windows === 1
+          ? te.forward(ids, { clipSkip })
+          : te.forwardWindows({ ids, batch: ids.length / (77 * windows), windows }, { clipSkip }),
+      };
+    },
     unet: {
       forward: (s: Tensor, t: readonly number[], c: Tensor) => {
         const y = unet.forward(s, t, c);
         return y.dtype === "f32" ? y : cast(y, "f32");
       },
-    } as unknown as StableDiffusion["unet"],
+    },
   };
-  const fileHash = async (p: string) =>
-    (await exists(p)) && !(await isDirectory(p)) ? await legacyFileHash(p) : null;
   return {
     sd,
+    sdxl: null,
+    vae: sd.vae,
+    tokenizer: sd.tokenizer,
+    tokenizer2: null,
     stepModel,
     weightBytes,
     hasF16: gpu.hasF16,
