@@ -142,7 +142,8 @@ const SDXL_DESCRIPTION =
   "Generate images with an SDXL model as kohya sd-scripts' sdxl_gen_img.py does (same flags; " +
   "default size 1024x1024; SDXL's size conditioning from --original_height/--original_width, " +
   "their _negative forms, --crop_top/--crop_left and per-prompt --oh --ow --nh --nw --ct --cl; " +
-  "both text encoders' penultimate layers with kohya's prompt weighting per encoder; the " +
+  "both text encoders' penultimate layers with kohya's prompt weighting per encoder; kohya SDXL " +
+  "LoRA files applied or merged; the " +
   "negative prompt, empty or not, is encoded as text (kohya; diffusers' pipeline uses zeros for " +
   "an empty one); with --fp16 the VAE stays in float32 when its config says force_upcast, as " +
   "with --no_half_vae). Samplers are kohya's: the same scheduler settings as gen_img, whatever " +

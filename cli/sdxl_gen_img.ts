@@ -3,7 +3,8 @@
  * flags and `gen_img_run.ts` for the run it shares with gen_img). The conditioning step is
  * SDXL's (`core/sample/sdxl_conditioner.ts`); the VAE runs in float32 under `--fp16` when
  * `--no_half_vae` is given or its config says force_upcast (SDXL's VAE overflows in float16).
- * LoRA networks are refused until lorakit's networks bind SDXL's two text encoders.
+ * kohya SDXL LoRA files (`lora_te1_`, `lora_te2_`, `lora_unet_`) are applied or merged as in
+ * gen_img.
  *
  * @module
  */
@@ -21,7 +22,13 @@ import {
   SDXL_SIZE_FLAGS,
   type SdxlGenImgArgs,
 } from "./gen_img_args.ts";
-import { type GenBackend, type LoadedGenModel, runGeneration } from "./gen_img_run.ts";
+import {
+  type GenBackend,
+  type LoadedGenModel,
+  loadNetworks,
+  runGeneration,
+} from "./gen_img_run.ts";
+import type { NetworkSpec } from "./gen_img_inputs.ts";
 import { runTool } from "./lora_cli.ts";
 
 /** SDXL's VAE latent scale when the config has none (kohya's `VAE_SCALE_FACTOR`). */
@@ -45,18 +52,18 @@ function sizeFlags(a: SdxlGenImgArgs): SizeConditioning {
   };
 }
 
-/** The models with the VAE in its own dtype (a separate load or `--vae`). */
-async function loadModels(a: SdxlGenImgArgs): Promise<LoadedGenModel> {
+/** The models with the VAE in its own dtype (a separate load or `--vae`), then the networks. */
+async function loadModels(a: SdxlGenImgArgs, specs: NetworkSpec[]): Promise<LoadedGenModel> {
   const dtype = a.fp16 ? "f16" : "f32";
   const sdxl = await loadStableDiffusionXL(a.ckpt!, {
     dtype,
     parts: ["text_encoder", "text_encoder_2", "unet"],
   });
   let vaeOwner: StableDiffusionXL | null = null;
+  let vae: (GenModels["vae"] & { dispose(): void }) | null = null;
   try {
     const config = sdxl.config;
     const vaeDtype = a.no_half_vae || config.vae.forceUpcast ? "f32" : dtype;
-    let vae: GenModels["vae"] & { dispose(): void };
     if (a.vae !== null) {
       // A VAE file is checked against the model's VAE architecture (SD's layout).
       const asSd: SDConfig = { v2: false, ...config };
@@ -71,6 +78,8 @@ async function loadModels(a: SdxlGenImgArgs): Promise<LoadedGenModel> {
       );
     }
     const latentScale = config.vae.scalingFactor || SDXL_LATENT_SCALE;
+    const networks = await loadNetworks(specs, sdxl, a.network_show_meta);
+    const theVae = vae;
     const models: GenModels = {
       conditioner: sdxlConditioner({
         tokenizer: sdxl.tokenizer,
@@ -83,12 +92,12 @@ async function loadModels(a: SdxlGenImgArgs): Promise<LoadedGenModel> {
         embNormalizeMode: a.emb_normalize_mode,
       }),
       unet: sdxl.unet,
-      vae,
+      vae: theVae,
       latentScale,
     };
     return {
       models,
-      networks: [],
+      networks,
       vPrediction: config.vPrediction,
       clipSkip: 1,
       extraText: (img) => {
@@ -108,14 +117,16 @@ async function loadModels(a: SdxlGenImgArgs): Promise<LoadedGenModel> {
         };
       },
       dispose() {
+        for (const n of networks) n.dispose();
         sdxl.dispose();
         if (vaeOwner !== null) vaeOwner.dispose();
-        else vae.dispose();
+        else theVae.dispose();
       },
     };
   } catch (e) {
     sdxl.dispose();
-    vaeOwner?.dispose();
+    if (vaeOwner !== null) vaeOwner.dispose();
+    else vae?.dispose();
     throw e;
   }
 }
@@ -124,13 +135,7 @@ function sdxlBackend(a: SdxlGenImgArgs): GenBackend {
   return {
     defaultSize: 1024,
     sdxlSize: sizeFlags(a),
-    async check(_a, specs) {
-      if (specs.length > 0) {
-        throw new LorakitError(
-          `--network_weights: LoRA networks on SDXL models are not supported by lorakit yet ` +
-            `(${specs[0].path}); generate without them`,
-        );
-      }
+    async check() {
       if (!(await isSdxlCheckpoint(a.ckpt!))) {
         throw new LorakitError(
           `--ckpt: '${a.ckpt}' is not an SDXL model (no 'conditioner.embedders.1.*' keys or ` +
@@ -138,7 +143,7 @@ function sdxlBackend(a: SdxlGenImgArgs): GenBackend {
         );
       }
     },
-    load: () => loadModels(a),
+    load: (_a, specs) => loadModels(a, specs),
   };
 }
 

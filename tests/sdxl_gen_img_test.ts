@@ -2,8 +2,9 @@
  * `lorakit sdxl_gen_img` on sdxl-tiny at 64x64 with 2-3 steps: the first denoising step's U-Net
  * inputs (context, pooled text embedding and time ids inside `y`) against the diffusers / kohya
  * references in forward.safetensors, the size conditioning rules (defaults, negatives, the
- * highres fix's first pass), the PNG info, determinism for a seed, `gen_img` on an SDXL model,
- * and bad input (one-line error, non-zero exit, nothing written).
+ * highres fix's first pass), a kohya SDXL LoRA applied (conditioning against kohya's, x0 is the
+ * base image, merged equals applied), the PNG info, determinism for a seed, `gen_img` on an SDXL
+ * model, and bad input (one-line error, non-zero exit, nothing written).
  */
 import assert from "node:assert/strict";
 import { initGpu, type Tensor } from "../gpu/mod.ts";
@@ -14,6 +15,7 @@ import { loadStableDiffusionXL, sdxlVector, type StableDiffusionXL } from "../co
 import { generateBatch, type GenLoopOptions, type GenModels } from "../core/sample/gen_loop.ts";
 import { type GenJob, planGeneration, type PlanOptions } from "../core/sample/gen_plan.ts";
 import { parseInfotext } from "../core/sample/infotext.ts";
+import { createNetworkFromWeights } from "../core/lora/network.ts";
 import {
   DEFAULT_SIZE_CONDITIONING,
   sdxlConditioner,
@@ -27,6 +29,7 @@ import { relErr } from "./op_check.ts";
 const model = fixture("sdxl-tiny/model.safetensors");
 const forward = fixture("sdxl-tiny/forward.safetensors");
 const sd1 = fixture("sd1-tiny/model.safetensors");
+const sdLora = fixture("kohya/lierla_a.safetensors");
 const noFixtures = model === null;
 
 const gpuTest = (name: string, fn: () => Promise<void>) =>
@@ -175,6 +178,33 @@ gpuTest("sdxl gen: the first step's U-Net inputs match diffusers' SDXL pipeline"
   }
 });
 
+gpuTest("sdxl gen: a kohya SDXL LoRA (x0.7) conditions the prompt as kohya's network", async () => {
+  const sd = await tiny();
+  const f = await openSafetensors(forward!);
+  const prompts: string[] = JSON.parse(f.metadata.prompts);
+  f.close();
+  const l = await openSafetensors(fixture("sdxl-tiny/kohya/lora_forward.safetensors")!);
+  const want = (await l.readF32("lierla_context")).data;
+  l.close();
+  const net = await createNetworkFromWeights(
+    0.7,
+    fixture("sdxl-tiny/kohya/lierla.safetensors")!,
+    sd,
+  );
+  net.applyTo(sd);
+  try {
+    for (const [i, p] of prompts.entries()) {
+      const [jobs] = planGeneration([line(plain(p))], PLAN);
+      const got = await firstStep(sd, jobs);
+      const row = want.subarray(i * 77 * 16, (i + 1) * 77 * 16);
+      const err = relErr(got.context.subarray(77 * 16), row);
+      assert.ok(err <= 1e-4, `prompt ${i}: context rel err ${err}`);
+    }
+  } finally {
+    net.dispose();
+  }
+});
+
 Deno.test("sdxl gen: kohya's size conditioning defaults, negatives and highres first pass", () => {
   const stage = { width: 1152, height: 896, sizeScale: null };
   assert.deepEqual(sdxlTimeIds(undefined, stage), {
@@ -306,6 +336,51 @@ gpuTest("sdxl_gen_img CLI: PNG info, size keys, and one image per seed", async (
       }
       assert.ok(diff <= 1, `${name}: max diff ${diff}`);
     }
+    // A LoRA at x0 gives the base image; merged gives what applied gives.
+    const lora = fixture("sdxl-tiny/kohya/c3lier.safetensors")!;
+    const withLora = async (out: string, mul: string, extra: string[] = []) => {
+      const r = await cli(sdxlGenImg, [
+        ...COMMON,
+        "--prompt",
+        "a (red:1.2) cat --n blurry --d 7",
+        "--outdir",
+        out,
+        "--sequential_file_name",
+        "--network_module",
+        "networks.lora",
+        "--network_weights",
+        lora,
+        "--network_mul",
+        mul,
+        ...extra,
+      ]);
+      assert.equal(r.code, 0, r.err);
+      return await readImage(`${out}/im_000001.png`);
+    };
+    const base = await cli(sdxlGenImg, [
+      ...COMMON,
+      "--prompt",
+      "a (red:1.2) cat --n blurry --d 7",
+      "--outdir",
+      `${dir}/base`,
+      "--sequential_file_name",
+    ]);
+    assert.equal(base.code, 0, base.err);
+    const baseImg = await readImage(`${dir}/base/im_000001.png`);
+    const maxDiff = (a: { data: ArrayLike<number> }, b: { data: ArrayLike<number> }) => {
+      let m = 0;
+      for (let i = 0; i < a.data.length; i++) m = Math.max(m, Math.abs(a.data[i] - b.data[i]));
+      return m;
+    };
+    assert.equal(maxDiff(await withLora(`${dir}/l0`, "0"), baseImg), 0);
+    const applied = await withLora(`${dir}/l1`, "0.7");
+    assert.ok(maxDiff(applied, baseImg) > 2, "the LoRA changes the image");
+    const merged = await withLora(`${dir}/l2`, "0.7", ["--network_merge"]);
+    assert.ok(maxDiff(applied, merged) <= 2, `merged vs applied ${maxDiff(applied, merged)}`);
+    const info = parseInfotext(
+      readTextChunks(await Deno.readFile(`${dir}/l1/im_000001.png`)).parameters,
+    );
+    assert.match(info["Prompt"], /<lora:c3lier:0.7>/);
     // gen_img --sdxl is sdxl_gen_img (kohya's gen_img.py flag).
     const viaGenImg = await cli(genImg, [
       ...COMMON,
@@ -358,9 +433,9 @@ gpuTest(
           "--network_module",
           "networks.lora",
           "--network_weights",
-          model!,
+          sdLora ?? "",
         ],
-        /--network_weights: LoRA networks on SDXL models are not supported/,
+        /lierla_a\.safetensors/,
       ],
       [genImg, [...COMMON, "--prompt", "x"], /is an SDXL model; use lorakit sdxl_gen_img/],
     ];
