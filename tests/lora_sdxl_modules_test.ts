@@ -1,7 +1,8 @@
 /**
  * kohya's SDXL network layout without a GPU: the module list of the full-size SDXL base topology
  * (kohya: 72 + 192 text-encoder and 722 U-Net LierLa modules), SGM names and the 23-block map,
- * block dims and block lr weights with SDXL's list lengths, DyLoRA, and errors naming the key.
+ * block dims and block lr weights with SDXL's list lengths, DyLoRA, errors naming the key, and
+ * the LoRA tools' refusal of SDXL files.
  */
 import assert from "node:assert/strict";
 import { LorakitError } from "../core/errors.ts";
@@ -10,15 +11,19 @@ import type { TextEncoderConfig, UNetConfig } from "../core/model_config/config.
 import { textTensors, unetTensors } from "../core/model_config/keys.ts";
 import { blockLrWeights, parameterLearningRates, presetWeights } from "../core/lora/block_lr.ts";
 import { sdxlBlockIndex } from "../core/lora/blocks.ts";
+import { describeModelVersion } from "../core/lora/version.ts";
 import {
   buildLoraModules,
-  describeModelVersion,
   type LoraModuleSpec,
   loraTargets,
   type WeightInfo,
 } from "../core/lora/modules.ts";
 import { networkOptions } from "../core/lora/network_args.ts";
 import { parseNetworkArgs } from "../core/kohya/network_args.ts";
+import { openAll } from "../core/lora/merge.ts";
+import { openLoraFile } from "../core/lora/lora_file.ts";
+import { refuseSdxlLora } from "../core/lora/version.ts";
+import { fixture } from "./fixtures.ts";
 
 const UNET: UNetConfig = {
   inChannels: 4,
@@ -188,4 +193,23 @@ Deno.test("SDXL DyLoRA: every module at network_dim with kohya's SDXL names", ()
   });
   assert.deepEqual(count(mods), { te1: 72, te2: 192, unet: 722 + 66 });
   assert.ok(mods.every((m) => m.rank === 8 && m.alpha === 4));
+});
+
+Deno.test("the LoRA tools refuse an SDXL file, naming it and the flag", async () => {
+  const path = fixture("sdxl-tiny/kohya/lierla.safetensors");
+  if (path === null) return;
+  await assert.rejects(
+    openAll([path]),
+    (e: Error) =>
+      e instanceof LorakitError &&
+      /--models .*lierla\.safetensors: an SDXL LoRA \(ss_base_model_version = sdxl_base_v1-0\)/
+        .test(e.message),
+  );
+  const f = await openLoraFile(path);
+  try {
+    assert.equal(f.version.version, "sdxl");
+    assert.throws(() => refuseSdxlLora(f, "--model"), /SD 1\.x\/2\.x LoRA files only/);
+  } finally {
+    f.close();
+  }
 });

@@ -12,6 +12,7 @@
 import { LorakitError } from "../errors.ts";
 import type { HostTensor } from "../io/tensor_source.ts";
 import { type LoraWeightsToSave, openLoraFile, saveLoraFile } from "./lora_file.ts";
+import { refuseSdxlLora } from "./version.ts";
 
 /** Options of {@link extractFromDylora}. */
 export interface DyloraExtractOptions {
@@ -52,6 +53,7 @@ export async function extractFromDylora(
   }
   const file = await openLoraFile(opts.model);
   try {
+    refuseSdxlLora(file, "--model");
     const maxRank = Math.max(...file.modules.map((m) => m.rank));
     const modules = [];
     for (const m of file.modules) modules.push({ m, w: await file.readModule(m.prefix) });

@@ -14,15 +14,10 @@ import { precalculateSafetensorsHashes } from "../io/hashes.ts";
 import { openCkpt } from "../io/ckpt.ts";
 import { openSafetensors, type TensorToWrite, writeSafetensors } from "../io/safetensors.ts";
 import type { FileDType, HostTensor, TensorSource } from "../io/tensor_source.ts";
-import {
-  describeModelVersion,
-  type LoraModuleKind,
-  type LoraPart,
-  type LoraTarget,
-  naturalCompare,
-  type VersionGuess,
-  versionLabel,
-} from "./modules.ts";
+import { type LoraModuleKind, type LoraPart, type LoraTarget, naturalCompare } from "./modules.ts";
+import { describeLoraVersion, describeModelVersion, type VersionGuess } from "./version.ts";
+
+export { describeLoraVersion } from "./version.ts";
 
 /** kohya's network families, as far as a file tells them apart. */
 export type LoraNetworkKind = "LierLa" | "C3Lier" | "DyLoRA";
@@ -271,53 +266,6 @@ export function bindLoraFile(
     out.set(m.prefix, t);
   }
   return out;
-}
-
-/**
- * The SD version a LoRA file looks made for: kohya's metadata first (`ss_base_model_version`,
- * then `ss_v2`, which A1111 also reads), else its names (`lora_te1_`/`lora_te2_` or SGM U-Net
- * blocks mean SDXL) and shapes (text-encoder width 1024 or more than 12 layers, or a Linear
- * `proj_in`, mean SD 2.x; width 768 or a 1x1-conv `proj_in` mean SD 1.x).
- */
-export function describeLoraVersion(
-  metadata: Record<string, string>,
-  modules: readonly LoraFileModule[],
-): VersionGuess {
-  const base = metadata.ss_base_model_version;
-  if (base !== undefined && base.startsWith("sdxl_")) {
-    return { version: "sdxl", label: "SDXL", evidence: [`ss_base_model_version = ${base}`] };
-  }
-  const te12 = modules.find((m) => /^lora_te[12]_/.test(m.prefix));
-  if (te12 !== undefined) {
-    return { version: "sdxl", label: "SDXL", evidence: [`module names like '${te12.prefix}'`] };
-  }
-  if (base !== undefined && /^sd_v[12]/.test(base)) {
-    const v = base.startsWith("sd_v2") ? "sd2" : "sd1";
-    return { version: v, label: versionLabel(v), evidence: [`ss_base_model_version = ${base}`] };
-  }
-  if (metadata.ss_v2 === "True" || metadata.ss_v2 === "False") {
-    const v = metadata.ss_v2 === "True" ? "sd2" : "sd1";
-    return { version: v, label: versionLabel(v), evidence: [`ss_v2 = ${metadata.ss_v2}`] };
-  }
-  const evidence: string[] = [];
-  let version: "sd1" | "sd2" | "sdxl" | null = null;
-  const q = modules.find((m) => m.prefix.endsWith("_self_attn_q_proj"));
-  const layers = modules.filter((m) => m.prefix.endsWith("_self_attn_q_proj")).length;
-  const projIn = modules.find((m) => m.prefix.endsWith("_proj_in"));
-  if (q !== undefined && (q.inFeatures === 1024 || layers > 12)) {
-    version = "sd2";
-    evidence.push(`text encoder width ${q.inFeatures}, ${layers} layers`);
-  } else if (q !== undefined && q.inFeatures === 768) {
-    version = "sd1";
-    evidence.push("text encoder width 768");
-  } else if (projIn !== undefined && /^lora_unet_(input|middle|output)_block/.test(projIn.prefix)) {
-    version = "sdxl";
-    evidence.push(`SGM U-Net module names ('${projIn.prefix}')`);
-  } else if (projIn !== undefined) {
-    version = projIn.kind === "linear" ? "sd2" : "sd1";
-    evidence.push(`proj_in is ${projIn.kind === "linear" ? "Linear" : "a 1x1 conv"}`);
-  }
-  return { version, label: versionLabel(version), evidence };
 }
 
 /** `--save_precision` values and their file dtypes. */

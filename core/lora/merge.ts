@@ -17,6 +17,7 @@ import { pyFloatRepr } from "./metadata.ts";
 import { type LoraFile, type LoraWeightsToSave, openLoraFile, saveLoraFile } from "./lora_file.ts";
 import { type Precision, roundToPrecision } from "./svd_ops.ts";
 import { minimumNetworkMetadata, toolLoraModelSpec } from "./tool_metadata.ts";
+import { refuseSdxlLora } from "./version.ts";
 
 /** Options of {@link mergeLoraFiles}. */
 export interface MergeLoraFilesOptions {
@@ -58,11 +59,17 @@ export function checkRatios(models: readonly string[], ratios: readonly number[]
   }
 }
 
-/** Open every file first, so a bad one fails before any work or output; closes all on error. */
+/**
+ * Open every file first, so a bad one (or an SDXL one: the tools are SD 1.x/2.x only) fails
+ * before any work or output; closes all on error.
+ */
 export async function openAll(paths: readonly string[]): Promise<LoraFile[]> {
   const files: LoraFile[] = [];
   try {
-    for (const p of paths) files.push(await openLoraFile(p));
+    for (const p of paths) {
+      files.push(await openLoraFile(p));
+      refuseSdxlLora(files[files.length - 1], "--models");
+    }
   } catch (e) {
     for (const f of files) f.close();
     throw e;

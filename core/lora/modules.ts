@@ -352,47 +352,9 @@ export function buildLoraModules(
   return out;
 }
 
-/** SD versions a LoRA can be made for. */
-export type SdVersion = "sd1" | "sd2" | "sdxl";
-
-/** A guess at the SD version of a model or LoRA file, with the evidence. */
-export interface VersionGuess {
-  version: SdVersion | null;
-  /** `SD 1.x`, `SD 2.x`, `SDXL` or `an unknown SD version`. */
-  label: string;
-  evidence: string[];
-}
-
-/** Human name of a version. */
-export function versionLabel(v: SdVersion | null): string {
-  return v === "sd1"
-    ? "SD 1.x"
-    : v === "sd2"
-    ? "SD 2.x"
-    : v === "sdxl"
-    ? "SDXL"
-    : "an unknown SD version";
-}
-
-/**
- * The SD version of a model from its LoRA targets: SDXL's are named `lora_te1_`/`lora_te2_` and
- * by SGM U-Net blocks; SD 2.x uses Linear `proj_in`/`proj_out` and a 23-layer text encoder of
- * width 1024; SD 1.x 1x1-conv projections.
- */
-export function describeModelVersion(targets: readonly LoraTarget[]): VersionGuess {
-  const sdxlName = targets.find((t) =>
-    /^lora_te[12]_/.test(t.prefix) || /^lora_unet_(input|middle|output)_block/.test(t.prefix)
-  );
-  if (sdxlName !== undefined) {
-    return { version: "sdxl", label: "SDXL", evidence: [`layer names like '${sdxlName.prefix}'`] };
-  }
-  const projIn = targets.find((t) => t.prefix.endsWith("_proj_in"));
-  const q = targets.find((t) => t.prefix.endsWith("_self_attn_q_proj"));
-  const evidence: string[] = [];
-  if (projIn !== undefined) {
-    evidence.push(`proj_in is ${projIn.kind === "linear" ? "Linear" : "a 1x1 conv"}`);
-  }
-  if (q !== undefined) evidence.push(`text encoder width ${q.inFeatures}`);
-  const version = projIn === undefined ? null : projIn.kind === "linear" ? "sd2" : "sd1";
-  return { version, label: versionLabel(version), evidence };
-}
+export {
+  describeModelVersion,
+  type SdVersion,
+  type VersionGuess,
+  versionLabel,
+} from "./version.ts";

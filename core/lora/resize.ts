@@ -18,6 +18,7 @@ import { LorakitError } from "../errors.ts";
 import { compareUtf8 } from "../io/safetensors_write.ts";
 import { type LoraWeightsToSave, openLoraFile, saveLoraFile } from "./lora_file.ts";
 import { pyFloatRepr } from "./metadata.ts";
+import { refuseSdxlLora } from "./version.ts";
 import { mapInFlight, MODULES_IN_FLIGHT } from "./pipeline.ts";
 import {
   addLoraProduct,
@@ -156,6 +157,7 @@ export async function resizeLora(opts: ResizeOptions): Promise<ResizeResult> {
   }
   const file = await openLoraFile(opts.model);
   try {
+    refuseSdxlLora(file, "--model");
     await initGpu();
     const ranks = new Map<number, number>();
     const fro: number[] = [];
