@@ -10,10 +10,10 @@
  */
 import { LorakitError } from "../errors.ts";
 import { baseName, exists, isDirectory, joinPath, listDir, readText } from "../io/fs.ts";
-import { BucketManager, type Size } from "./buckets.ts";
+import type { Size } from "./buckets.ts";
 import { countTagFrequency } from "./captions.ts";
 import type { ImageChecker } from "./image_check.ts";
-import type { DatasetBlueprint, DatasetParams, SubsetParams } from "../kohya/dataset_config.ts";
+import type { DatasetBlueprint, SubsetParams } from "../kohya/dataset_config.ts";
 import { readImageSize } from "./image_size.ts";
 
 /** kohya's IMAGE_EXTENSIONS (without the optional AVIF/JPEG-XL plug-ins); matched exactly. */
