@@ -21,6 +21,7 @@ import type { HostTensor } from "../core/io/tensor_source.ts";
 import { openSafetensors } from "../core/io/safetensors.ts";
 import {
   encodeTe2,
+  loadStableDiffusion,
   loadStableDiffusionXL,
   sdxlVector,
   type StableDiffusionXL,
@@ -385,5 +386,29 @@ Deno.test("SDXL: kohya's LoRA on an f16 model within 2e-2", async () => {
   } finally {
     net.dispose();
     sd.dispose();
+  }
+});
+
+Deno.test("SDXL: an SD 1.x LoRA on SDXL and an SDXL LoRA on SD 1.x are errors saying which is which", async () => {
+  const s = await setup();
+  const sd1File = fixture("kohya/lierla_a.safetensors");
+  const sd1Model = fixture("sd1-tiny/model.safetensors");
+  if (!s || !sd1File || !sd1Model) return;
+  await assert.rejects(
+    createNetworkFromWeights(1, sd1File, s.sd),
+    (e: Error) =>
+      e instanceof LorakitError && /looks made for SD 1\.x .*the model is SDXL/.test(e.message),
+  );
+  const sd1 = await loadStableDiffusion(sd1Model, { parts: ["text_encoder", "unet"] });
+  try {
+    await assert.rejects(
+      createNetworkFromWeights(1, fixture("sdxl-tiny/kohya/lierla.safetensors")!, sd1),
+      (e: Error) =>
+        e instanceof LorakitError &&
+        /lora_te1_.*looks made for SDXL \(ss_base_model_version = sdxl_base_v1-0\), the model is SD 1\.x/
+          .test(e.message),
+    );
+  } finally {
+    sd1.dispose();
   }
 });
