@@ -213,3 +213,15 @@ Deno.test("the LoRA tools refuse an SDXL file, naming it and the flag", async ()
     f.close();
   }
 });
+
+Deno.test("block lr weights counted for the other model kind are an error", () => {
+  const w = weights();
+  const mods = buildLoraModules(w, { sdxl: LAYOUT });
+  const sd25 = blockLrWeights(parseNetworkArgs(["mid_lr_weight=0.5"]))!;
+  assert.throws(
+    () => parameterLearningRates(mods, { learningRate: 1e-3, blockLrWeight: sd25 }),
+    (e: Error) =>
+      e instanceof LorakitError &&
+      /25 block weights for an SDXL network .*expected 23/.test(e.message),
+  );
+});

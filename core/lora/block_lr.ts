@@ -9,8 +9,10 @@ import { LorakitError } from "../errors.ts";
 import {
   NUM_DOWN_BLOCKS,
   NUM_MID_BLOCKS,
+  NUM_TOTAL_BLOCKS,
   SDXL_NUM_DOWN_BLOCKS,
   SDXL_NUM_MID_BLOCKS,
+  SDXL_NUM_TOTAL_BLOCKS,
 } from "./blocks.ts";
 import type { LoraModuleSpec } from "./modules.ts";
 
@@ -118,6 +120,24 @@ export interface OptimizerLrOptions {
   loraplusTextEncoderLrRatio?: number | null;
 }
 
+/**
+ * Block weights must be counted for the network's model: 23 for SDXL-named modules, 25 for SD
+ * 1.x/2.x (a list for the other would give modules the wrong blocks' rates without an error).
+ */
+function checkBlockCount(modules: readonly LoraModuleSpec[], n: number): void {
+  const unet = modules.find((m) => m.part === "unet");
+  if (unet === undefined) return;
+  const sdxl = /^lora_unet_(input_blocks|middle_block|output_blocks)_/.test(unet.prefix);
+  const want = sdxl ? SDXL_NUM_TOTAL_BLOCKS : NUM_TOTAL_BLOCKS;
+  if (n !== want) {
+    throw new LorakitError(
+      `block learning rates: ${n} block weights for ${sdxl ? "an SDXL" : "an SD 1.x/2.x"} ` +
+        `network (module '${unet.prefix}'), expected ${want}; compute them for the network's ` +
+        `model (networkOptions with the network's sdxl layout)`,
+    );
+  }
+}
+
 /** Names of a module's two trainable parameters, as kohya's optimizer sees them. */
 export function parameterNames(prefix: string): [down: string, up: string] {
   return [`${prefix}.lora_down.weight`, `${prefix}.lora_up.weight`];
@@ -139,6 +159,7 @@ export function parameterLearningRates(
   const teRatio = options.loraplusTextEncoderLrRatio || options.loraplusLrRatio || null;
   const unetRatio = options.loraplusUnetLrRatio || options.loraplusLrRatio || null;
   const weights = options.blockLrWeight ?? null;
+  if (weights !== null) checkBlockCount(modules, weights.length);
   const assign = (m: LoraModuleSpec, lr: number | null, ratio: number | null) => {
     const [down, up] = parameterNames(m.prefix);
     const upLr = lr === null ? null : ratio !== null ? lr * ratio : lr;
