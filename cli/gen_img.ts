@@ -3,13 +3,14 @@
  * the flags, `gen_img_run.ts` for the run, and `core/sample/gen_plan.ts`, `gen_loop.ts` for what
  * runs). Everything that can be checked is checked before the output folder is touched: that it
  * can be written, files, flags, prompt options, sizes, seeds, the model and the LoRA files
- * against it. An SDXL checkpoint is refused with a pointer to sdxl_gen_img (kohya's gen_img.py
- * also needs `--sdxl` for one; `--sdxl` here runs sdxl_gen_img).
+ * against it. An SDXL model generates with SDXL as in kohya's gen_img.py, which takes `--sdxl` and
+ * otherwise detects one unless `--v1`/`--v2` is given (see `main`); with those it is an error.
  *
  * @module
  */
 import { LorakitError } from "../core/errors.ts";
 import { isSdxlCheckpoint } from "../core/io/checkpoint_sdxl.ts";
+import { exists } from "../core/io/fs.ts";
 import { loadStableDiffusion, type StableDiffusion } from "../core/models/mod.ts";
 import type { GenModels } from "../core/sample/gen_loop.ts";
 import { loadVaeFile } from "../core/sample/vae_file.ts";
@@ -63,10 +64,11 @@ async function loadModels(a: GenImgArgs): Promise<{ sd: StableDiffusion; models:
 const SD_BACKEND: GenBackend = {
   defaultSize: 512,
   async check(a) {
+    // Reached with --v1/--v2 only (else an SDXL model runs as sdxl_gen_img, see main).
     if (await isSdxlCheckpoint(a.ckpt!)) {
       throw new LorakitError(
-        `--ckpt: '${a.ckpt}' is an SDXL model; use lorakit sdxl_gen_img (or gen_img --sdxl, as ` +
-          `kohya's gen_img.py takes it) with the same flags`,
+        `--${a.v1 ? "v1" : "v2"}: '${a.ckpt}' is an SDXL model, not SD ${a.v1 ? "1.x" : "2.x"}; ` +
+          `drop the flag (gen_img then generates with SDXL) or use lorakit sdxl_gen_img`,
       );
     }
   },
@@ -97,15 +99,26 @@ async function run(a: GenImgArgs): Promise<number> {
 }
 
 /**
- * `lorakit gen_img [flags]`; returns the exit code. With `--sdxl` (kohya's gen_img.py flag for
- * SDXL models) it runs `lorakit sdxl_gen_img` with the other flags.
+ * `lorakit gen_img [flags]`; returns the exit code. As kohya's gen_img.py, an SDXL model (`--sdxl`,
+ * or detected when neither `--v1` nor `--v2` is given) generates with SDXL: the flags are read
+ * as sdxl_gen_img's, with `--clip_skip` used (default 2) as kohya's gen_img uses it.
  */
 export async function main(args: string[]): Promise<number> {
-  if (args.includes("--sdxl")) {
+  const sdxl = async (rest: string[]) => {
     const { main: sdxlMain } = await import("./sdxl_gen_img.ts");
-    return await sdxlMain(args.filter((x) => x !== "--sdxl"));
-  }
-  return await runTool<GenImgArgs>(buildGenImgParser(), args, run);
+    return await sdxlMain(rest, "gen_img");
+  };
+  if (args.includes("--sdxl")) return await sdxl(args.filter((x) => x !== "--sdxl"));
+  return await runTool<GenImgArgs>(buildGenImgParser(), args, async (a) => {
+    if (
+      !a.v1 && !a.v2 && a.ckpt !== null && (await exists(a.ckpt)) &&
+      (await isSdxlCheckpoint(a.ckpt))
+    ) {
+      console.error(`${a.ckpt}: an SDXL model: generating with SDXL (as kohya's gen_img.py)`);
+      return await sdxl(args);
+    }
+    return await run(a);
+  });
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -148,7 +148,8 @@ const SDXL_DESCRIPTION =
   "an empty one); with --fp16 the VAE stays in float32 when its config says force_upcast, as " +
   "with --no_half_vae). Samplers are kohya's: the same scheduler settings as gen_img, whatever " +
   "the model folder's scheduler config says. --negative_scale is not supported (kohya's SDXL " +
-  "pipeline fails with it) and --clip_skip has no effect (always the penultimate layer). " +
+  "pipeline fails with it) and --clip_skip has no effect (always the penultimate layers; " +
+  "gen_img on an SDXL model, which runs this with --clip_skip used, as kohya's gen_img.py). " +
   "A seed gives a different image than in kohya (lorakit's random generator is not PyTorch's). " +
   "PNGs carry A1111's 'parameters' text and kohya's text keys, with the size conditioning used.";
 
@@ -160,7 +161,8 @@ const DESCRIPTION =
   "same image at any batch size; lorakit's random generator is not PyTorch's, so a seed gives " +
   "a different image than in kohya. PNGs carry A1111's 'parameters' text (PNG Info) and " +
   "kohya's own text keys. Inputs are checked before anything is written; each PNG is written " +
-  "to a temporary name and renamed. SDXL models: lorakit sdxl_gen_img (or gen_img --sdxl).";
+  "to a temporary name and renamed. An SDXL model (--sdxl, or detected unless --v1/--v2 is " +
+  "given, as kohya) generates as lorakit sdxl_gen_img with --clip_skip used (default 2).";
 
 /** The gen_img parser, or sdxl_gen_img's (SDXL's flags, no --v1/--v2/--v_parameterization). */
 export function buildGenImgParser(tool: GenImgTool = "gen_img"): Parser {
@@ -238,7 +240,8 @@ export function buildGenImgParser(tool: GenImgTool = "gen_img"): Parser {
     type: "int",
     default: null,
     help: sdxl
-      ? "accepted; no effect (kohya's SDXL pipeline always uses the penultimate layers)"
+      ? "no effect in sdxl_gen_img (the penultimate layers, as kohya's); used by gen_img on " +
+        "SDXL (both encoders' hidden_states[-k], default 2)"
       : "use the text encoder's output this many layers from the end (default: 1 for SD 1.x, " +
         "2 for SD 2.x, as kohya's gen_img sets it)",
   });

@@ -18,6 +18,7 @@ import { sdxlConditioner, sdxlTimeIds } from "../core/sample/sdxl_conditioner.ts
 import { loadVaeFile } from "../core/sample/vae_file.ts";
 import {
   buildGenImgParser,
+  type GenImgTool,
   rejectUnsupported,
   SDXL_SIZE_FLAGS,
   type SdxlGenImgArgs,
@@ -53,7 +54,11 @@ function sizeFlags(a: SdxlGenImgArgs): SizeConditioning {
 }
 
 /** The models with the VAE in its own dtype (a separate load or `--vae`), then the networks. */
-async function loadModels(a: SdxlGenImgArgs, specs: NetworkSpec[]): Promise<LoadedGenModel> {
+async function loadModels(
+  a: SdxlGenImgArgs,
+  specs: NetworkSpec[],
+  via: GenImgTool,
+): Promise<LoadedGenModel> {
   const dtype = a.fp16 ? "f16" : "f32";
   const sdxl = await loadStableDiffusionXL(a.ckpt!, {
     dtype,
@@ -72,9 +77,17 @@ async function loadModels(a: SdxlGenImgArgs, specs: NetworkSpec[]): Promise<Load
       vaeOwner = await loadStableDiffusionXL(a.ckpt!, { dtype: vaeDtype, parts: ["vae"] });
       vae = vaeOwner.vae;
     }
-    if (a.clip_skip !== null) {
+    let clipSkip = 2;
+    if (via === "gen_img") {
+      clipSkip = a.clip_skip ?? 2;
+      const most = Math.min(config.textEncoder.numLayers, config.textEncoder2.numLayers);
+      if (!(Number.isInteger(clipSkip) && clipSkip >= 1 && clipSkip <= most)) {
+        throw new LorakitError(`--clip_skip: expected 1 to ${most}, found ${clipSkip}`);
+      }
+    } else if (a.clip_skip !== null) {
       console.error(
-        "warning: --clip_skip has no effect on SDXL (kohya's SDXL pipeline ignores it)",
+        "warning: --clip_skip has no effect in sdxl_gen_img (kohya's takes the penultimate " +
+          "layers); gen_img uses it on SDXL",
       );
     }
     const latentScale = config.vae.scalingFactor || SDXL_LATENT_SCALE;
@@ -90,6 +103,7 @@ async function loadModels(a: SdxlGenImgArgs, specs: NetworkSpec[]): Promise<Load
       }, {
         maxEmbeddingsMultiples: a.max_embeddings_multiples ?? 1,
         embNormalizeMode: a.emb_normalize_mode,
+        clipSkip,
       }),
       unet: sdxl.unet,
       vae: theVae,
@@ -131,7 +145,7 @@ async function loadModels(a: SdxlGenImgArgs, specs: NetworkSpec[]): Promise<Load
   }
 }
 
-function sdxlBackend(a: SdxlGenImgArgs): GenBackend {
+function sdxlBackend(a: SdxlGenImgArgs, via: GenImgTool): GenBackend {
   return {
     defaultSize: 1024,
     sdxlSize: sizeFlags(a),
@@ -143,18 +157,19 @@ function sdxlBackend(a: SdxlGenImgArgs): GenBackend {
         );
       }
     },
-    load: (_a, specs) => loadModels(a, specs),
+    load: (_a, specs) => loadModels(a, specs, via),
   };
 }
 
-async function run(a: SdxlGenImgArgs): Promise<number> {
-  rejectUnsupported(a, "sdxl_gen_img");
-  return await runGeneration(a, sdxlBackend(a));
-}
-
-/** `lorakit sdxl_gen_img [flags]`; returns the exit code. */
-export async function main(args: string[]): Promise<number> {
-  return await runTool<SdxlGenImgArgs>(buildGenImgParser("sdxl_gen_img"), args, run);
+/**
+ * `lorakit sdxl_gen_img [flags]`; returns the exit code. `via` "gen_img": run for gen_img on an
+ * SDXL model (kohya's gen_img.py honours `--clip_skip` there; sdxl_gen_img.py ignores it).
+ */
+export async function main(args: string[], via: GenImgTool = "sdxl_gen_img"): Promise<number> {
+  return await runTool<SdxlGenImgArgs>(buildGenImgParser("sdxl_gen_img"), args, async (a) => {
+    rejectUnsupported(a, "sdxl_gen_img");
+    return await runGeneration(a, sdxlBackend(a, via));
+  });
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

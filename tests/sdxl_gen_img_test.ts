@@ -4,7 +4,7 @@
  * references in forward.safetensors, the size conditioning rules (defaults, negatives, the
  * highres fix's first pass), a kohya SDXL LoRA applied (conditioning against kohya's, x0 is the
  * base image, merged equals applied), the PNG info, determinism for a seed, `gen_img` on an SDXL
- * model, and bad input (one-line error, non-zero exit, nothing written).
+ * model (SDXL, with --clip_skip), and bad input (one-line error, non-zero exit, nothing written).
  */
 import assert from "node:assert/strict";
 import { initGpu, type Tensor } from "../gpu/mod.ts";
@@ -381,20 +381,27 @@ gpuTest("sdxl_gen_img CLI: PNG info, size keys, and one image per seed", async (
       readTextChunks(await Deno.readFile(`${dir}/l1/im_000001.png`)).parameters,
     );
     assert.match(info["Prompt"], /<lora:c3lier:0.7>/);
-    // gen_img --sdxl is sdxl_gen_img (kohya's gen_img.py flag).
-    const viaGenImg = await cli(genImg, [
+    // gen_img on an SDXL model generates with SDXL (kohya's gen_img.py detects it, or --sdxl),
+    // with --clip_skip used (default 2: sdxl_gen_img's penultimate layers).
+    const cat = ["--prompt", "a cat", "--seed", "3", "--sequential_file_name"];
+    const viaSdxl = await cli(sdxlGenImg, [...COMMON, ...cat, "--outdir", `${dir}/c1`]);
+    const viaGenImg = await cli(genImg, [...COMMON, ...cat, "--outdir", `${dir}/c2`]);
+    const skip1 = await cli(genImg, [
       ...COMMON,
+      ...cat,
       "--sdxl",
-      "--prompt",
-      "a cat",
-      "--seed",
-      "3",
+      "--clip_skip",
+      "1",
       "--outdir",
-      `${dir}/c`,
-      "--sequential_file_name",
+      `${dir}/c3`,
     ]);
-    assert.equal(viaGenImg.code, 0, viaGenImg.err);
-    const t = readTextChunks(await Deno.readFile(`${dir}/c/im_000001.png`));
+    for (const r of [viaSdxl, viaGenImg, skip1]) assert.equal(r.code, 0, r.err);
+    const c = await Promise.all(
+      ["c1", "c2", "c3"].map((d) => readImage(`${dir}/${d}/im_000001.png`)),
+    );
+    assert.equal(maxDiff(c[0], c[1]), 0);
+    assert.ok(maxDiff(c[0], c[2]) > 0, "--clip_skip 1 takes the last layers");
+    const t = readTextChunks(await Deno.readFile(`${dir}/c2/im_000001.png`));
     assert.equal(t["original-height"], "64");
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -437,7 +444,8 @@ gpuTest(
         ],
         /lierla_a\.safetensors/,
       ],
-      [genImg, [...COMMON, "--prompt", "x"], /is an SDXL model; use lorakit sdxl_gen_img/],
+      [genImg, [...COMMON, "--prompt", "x", "--v2"], /--v2: '.*' is an SDXL model, not SD 2.x/],
+      [genImg, [...COMMON, "--prompt", "x", "--clip_skip", "9"], /--clip_skip: expected 1 to 3/],
     ];
     if (sd1 !== null) {
       cases.push([sdxlGenImg, ["--ckpt", sd1, "--prompt", "x"], /is not an SDXL model/]);

@@ -62,12 +62,20 @@ export function textProjection(te2: ClipTextEncoder): LinearModule {
   return new LinearModule(te2.weights, `${part}.text_projection`);
 }
 
-/** TE2 (`CLIPTextModelWithProjection`) on ids [B x 77]: penultimate, last and pooled. */
-export function encodeTe2(te2: ClipTextEncoder, ids: Int32Array): Te2Outputs {
+/**
+ * TE2 (`CLIPTextModelWithProjection`) on ids [B x 77]: penultimate, last and pooled. `layers`
+ * picks another hidden state than the penultimate for `penultimate` (the output after that many
+ * layers; kohya's gen_img `--clip_skip k` on SDXL is `numLayers + 1 - k`).
+ */
+export function encodeTe2(
+  te2: ClipTextEncoder,
+  ids: Int32Array,
+  layers = te2.config.numLayers - 1,
+): Te2Outputs {
   const n = te2.config.numLayers;
   const proj = textProjection(te2);
   return scope(() => {
-    const [penultimate, top] = te2.hiddenStates(ids, [n - 1, n]);
+    const [penultimate, top] = te2.hiddenStates(ids, [layers, n]);
     const last = te2.finalNorm.forward(top);
     const t = te2.config.maxPositions;
     const rows = eosRows(ids, t);

@@ -9,8 +9,8 @@
  *   negative rows use the negative's original size (`--original_height_negative ...`). The
  *   defaults are kohya's: original = generated size, negative original = original, crop 0; the
  *   highres fix's first pass scales given values by `int(x * scale + 0.5)` as kohya does.
- * `--clip_skip` has no effect (kohya's SDXL pipeline always takes the penultimate layer), nor has
- * kohya's " AND " split (regional prompts).
+ * sdxl_gen_img always takes the penultimate layer; kohya's gen_img takes `--clip_skip` (default 2)
+ * for both encoders (`clipSkip`). kohya's " AND " split (regional prompts) is not done.
  *
  * @module
  */
@@ -46,6 +46,11 @@ export interface SdxlConditionerOptions {
   maxEmbeddingsMultiples?: number;
   /** `--emb_normalize_mode` (kohya's SDXL pipeline: "original"). */
   embNormalizeMode?: EmbNormalizeMode;
+  /**
+   * kohya gen_img's `--clip_skip` on SDXL: both encoders' `hidden_states[-clipSkip]` (default 2,
+   * the penultimate layer, which sdxl_gen_img always uses).
+   */
+  clipSkip?: number;
 }
 
 /** No size flags: every value takes kohya's default. */
@@ -92,16 +97,17 @@ function encodeOne(
   o: SdxlConditionerOptions,
 ): { context: Tensor; pooled: Tensor | null } {
   const tok = weightedTokens(tokenizer, texts, o.maxEmbeddingsMultiples ?? 1);
+  const layers = encoder.config.numLayers + 1 - (o.clipSkip ?? 2);
   return scope(() => {
     let states: Tensor, pooled: Tensor | null = null;
     if (withPool) {
-      const out = encodeTe2(encoder, tok.ids);
+      const out = encodeTe2(encoder, tok.ids, layers);
       states = out.penultimate;
       // kohya pools the first window of each text.
       const rows = Int32Array.from({ length: tok.batch }, (_, b) => b * tok.chunks);
       pooled = gatherRows(out.pooled, rows, [tok.batch, out.pooled.shape[1]]);
     } else {
-      [states] = encoder.hiddenStates(tok.ids, [encoder.config.numLayers - 1]);
+      [states] = encoder.hiddenStates(tok.ids, [layers]);
     }
     const c = states.shape[states.rank - 1];
     const joined = reshape(states, [tok.batch, tok.chunks * CHUNK_LENGTH, c]);
