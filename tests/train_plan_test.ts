@@ -211,6 +211,7 @@ Deno.test({
         settings: {},
         batchSizePerDevice: 1,
         totalBatchSize: 1,
+        sdxl: false,
         v2: false,
         vParameterization: false,
         title: "lit",

@@ -54,7 +54,7 @@ async function datasetSource(args: TrainArgs): Promise<DatasetSource> {
 }
 
 /** kohya's `ss_*` settings that come straight from the command line. */
-function metadataPlan(args: TrainArgs, cacheLatents: boolean): MetadataPlan {
+function metadataPlan(args: TrainArgs, cacheLatents: boolean, sdxl: boolean): MetadataPlan {
   const a = args;
   const settings: Record<string, unknown> = {
     output_name: a.output_name,
@@ -95,6 +95,7 @@ function metadataPlan(args: TrainArgs, cacheLatents: boolean): MetadataPlan {
     settings,
     batchSizePerDevice: a.train_batch_size,
     totalBatchSize: a.train_batch_size * a.gradient_accumulation_steps,
+    sdxl,
     v2: a.v2,
     vParameterization: a.v_parameterization,
     title: a.metadata_title ?? a.output_name ?? "last",
@@ -222,6 +223,6 @@ export function planTrainRun(
       atFirst: args.sample_at_first,
     },
     logging: { dir: args.logging_dir, prefix: args.log_prefix },
-    metadata: metadataPlan(args, cacheLatents),
+    metadata: metadataPlan(args, cacheLatents, sdxl),
   };
 }

@@ -186,6 +186,8 @@ export interface MetadataPlan {
   /** The flat dataset keys' batch sizes (without a dataset config). */
   batchSizePerDevice: number;
   totalBatchSize: number;
+  /** An SDXL network (`ss_base_model_version` sdxl_base_v1-0, the SDXL modelspec). */
+  sdxl: boolean;
   /** `modelspec.*` fields. */
   v2: boolean;
   vParameterization: boolean;

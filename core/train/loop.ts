@@ -28,7 +28,6 @@ import { type MicroBatchRun, trainMicroBatch } from "./micro_batch.ts";
 import { optimizerStep } from "./optimizer_step.ts";
 import type { TrainIo } from "./train_io.ts";
 import type { TrainPlan } from "../kohya/plan_types.ts";
-import type { StableDiffusion } from "../models/stable_diffusion.ts";
 import { readSamplePrompts } from "./train_samples.ts";
 import { type SaveContext, Saver } from "./train_saves.ts";
 import {
@@ -72,14 +71,7 @@ export async function trainNetwork(plan: TrainPlan, io: TrainIo): Promise<TrainR
   let loader: BatchLoader | null = null;
   let scaler: LossScaler | null = null;
   try {
-    if (plan.model.baseWeights.length > 0) {
-      if (model.sdxl) {
-        throw new LorakitError(
-          "--base_weights: merging LoRAs into SDXL is not supported by lorakit yet",
-        );
-      }
-      await mergeBaseWeights(model.sd as StableDiffusion, plan.model.baseWeights, note);
-    }
+    await mergeBaseWeights(model.sd, plan.model.baseWeights, note);
     session = await setupNetwork(model, plan, seed, note);
     const { net, optimizer, params } = session;
     const lrGroups = kohyaLrGroups(net.modules.map((m) => m.spec), plan.network, plan.optimizer);

@@ -16,12 +16,17 @@ import { openLoraFile } from "../lora/lora_file.ts";
 import type { LoraModule } from "../lora/lora_module.ts";
 import { makeRng } from "../lora/lora_module.ts";
 import { type NetworkArgs, networkOptions } from "../lora/network_args.ts";
-import { createNetwork, createNetworkFromWeights, type LoraNetwork } from "../lora/network.ts";
+import {
+  createNetwork,
+  createNetworkFromWeights,
+  type LoraModel,
+  type LoraNetwork,
+} from "../lora/network.ts";
 import type { StableDiffusion } from "../models/stable_diffusion.ts";
 import type { NetworkPlan, OptimizerPlan } from "../kohya/plan_types.ts";
 import { mixSeed, STREAM } from "./train_rng.ts";
 
-type Model = Pick<StableDiffusion, "unet" | "textEncoder">;
+type Model = LoraModel;
 
 /** Overwrite a tensor's contents with host data (same shape). */
 export function overwriteTensor(t: Tensor, data: Float32Array): void {

@@ -145,7 +145,7 @@ export function runMetadata(
 ): Record<string, string> {
   const input: Record<string, unknown> = {
     ...plan.settings,
-    base_model_version: baseModelVersion(plan.v2, plan.vParameterization),
+    base_model_version: baseModelVersion(plan.v2, plan.vParameterization, plan.sdxl),
     session_id: facts.sessionId,
     training_started_at: facts.startedAt,
     num_train_images: data.numTrainImages,
@@ -201,6 +201,7 @@ export function saveMetadata(
     modelSpecMetadata({
       v2: plan.v2,
       vParameterization: plan.vParameterization,
+      sdxl: plan.sdxl,
       timestamp: s.now,
       title: plan.title,
       resolution: s.maxBucket,

@@ -184,7 +184,7 @@ export async function loadSessionModel(
 
 /** Merge LoRA files into the model before training (kohya's `--base_weights`). */
 export async function mergeBaseWeights(
-  sd: StableDiffusion,
+  sd: TrainModel,
   weights: TrainPlan["model"]["baseWeights"],
   note: (m: string) => void,
 ): Promise<void> {
