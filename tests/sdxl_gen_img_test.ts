@@ -19,6 +19,7 @@ import { createNetworkFromWeights } from "../core/lora/network.ts";
 import {
   DEFAULT_SIZE_CONDITIONING,
   sdxlConditioner,
+  type SdxlConditionerOptions,
   sdxlTimeIds,
 } from "../core/sample/sdxl_conditioner.ts";
 import { main as sdxlGenImg } from "../cli/sdxl_gen_img.ts";
@@ -91,7 +92,7 @@ class Stop extends Error {}
 async function firstStep(
   sd: StableDiffusionXL,
   jobs: GenJob[],
-  o: Partial<GenLoopOptions> = {},
+  c: SdxlConditionerOptions = {},
 ): Promise<FirstStep> {
   let seen: { sample: number[]; t: number; c: Tensor; y: Tensor } | null = null;
   const models: GenModels = {
@@ -101,7 +102,7 @@ async function firstStep(
       textEncoder: sd.textEncoder,
       textEncoder2: sd.textEncoder2,
       addEmbedding: sd.config.unet.addEmbedding!,
-    }),
+    }, c),
     unet: {
       forward(sample, timesteps, context, y) {
         seen = { sample: sample.shape, t: timesteps[0], c: context.retain(), y: y!.retain() };
@@ -111,7 +112,7 @@ async function firstStep(
     vae: sd.vae,
     latentScale: sd.config.vae.scalingFactor,
   };
-  await assert.rejects(() => generateBatch(models, jobs, { ...LOOP, ...o }), Stop);
+  await assert.rejects(() => generateBatch(models, jobs, LOOP), Stop);
   const s = seen! as { sample: number[]; t: number; c: Tensor; y: Tensor };
   const out: FirstStep = {
     sample: s.sample,
@@ -176,6 +177,23 @@ gpuTest("sdxl gen: the first step's U-Net inputs match diffusers' SDXL pipeline"
     assert.ok(relErr(got.context.subarray(0, 77 * 16), negCtx) <= 1e-4, "negative context");
     assert.ok(relErr(got.y.subarray(0, 56), negYWant) <= 1e-4, "negative y");
   }
+});
+
+gpuTest("sdxl gen: a long prompt in two windows, pooled from the first (kohya)", async () => {
+  const sd = await tiny();
+  const f = await openSafetensors(forward!);
+  const prompt = plain(JSON.parse(f.metadata.prompts)[1]);
+  const context = (await f.readF32("context")).data.subarray(77 * 16);
+  const te = (await f.readF32("unet_text_embeds")).data.subarray(8);
+  f.close();
+  const [jobs] = planGeneration([line(prompt)], PLAN);
+  const got = await firstStep(sd, jobs, { maxEmbeddingsMultiples: 2 });
+  assert.deepEqual(got.contextShape, [2, 154, 16]);
+  // The first window is the fixture's truncated prompt (BOS, 75 tokens, EOS).
+  const row = got.context.subarray(154 * 16, 154 * 16 + 77 * 16);
+  assert.ok(relErr(row, context) <= 1e-4, `first window rel err ${relErr(row, context)}`);
+  const pooled = got.y.subarray(56, 64);
+  assert.ok(relErr(pooled, te) <= 1e-4, `pooled rel err ${relErr(pooled, te)}`);
 });
 
 gpuTest("sdxl gen: a kohya SDXL LoRA (x0.7) conditions the prompt as kohya's network", async () => {
