@@ -419,6 +419,20 @@ gpuTest("sdxl_gen_img CLI: PNG info, size keys, and one image per seed", async (
     );
     assert.equal(maxDiff(c[0], c[1]), 0);
     assert.ok(maxDiff(c[0], c[2]) > 0, "--clip_skip 1 takes the last layers");
+    // --fp16 (the VAE stays f32: force_upcast) and --vae (the model's own VAE) match f32.
+    const half = await cli(sdxlGenImg, [...COMMON, ...cat, "--fp16", "--outdir", `${dir}/c4`]);
+    const ownVae = await cli(sdxlGenImg, [
+      ...COMMON,
+      ...cat,
+      "--vae",
+      model!,
+      "--outdir",
+      `${dir}/c5`,
+    ]);
+    for (const r of [half, ownVae]) assert.equal(r.code, 0, r.err);
+    const h = await readImage(`${dir}/c4/im_000001.png`);
+    assert.ok(maxDiff(c[0], h) <= 8, `fp16 vs f32: max diff ${maxDiff(c[0], h)}`);
+    assert.equal(maxDiff(c[0], await readImage(`${dir}/c5/im_000001.png`)), 0);
     const t = readTextChunks(await Deno.readFile(`${dir}/c2/im_000001.png`));
     assert.equal(t["original-height"], "64");
   } finally {
