@@ -26,6 +26,10 @@ const TOOLS: Record<string, ToolEntry> = {
     about: "train a LoRA with kohya's train_network.py flags and --config_file TOML",
     load: async () => (await import("./train_network.ts")).main,
   },
+  sdxl_train_network: {
+    about: "train a LoRA for SDXL with kohya's sdxl_train_network.py flags",
+    load: async () => (await import("./train_network.ts")).sdxlMain,
+  },
   demo: {
     about: "run everything end to end offline (random tiny model, synthetic data) -> report.html",
     load: async () => (await import("./demo.ts")).main,

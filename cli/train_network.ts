@@ -15,7 +15,12 @@ import { outputConfigTarget, writeOutputConfig } from "../core/kohya/output_conf
 import { summaryText } from "../core/train/progress.ts";
 import { tensorboardFolder } from "../core/train/tensorboard.ts";
 import { EventFileWriter } from "./tensorboard_log.ts";
-import { HelpRequested, parseTrainArgs, type TrainArgs } from "../core/kohya/train_args.ts";
+import {
+  HelpRequested,
+  parseTrainArgs,
+  type TrainArgs,
+  type TrainTool,
+} from "../core/kohya/train_args.ts";
 import { planTrainRun } from "../core/kohya/plan.ts";
 import { resumeCommand } from "./resume_command.ts";
 import { startDashboard } from "./train_dashboard.ts";
@@ -75,17 +80,22 @@ function onNote(note: string): void {
   console.warn(`note: ${note}`);
 }
 
+/** sdxl_train_network's entry point: train_network's, on an SDXL model with SDXL's flags. */
+export function sdxlMain(argv: string[]): Promise<number> {
+  return main(argv, "sdxl_train_network");
+}
+
 /** Entry point; returns the exit code (0 done, 1 bad input, 130 interrupted). */
-export async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[], tool: TrainTool = "train_network"): Promise<number> {
   let args: TrainArgs;
   try {
-    const configOut = outputConfigTarget(argv);
+    const configOut = outputConfigTarget(argv, tool);
     if (configOut !== null) {
-      await writeOutputConfig(argv, configOut, { onNote });
+      await writeOutputConfig(argv, configOut, { onNote, tool });
       console.error(`saved the arguments to ${configOut}`);
       return 0;
     }
-    args = await parseTrainArgs(argv, { onNote });
+    args = await parseTrainArgs(argv, { onNote, tool });
   } catch (e) {
     if (e instanceof HelpRequested) {
       console.log(e.text);
@@ -100,7 +110,7 @@ export async function main(argv: string[]): Promise<number> {
     stop = true;
     Deno.stderr.writeSync(enc.encode("\nstopping after this step (Ctrl-C again to abort)\n"));
   };
-  const plan = planTrainRun(args);
+  const plan = planTrainRun(args, tool);
   // Checked here too (the loop checks again), so that no log is created before a failing check.
   await checkTrainOutputs(plan);
   Deno.addSignalListener("SIGINT", onSigint);
@@ -135,7 +145,7 @@ export async function main(argv: string[]): Promise<number> {
         }
       },
       interrupted: () => stop,
-      resumeCommand: (state) => resumeCommand("train_network", argv, state),
+      resumeCommand: (state) => resumeCommand(tool, argv, state),
       scalars: events ? (step, values) => events.addScalars(step, values) : undefined,
     });
     if (lastWasProgress && tty) Deno.stderr.writeSync(enc.encode("\n"));

@@ -18,6 +18,12 @@ import { LorakitError } from "../errors.ts";
 import { checkLatentCacheFolders, checkTrainOutputs } from "./output_checks.ts";
 import { BatchLoader, type HostBatch, planEpoch } from "./data_loader.ts";
 import { cacheRunLatents } from "./latent_cache.ts";
+import { sdxlStepModel } from "./sdxl_session.ts";
+import {
+  cacheTextOutputs,
+  checkTextOutputsCacheable,
+  checkTextOutputsFolders,
+} from "./te_output_cache.ts";
 import { DdpmSchedule } from "./noise_schedule.ts";
 import { applyMaxNorm } from "./network_training.ts";
 import type { TrainSummary } from "./progress.ts";
@@ -65,6 +71,10 @@ export async function trainNetwork(plan: TrainPlan, io: TrainIo): Promise<TrainR
     (resume !== null ? await readStateSeed(resume) : Math.floor(Math.random() * 2 ** 32));
   const data = await prepareData(plan.data);
   if (plan.data.cacheLatentsToDisk) await checkLatentCacheFolders(data);
+  if (plan.data.cacheTextEncoderOutputs) {
+    checkTextOutputsCacheable(data, data.label);
+    if (plan.data.cacheTextEncoderOutputsToDisk) await checkTextOutputsFolders(data);
+  }
   for (const m of data.messages) note(m);
   const model = await loadSessionModel(plan, note);
   let session: Awaited<ReturnType<typeof setupNetwork>> | null = null;
@@ -74,7 +84,12 @@ export async function trainNetwork(plan: TrainPlan, io: TrainIo): Promise<TrainR
     await mergeBaseWeights(model.sd, plan.model.baseWeights, note);
     session = await setupNetwork(model, plan, seed, note);
     const { net, optimizer, params } = session;
-    const lrGroups = kohyaLrGroups(net.modules.map((m) => m.spec), plan.network, plan.optimizer);
+    const lrGroups = kohyaLrGroups(
+      net.modules.map((m) => m.spec),
+      plan.network,
+      plan.optimizer,
+      net.sdxl,
+    );
     const est = await checkMemory(model, session, plan, data);
     note(
       `estimated GPU memory: ${formatBytes(est.total)} (weights ${formatBytes(est.weights)}, ` +
@@ -84,6 +99,14 @@ export async function trainNetwork(plan: TrainPlan, io: TrainIo): Promise<TrainR
     const cache = plan.data.cacheLatents
       ? await cacheRunLatents(model.vae, data, plan, seed, note)
       : null;
+    if (plan.data.cacheTextEncoderOutputs && model.sdxl) {
+      const t = await cacheTextOutputs(model.sdxl, data, {
+        toDisk: plan.data.cacheTextEncoderOutputsToDisk,
+        modelId: plan.model.path,
+      });
+      model.stepModel = sdxlStepModel(model.sdxl, t.cache);
+      note(`text encoder outputs: ${t.computed} captions encoded, ${t.reused} reused from disk`);
+    }
     const sched = makeSchedule(plan.schedule, data, plan.optimizer.learningRate);
     if (sched.batchesPerEpoch === 0) throw new LorakitError("no batches: every image was skipped");
     const fingerprint = `${net.moduleName} modules=${net.modules.length} params=${params.length} ` +

@@ -169,7 +169,10 @@ export function parameterGroups(
   networkArgs: NetworkArgs,
   rates: LearningRates,
 ): ParameterGroups {
-  const { blockLrWeight } = networkOptions(networkArgs, { module: net.moduleName });
+  const { blockLrWeight } = networkOptions(networkArgs, {
+    module: net.moduleName,
+    sdxl: net.sdxl,
+  });
   const lrs = parameterLearningRates(net.modules.map((m) => m.spec), {
     textEncoderLr: rates.textEncoderLr,
     unetLr: rates.unetLr,

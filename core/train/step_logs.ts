@@ -17,6 +17,7 @@
  */
 import type { LoraModuleSpec } from "../lora/modules.ts";
 import { networkOptions } from "../lora/network_args.ts";
+import type { UnetKeyLayout } from "../io/keymap_unet.ts";
 import type { NetworkPlan, OptimizerPlan } from "../kohya/plan_types.ts";
 
 /** One of kohya's optimizer groups: its name (null for networks.dylora) and base lr. */
@@ -30,10 +31,11 @@ export function kohyaLrGroups(
   modules: readonly Pick<LoraModuleSpec, "part" | "block">[],
   network: Pick<NetworkPlan, "module" | "args">,
   rates: Pick<OptimizerPlan, "learningRate" | "unetLr" | "textEncoderLr">,
+  sdxl: UnetKeyLayout | null = null,
 ): KohyaLrGroup[] {
   const module = network.module;
   const parsed = network.args;
-  const { blockLrWeight } = networkOptions(parsed, { module });
+  const { blockLrWeight } = networkOptions(parsed, { module, sdxl });
   const named = module === "networks.lora";
   const groups: KohyaLrGroup[] = [];
   // kohya's assemble_params: the lora group, then the LoRA+ group; an lr of 0 drops a group.

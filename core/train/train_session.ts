@@ -107,7 +107,7 @@ export async function loadSessionModel(
       vae: { encode: (i) => x.vae.encode(i), dtype: x.vae.dtype, latentScale: SDXL_LATENT_SCALE },
       tokenizer: x.sd.tokenizer,
       tokenizer2: x.sd.tokenizer2,
-      stepModel: sdxlStepModel(x.sd),
+      stepModel: sdxlStepModel(x.sd, null),
       weightBytes: rt().storage.stats().liveBytes - before,
       hasF16: gpu.hasF16,
       modelHash: await fileHash(path),

@@ -27,6 +27,8 @@ export interface PreparedData {
   datasets: PreparedDataset[];
   /** True when `--dataset_config` was given (kohya records `ss_datasets` then). */
   fromConfigFile: boolean;
+  /** How errors name the datasets' source (the config file, or the folder flag). */
+  label: string;
   /** kohya's warnings and the bucket summaries, in order. */
   messages: string[];
   /** Files left out (unreadable images), with the reason. */
@@ -46,6 +48,7 @@ export async function prepareData(plan: DataPlan): Promise<PreparedData> {
   const out: PreparedData = {
     datasets: [],
     fromConfigFile: source.fromConfigFile,
+    label: source.label,
     messages,
     skipped: [],
     numTrainImages: 0,
