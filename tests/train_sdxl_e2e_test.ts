@@ -1,5 +1,6 @@
 /**
- * sdxl_train_network end to end on sdxl-tiny: the LoRA it writes has kohya's SDXL module names
+ * sdxl_train_network end to end on sdxl-tiny: it samples images through SDXL's conditioning; the
+ * LoRA it writes has kohya's SDXL module names
  * (the key set of kohya's own file for the same network is the spec) and its SDXL metadata,
  * loads back, and changes sdxl_gen_img's image as its multiplier says (x0 is the base image);
  * the text encoder output cache (in memory and on disk) gives the same losses as encoding the
@@ -49,12 +50,20 @@ Deno.test({
     await initGpu();
     const d = await makeTrainData();
     const out = `${d.root}/out`;
+    const prompts = `${d.root}/prompts.txt`;
+    await Deno.writeTextFile(prompts, "sks toy --n blurry --w 64 --h 64 --s 2 --l 5 --d 1\n");
     const result = await train(
       tinyLoraArgv(MODEL!, d.toml, out, "--output_name", "sx", "--max_train_steps", "2").concat(
-        ["--seed", "3", "--learning_rate", "1e-2"],
-      ),
+        ["--seed", "3", "--learning_rate", "1e-2", "--sample_prompts", prompts],
+      ).concat(["--sample_every_n_steps", "2", "--sample_sampler", "euler_a"]),
     );
     assert.equal(result.losses.length, 2);
+    // The sample at step 2, through SDXL's conditioning and VAE.
+    const samples = [...Deno.readDirSync(`${out}/sample`)].map((e) => e.name);
+    assert.equal(samples.length, 1, samples.join(", "));
+    assert.match(samples[0], /^sx_000002_00_\d+_1\.png$/);
+    const img = await readImage(`${out}/sample/${samples[0]}`);
+    assert.equal(img.width, 64);
     assert.ok(result.losses.every((l) => Number.isFinite(l.loss)));
     const lora = `${out}/sx.safetensors`;
     const f = await openSafetensors(lora);

@@ -381,9 +381,6 @@ function checkSdxlArgs(
       "longer captions are not supported for SDXL by lorakit yet (75 tokens)",
     );
   }
-  if (args.sample_prompts !== null) {
-    fail("sample_prompts", "sample images during SDXL training are not supported by lorakit yet");
-  }
   if (args.cache_text_encoder_outputs && !args.network_train_unet_only) {
     fail(
       "cache_text_encoder_outputs",

@@ -19,7 +19,9 @@ import type { StableDiffusion } from "../models/stable_diffusion.ts";
 import { encodeConditioning } from "../sample/conditioning.ts";
 import { noiseBatch } from "../sample/noise.ts";
 import { createScheduler, noisesPerStep } from "../sample/sampler_registry.ts";
-import { decodeLatents, denoise } from "../sample/txt2img.ts";
+import { decodeLatents, type DecodeVae, denoise } from "../sample/txt2img.ts";
+import { encodeSdxlConditioning, sdxlTimeIds } from "../sample/sdxl_conditioner.ts";
+import type { StableDiffusionXL } from "../models/stable_diffusion_xl.ts";
 import { parsePromptOptions, type PromptOptions } from "../text/prompt_options.ts";
 import { mixSeed } from "./train_rng.ts";
 
@@ -33,6 +35,9 @@ export interface SampleSettings {
   clipSkip: number;
   vParameterization: boolean;
   seed: number;
+  /** The VAE that decodes (default the model's) and its latent scale (default SD's). */
+  vae?: DecodeVae;
+  latentScale?: number;
 }
 
 /** The largest sample side (`--w`, `--h`): a bigger one would only fail for memory mid-run. */
@@ -77,7 +82,7 @@ function stamp(d: Date): string {
  * (`e000001`); else the step (`000010`).
  */
 export async function sampleImages(
-  sd: StableDiffusion,
+  sd: StableDiffusion | StableDiffusionXL,
   net: LoraNetwork,
   s: SampleSettings,
   at: { step: number; epoch: number | null; onWritten?: (path: string, prompt: string) => void },
@@ -107,11 +112,24 @@ export async function sampleImages(
       });
       let pixels: Float32Array;
       try {
-        const { context } = noGrad(() =>
-          encodeConditioning(sd.tokenizer, sd.textEncoder, [p.prompt], [p.negativePrompt ?? ""], {
-            guidanceScale: scale,
-            clipSkip: s.clipSkip,
-          })
+        const negative = p.negativePrompt ?? "";
+        const { context, vector } = noGrad(() =>
+          "textEncoder2" in sd
+            ? encodeSdxlConditioning(
+              { ...sd, addEmbedding: sd.config.unet.addEmbedding! },
+              [p.prompt],
+              [negative],
+              scale,
+              // kohya's SDXL sampling: original and target size the image's, no crop.
+              sdxlTimeIds(undefined, { width, height, sizeScale: null }),
+            )
+            : {
+              context: encodeConditioning(sd.tokenizer, sd.textEncoder, [p.prompt], [negative], {
+                guidanceScale: scale,
+                clipSkip: s.clipSkip,
+              }).context,
+              vector: null,
+            }
         );
         try {
           const latents = await denoise(sd.unet, {
@@ -119,15 +137,17 @@ export async function sampleImages(
             steps,
             initNoise: noise.initNoise,
             context,
+            vector: vector ?? undefined,
             guidanceScale: scale,
             noises: noise.noises,
           });
-          const img = noGrad(() => decodeLatents(sd.vae, latents));
+          const img = noGrad(() => decodeLatents(s.vae ?? sd.vae, latents, s.latentScale));
           latents.dispose();
           pixels = await img.toArray();
           img.dispose();
         } finally {
           context.dispose();
+          vector?.dispose();
         }
       } finally {
         noise.dispose();

@@ -203,11 +203,7 @@ export class Saver {
   async sample(step: number, epoch: number | null): Promise<void> {
     const { sampling, saving, model } = this.#o.plan;
     if (sampling.prompts === null) return;
-    const sd = this.#o.model.sd;
-    if ("tokenizer2" in sd) {
-      throw new LorakitError("sample images during SDXL training are not supported by lorakit yet");
-    }
-    const files = await sampleImages(sd, this.#o.session.net, {
+    const files = await sampleImages(this.#o.model.sd, this.#o.session.net, {
       prompts: sampling.prompts,
       sampler: sampling.sampler,
       outputDir: this.#dir,
@@ -215,6 +211,8 @@ export class Saver {
       clipSkip: model.clipSkip,
       vParameterization: model.vParameterization,
       seed: this.#o.seed,
+      vae: this.#o.model.decoder,
+      latentScale: this.#o.model.latentScale,
     }, {
       step,
       epoch,

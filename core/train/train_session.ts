@@ -41,7 +41,7 @@ import {
   parameterGroups,
 } from "./network_training.ts";
 import type { StepModel, StepSettings } from "./step.ts";
-import type { EncoderVae } from "./latent_cache.ts";
+import { type EncoderVae, LATENT_SCALE } from "./latent_cache.ts";
 import { loadSdxlTrainModel, SDXL_LATENT_SCALE, sdxlStepModel } from "./sdxl_session.ts";
 import type { StableDiffusionXL } from "../models/stable_diffusion_xl.ts";
 import type { WindowTokenizer } from "../text/token_windows.ts";
@@ -57,6 +57,9 @@ export interface SessionModel {
   sdxl: StableDiffusionXL | null;
   /** The VAE latents come from, with the latent scale of the model family. */
   vae: EncoderVae;
+  /** The same VAE for decoding samples, and its latent scale. */
+  decoder: AutoencoderKL;
+  latentScale: number;
   /** The data loader's tokenizers (SDXL's second one pads with 0). */
   tokenizer: WindowTokenizer;
   tokenizer2: WindowTokenizer | null;
@@ -105,6 +108,8 @@ export async function loadSessionModel(
       sd: x.sd,
       sdxl: x.sd,
       vae: { encode: (i) => x.vae.encode(i), dtype: x.vae.dtype, latentScale: SDXL_LATENT_SCALE },
+      decoder: x.vae,
+      latentScale: SDXL_LATENT_SCALE,
       tokenizer: x.sd.tokenizer,
       tokenizer2: x.sd.tokenizer2,
       stepModel: sdxlStepModel(x.sd, null),
@@ -171,6 +176,8 @@ export async function loadSessionModel(
     sd,
     sdxl: null,
     vae: sd.vae,
+    decoder: sd.vae,
+    latentScale: LATENT_SCALE,
     tokenizer: sd.tokenizer,
     tokenizer2: null,
     stepModel,
