@@ -22,17 +22,19 @@ import {
   openDiffusersFolder,
 } from "./diffusers_folder.ts";
 import { baseName, dirName, exists, joinPath, readText } from "./fs.ts";
-import {
-  ldmKeysFor,
-  type LdmTemplate,
-  type LdmWritePlan,
-  mapLdmKeys,
-  planLdmWrite,
-} from "./keymap_ldm.ts";
+import { ldmKeysFor, type LdmTemplate, mapLdmKeys, planLdmWrite } from "./keymap_ldm.ts";
 import { DTYPE_SIZE } from "./dtype.ts";
 import { elementCount, shapeText, transposeBytes } from "./keymap_types.ts";
-import { openSafetensors, type TensorToWrite, writeSafetensors } from "./safetensors.ts";
-import type { FileDType, HostTensor, TensorInfo, TensorSource } from "./tensor_source.ts";
+import { openSafetensors } from "./safetensors.ts";
+import type { HostTensor, TensorInfo, TensorSource } from "./tensor_source.ts";
+import {
+  type InternalTensors,
+  saveDtype,
+  type SavePrecision,
+  writeCheckpointPlans,
+} from "./checkpoint_write.ts";
+
+export type { InternalTensors, SavePrecision } from "./checkpoint_write.ts";
 
 /** The file form a checkpoint was read from. */
 export type CheckpointFormat = "ldm-safetensors" | "ldm-ckpt" | "diffusers";
@@ -290,17 +292,10 @@ export async function loadCheckpoint(
   }
 }
 
-/** What {@link saveLdmCheckpoint} reads: tensors in the internal naming. */
-export interface InternalTensors {
-  names(): string[];
-  info(name: string): TensorInfo;
-  readF32(name: string): Promise<HostTensor>;
-}
-
 /** Options of {@link saveLdmCheckpoint}. */
 export interface SaveLdmOptions {
   /** dtype of the model tensors (kohya's `--save_precision`); extras keep their stored dtype. */
-  savePrecision: "float" | "fp16" | "bf16";
+  savePrecision: SavePrecision;
   /**
    * Key set and shapes to write, with the extras' bytes: pass `loaded.ldmTemplate()` to write
    * exactly the keys the original file had. Default: kohya's key set for `config`.
@@ -308,12 +303,6 @@ export interface SaveLdmOptions {
   template?: LdmTemplate;
   metadata?: Record<string, string>;
 }
-
-const PRECISION: Record<SaveLdmOptions["savePrecision"], FileDType> = {
-  float: "F32",
-  fp16: "F16",
-  bf16: "BF16",
-};
 
 /**
  * Writes an LDM single-file `.safetensors` (one tensor in memory at a time; temporary file, then
@@ -326,12 +315,7 @@ export async function saveLdmCheckpoint(
   config: SDConfig,
   opts: SaveLdmOptions,
 ): Promise<void> {
-  const dtype = PRECISION[opts.savePrecision];
-  if (dtype === undefined) {
-    throw new LorakitError(
-      `--save_precision: expected "float", "fp16" or "bf16", found "${opts.savePrecision}"`,
-    );
-  }
+  const dtype = saveDtype(opts.savePrecision);
   const names = new Set(source.names());
   const template = opts.template ??
     { keys: ldmKeysFor([...names].map((n) => source.info(n)), config) };
@@ -340,45 +324,5 @@ export async function saveLdmCheckpoint(
     (n) => (names.has(n) ? source.info(n) : undefined),
     path,
   );
-  const byKey = new Map(plans.map((p) => [p.key, p]));
-  const produce = async (p: LdmWritePlan): Promise<Float32Array | Uint8Array> => {
-    switch (p.kind) {
-      case "internal": {
-        if (p.names.length === 1) return (await source.readF32(p.names[0])).data;
-        const parts = await Promise.all(p.names.map((n) => source.readF32(n)));
-        const out = new Float32Array(elementCount(p.shape));
-        let at = 0;
-        for (const t of parts) {
-          out.set(t.data, at);
-          at += t.data.length;
-        }
-        return out;
-      }
-      case "copy": {
-        const of = byKey.get(p.of);
-        if (of === undefined || of.kind === "copy") {
-          throw new LorakitError(
-            `${path}: LDM key '${p.key}' copies '${p.of}', which is not written`,
-          );
-        }
-        return produce(of);
-      }
-      case "fill":
-        return new Float32Array(elementCount(p.shape)).fill(p.value);
-      case "raw":
-        if (template.readRaw === undefined) {
-          throw new LorakitError(
-            `${path}: LDM key '${p.key}' has no internal tensor and the template carries no bytes for it`,
-          );
-        }
-        return await template.readRaw(p.key);
-    }
-  };
-  const tensors: TensorToWrite[] = plans.map((p) => ({
-    name: p.key,
-    dtype: p.kind === "raw" ? p.dtype : dtype,
-    shape: p.shape,
-    data: () => produce(p),
-  }));
-  await writeSafetensors(path, tensors, opts.metadata);
+  await writeCheckpointPlans(path, source, plans, template, dtype, opts.metadata);
 }

@@ -224,8 +224,11 @@ function openClipDummies(keys: readonly LdmTemplateKey[], config: SDConfig): Ldm
 
 /** Where the data of one LDM key to write comes from. */
 export type LdmWritePlan =
-  /** Internal tensors joined along dim 0 (one name, or q,k,v), written with the template shape. */
-  | { key: string; shape: number[]; kind: "internal"; names: string[] }
+  /**
+   * Internal tensors joined along dim 0 (one name, or q,k,v), written with the template shape;
+   * `transpose`: one 2-D internal tensor stored transposed (SDXL's OpenCLIP text_projection).
+   */
+  | { key: string; shape: number[]; kind: "internal"; names: string[]; transpose?: boolean }
   | { key: string; shape: number[]; kind: "copy"; of: string }
   | { key: string; shape: number[]; kind: "fill"; value: number }
   /** An extra: raw bytes from the template, in `dtype`. */
@@ -241,9 +244,22 @@ export function planLdmWrite(
   have: (name: string) => TensorInfo | undefined,
   where: string,
 ): LdmWritePlan[] {
-  const mapping = mapLdmKeys(template, where);
+  return planWriteFromEntries(template, mapLdmKeys(template, where).entries, have, where);
+}
+
+/**
+ * {@link planLdmWrite} for any layout: `entries` are the template's keys mapped to internal
+ * names (by `mapLdmKeys`, or `mapSdxlKeys` for an SGM file, whose `transpose` entries are
+ * planned as a transposed write).
+ */
+export function planWriteFromEntries(
+  template: readonly LdmTemplateKey[],
+  entries: readonly MapEntry[],
+  have: (name: string) => TensorInfo | undefined,
+  where: string,
+): LdmWritePlan[] {
   const byKey = new Map<string, MapEntry[]>();
-  for (const e of mapping.entries) {
+  for (const e of entries) {
     const list = byKey.get(e.key) ?? [];
     list.push(e);
     byKey.set(e.key, list);
@@ -252,11 +268,11 @@ export function planLdmWrite(
     const shape = [...t.shape];
     if (t.copyOf !== undefined) return { key: t.name, shape, kind: "copy", of: t.copyOf };
     if (t.fill !== undefined) return { key: t.name, shape, kind: "fill", value: t.fill };
-    const entries = byKey.get(t.name);
-    if (entries === undefined) return { key: t.name, shape, kind: "raw", dtype: t.dtype };
-    entries.sort((a, b) => (a.part ?? 0) - (b.part ?? 0));
+    const list = byKey.get(t.name);
+    if (list === undefined) return { key: t.name, shape, kind: "raw", dtype: t.dtype };
+    list.sort((a, b) => (a.part ?? 0) - (b.part ?? 0));
     let count = 0;
-    for (const e of entries) {
+    for (const e of list) {
       const info = have(e.name);
       if (info === undefined) {
         throw new LorakitError(
@@ -268,9 +284,13 @@ export function planLdmWrite(
     if (count !== elementCount(shape)) {
       throw new LorakitError(
         `${where}: LDM key '${t.name}' has shape ${shapeText(shape)} (${elementCount(shape)} ` +
-          `elements), but '${entries.map((e) => e.name).join("', '")}' hold ${count}`,
+          `elements), but '${list.map((e) => e.name).join("', '")}' hold ${count}`,
       );
     }
-    return { key: t.name, shape, kind: "internal", names: entries.map((e) => e.name) };
+    const names = list.map((e) => e.name);
+    if (list.length === 1 && list[0].transpose) {
+      return { key: t.name, shape, kind: "internal", names, transpose: true };
+    }
+    return { key: t.name, shape, kind: "internal", names };
   });
 }
