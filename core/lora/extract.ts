@@ -1,6 +1,6 @@
 /**
  * kohya's `extract_lora_from_models.py`: a LoRA approximating the difference `tuned - org` of two
- * SD 1.x/2.x checkpoints. The modules are those of a kohya LoRA network on the original model
+ * SD 1.x/2.x checkpoints, or of two SDXL ones (kohya's `--sdxl`). The modules are those of a kohya LoRA network on the original model
  * (Transformer2DModel layers and CLIP attention/MLP; with `--conv_dim` also the ResNet and
  * sampler layers, 3x3 convs at rank conv_dim, their Linear/1x1 layers at dim). The text encoder
  * is left out when no text-encoder weight differs by more than `--min_diff`. Per module: rank-k
@@ -8,16 +8,31 @@
  * `down = Vh` in lorakit's sign rule, both clamped to the `--clamp_quantile` quantile of their
  * signed values, alpha = k.
  *
+ * On SDXL the modules are kohya's SDXL network's: `lora_te1_*` and `lora_te2_*` (both text
+ * encoders, kept or left out together by `--min_diff`, as kohya decides over its one list of
+ * text-encoder modules) and `lora_unet_*` under SGM names; the metadata says
+ * `ss_base_model_version` sdxl_base_v1-0 and the SDXL modelspec (`ss_v2` False).
+ * `--load_precision` rounds both models' weights, and their difference, to that precision, as
+ * kohya's subtraction of models loaded in it does.
+ *
  * @module
  */
 import { initGpu, Tensor } from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
 import type { LoadedCheckpoint } from "../io/checkpoint.ts";
+import type { UnetKeyLayout } from "../io/keymap_unet.ts";
+import type { SDConfig, SDXLConfig } from "../model_config/config.ts";
 import { baseModelVersion, pyFloatRepr, pyJsonDumps } from "./metadata.ts";
 import { type LoraWeightsToSave, saveLoraFile } from "./lora_file.ts";
 import { type LoraTarget, loraTargets } from "./modules.ts";
 import { mapInFlight, MODULES_IN_FLIGHT } from "./pipeline.ts";
-import { factorsAsLora, lowRankFactors, matrixShape, type Precision } from "./svd_ops.ts";
+import {
+  factorsAsLora,
+  lowRankFactors,
+  matrixShape,
+  type Precision,
+  roundToPrecision,
+} from "./svd_ops.ts";
 import { toolLoraModelSpec } from "./tool_metadata.ts";
 
 /** Options of {@link extractLoraFromModels}. */
@@ -36,6 +51,8 @@ export interface ExtractOptions {
   /** Default: `v2`. */
   vParameterization?: boolean;
   savePrecision?: Precision;
+  /** kohya's `--load_precision`: weights and differences rounded to it; default float. */
+  loadPrecision?: Precision;
   noMetadata?: boolean;
   onProgress?: (done: number, total: number, module: string) => void;
   /** Process only the first N modules (after the text-encoder decision); for benchmarks. */
@@ -53,18 +70,37 @@ export interface ExtractResult {
   metadata: Record<string, string>;
 }
 
-function weightsOf(ckpt: LoadedCheckpoint): { name: string; shape: number[] }[] {
+/** A checkpoint of either family: SD 1.x/2.x or SDXL. */
+export type AnyCheckpoint = LoadedCheckpoint<SDConfig> | LoadedCheckpoint<SDXLConfig>;
+
+function weightsOf(ckpt: AnyCheckpoint): { name: string; shape: number[] }[] {
   return ckpt.names().map((n) => ({ name: n, shape: ckpt.info(n).shape }));
+}
+
+/** The U-Net key layout kohya's SDXL names need, or null for an SD 1.x/2.x checkpoint. */
+export function sdxlLayoutOfCheckpoint(ckpt: AnyCheckpoint): UnetKeyLayout | null {
+  if (!("textEncoder2" in ckpt.config)) return null;
+  const u = ckpt.config.unet;
+  return {
+    layersPerBlock: u.layersPerBlock,
+    upHasAttention: u.upBlockTypes.map((t) => t === "CrossAttnUpBlock2D"),
+  };
 }
 
 /** The difference of one weight, computed while both are on the host anyway, and its max |d|. */
 async function difference(
-  org: LoadedCheckpoint,
-  tuned: LoadedCheckpoint,
+  org: AnyCheckpoint,
+  tuned: AnyCheckpoint,
   t: LoraTarget,
+  load: Precision,
 ): Promise<{ diff: Float32Array; maxAbs: number }> {
   const a = await org.readF32(t.weight);
   const b = await tuned.readF32(t.weight);
+  if (load !== "float") {
+    // The stored data may be shared with a cache: round copies.
+    a.data = roundToPrecision(a.data.slice(), load);
+    b.data = roundToPrecision(b.data.slice(), load);
+  }
   // The subtraction is one pass over data the host has just decoded from the file; doing it here
   // avoids a second upload and gives the text encoder's max |diff| without a read-back.
   const diff = new Float32Array(a.data.length);
@@ -75,16 +111,20 @@ async function difference(
     const ad = Math.abs(d);
     if (ad > maxAbs) maxAbs = ad;
   }
+  if (load !== "float") {
+    roundToPrecision(diff, load);
+    maxAbs = roundToPrecision(Float32Array.of(maxAbs), load)[0];
+  }
   return { diff, maxAbs };
 }
 
 /**
- * Extract a LoRA from two loaded checkpoints (same SD version and layout) and write it
- * atomically to `saveTo`.
+ * Extract a LoRA from two loaded checkpoints (same SD version and layout: both SD 1.x/2.x or both
+ * SDXL) and write it atomically to `saveTo`.
  */
 export async function extractLoraFromModels(
-  org: LoadedCheckpoint,
-  tuned: LoadedCheckpoint,
+  org: AnyCheckpoint,
+  tuned: AnyCheckpoint,
   opts: ExtractOptions,
 ): Promise<ExtractResult> {
   const dim = opts.dim;
@@ -99,8 +139,19 @@ export async function extractLoraFromModels(
     throw new LorakitError(`--clamp_quantile: expected a value in [0, 1], found ${q}`);
   }
   const minDiff = opts.minDiff ?? 0.01;
-  const all = loraTargets(weightsOf(org));
-  const tunedTargets = new Map(loraTargets(weightsOf(tuned)).map((t) => [t.prefix, t]));
+  const load = opts.loadPrecision ?? "float";
+  const layout = sdxlLayoutOfCheckpoint(org);
+  const tunedLayout = sdxlLayoutOfCheckpoint(tuned);
+  if ((layout === null) !== (tunedLayout === null)) {
+    throw new LorakitError(
+      `${tuned.path}: expected ${layout === null ? "an SD 1.x/2.x" : "an SDXL"} model like ` +
+        `${org.path}, found ${tunedLayout === null ? "an SD 1.x/2.x" : "an SDXL"} one`,
+    );
+  }
+  const all = loraTargets(weightsOf(org), layout);
+  const tunedTargets = new Map(
+    loraTargets(weightsOf(tuned), tunedLayout).map((t) => [t.prefix, t]),
+  );
   const targets = all.filter((t) => convDim !== null || !t.convBlock);
   for (const t of targets) {
     const other = tunedTargets.get(t.prefix);
@@ -125,7 +176,7 @@ export async function extractLoraFromModels(
   const teDiffs: { t: LoraTarget; diff: Float32Array }[] = [];
   let teMax = 0;
   for (const t of te) {
-    const { diff, maxAbs } = await difference(org, tuned, t);
+    const { diff, maxAbs } = await difference(org, tuned, t, load);
     teMax = Math.max(teMax, maxAbs);
     teDiffs.push({ t, diff });
   }
@@ -142,7 +193,7 @@ export async function extractLoraFromModels(
   const out = await mapInFlight(work, MODULES_IN_FLIGHT, async (t): Promise<LoraWeightsToSave> => {
     let diff = teByPrefix.get(t.prefix);
     teByPrefix.delete(t.prefix);
-    diff ??= (await difference(org, tuned, t)).diff;
+    diff ??= (await difference(org, tuned, t, load)).diff;
     const shape = org.info(t.weight).shape;
     const rank = Math.min(t.kind === "conv3x3" ? convDim! : dim, t.inFeatures, t.outFeatures);
     const w = Tensor.fromArray(diff, matrixShape(shape));
@@ -154,7 +205,8 @@ export async function extractLoraFromModels(
       w.dispose();
     }
   });
-  const v2 = opts.v2 ?? org.config.v2;
+  const sdxl = layout !== null;
+  const v2 = opts.v2 ?? ("v2" in org.config && org.config.v2);
   const vParam = opts.vParameterization ?? v2;
   const netArgs: Record<string, string> = {};
   if (convDim !== null) {
@@ -163,14 +215,14 @@ export async function extractLoraFromModels(
   }
   const metadata: Record<string, string> = {
     ss_v2: v2 ? "True" : "False",
-    ss_base_model_version: baseModelVersion(v2, vParam),
+    ss_base_model_version: baseModelVersion(v2, vParam, sdxl),
     ss_network_module: "networks.lora",
     ss_network_dim: String(dim),
     ss_network_alpha: pyFloatRepr(dim),
     ss_network_args: pyJsonDumps(netArgs),
   };
   if (!opts.noMetadata) {
-    Object.assign(metadata, toolLoraModelSpec(opts.saveTo, v2, undefined, vParam));
+    Object.assign(metadata, toolLoraModelSpec(opts.saveTo, v2, undefined, vParam, sdxl));
   }
   const written = await saveLoraFile(opts.saveTo, out, {
     precision: opts.savePrecision ?? "float",

@@ -47,17 +47,20 @@ export function mergedFrom(paths: readonly string[]): string {
 
 /**
  * `modelspec.*` of a LoRA written by a tool: title = output stem, v-prediction assumed for SD2
- * (kohya's tools cannot tell and say so), optional `merged_from`.
+ * (kohya's tools cannot tell and say so), optional `merged_from`; `sdxl` gives SDXL's
+ * architecture, implementation and resolution.
  */
 export function toolLoraModelSpec(
   saveTo: string,
   v2: boolean,
   merged?: readonly string[],
   vParameterization: boolean = v2,
+  sdxl = false,
 ): Record<string, string> {
   return modelSpecMetadata({
     v2,
     vParameterization,
+    sdxl,
     timestamp: Date.now() / 1000,
     title: fileStem(saveTo),
     mergedFrom: merged === undefined ? undefined : mergedFrom(merged),
