@@ -150,6 +150,14 @@ Deno.test({
     const reread = await train(argv("again", "--cache_text_encoder_outputs_to_disk"), again);
     assert.deepEqual(reread.losses, plain.losses);
     assert.ok(again.some((m) => /0 captions encoded, 3 reused/.test(m)), again.join("\n"));
+    // Two windows a caption (--max_token_length 150): stitched context, first window's pool.
+    const long = await train(argv("long", "--max_token_length", "150"));
+    assert.ok(long.losses.every((l) => Number.isFinite(l.loss)));
+    assert.notDeepEqual(long.losses, plain.losses, "the longer context changes the step");
+    const longCached = await train(
+      argv("long_cached", "--max_token_length", "150", "--cache_text_encoder_outputs"),
+    );
+    assert.deepEqual(longCached.losses, long.losses);
     // Captions that change between steps cannot be cached; training the encoders neither.
     const shuffled = await makeTrainData("shuffle_caption = true");
     await assert.rejects(

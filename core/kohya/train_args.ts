@@ -375,12 +375,6 @@ function checkSdxlArgs(
     );
     args.cache_text_encoder_outputs = true;
   }
-  if (args.max_token_length !== null) {
-    fail(
-      "max_token_length",
-      "longer captions are not supported for SDXL by lorakit yet (75 tokens)",
-    );
-  }
   if (args.cache_text_encoder_outputs && !args.network_train_unet_only) {
     fail(
       "cache_text_encoder_outputs",

@@ -103,6 +103,7 @@ export async function trainNetwork(plan: TrainPlan, io: TrainIo): Promise<TrainR
       const t = await cacheTextOutputs(model.sdxl, data, {
         toDisk: plan.data.cacheTextEncoderOutputsToDisk,
         modelId: plan.model.path,
+        maxTokenLength: plan.model.maxTokenLength,
       });
       model.stepModel = sdxlStepModel(model.sdxl, t.cache);
       note(`text encoder outputs: ${t.computed} captions encoded, ${t.reused} reused from disk`);

@@ -7,48 +7,13 @@
  *
  * @module
  */
-import { cast, Tensor } from "../../gpu/mod.ts";
+import { cast, type Tensor } from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
-import {
-  encodeSdxlText,
-  type SdxlTextEncoding,
-  sdxlVector,
-  timeIds,
-} from "../models/sdxl_conditioning.ts";
-import { textCacheKey, type TextOutputCache } from "./te_output_cache.ts";
+import { sdxlVector, timeIds } from "../models/sdxl_conditioning.ts";
+import { cachedText, encodeSdxlWindows, type TextOutputCache } from "./sdxl_text.ts";
 import { loadStableDiffusionXL, type StableDiffusionXL } from "../models/stable_diffusion_xl.ts";
 import type { AutoencoderKL } from "../models/vae.ts";
 import type { StepModel } from "./step.ts";
-
-/** A batch's conditioning from the text encoder output cache (the same values, uploaded). */
-function cachedText(
-  cache: TextOutputCache,
-  ids1: Int32Array,
-  ids2: Int32Array,
-  dtype: Tensor["dtype"],
-): SdxlTextEncoding {
-  const n = ids1.length / 77;
-  const rows = Array.from({ length: n }, (_, i) => {
-    const hit = cache.get(textCacheKey(ids1, ids2, i));
-    if (!hit) {
-      throw new LorakitError(
-        "--cache_text_encoder_outputs: a caption missing from the cache (its text changed " +
-          "after caching)",
-      );
-    }
-    return hit;
-  });
-  const c = rows[0].context.length / 77, p = rows[0].pooled.length;
-  const context = new Float32Array(n * 77 * c), pooled = new Float32Array(n * p);
-  rows.forEach((r, i) => {
-    context.set(r.context, i * 77 * c);
-    pooled.set(r.pooled, i * p);
-  });
-  return {
-    context: Tensor.fromArray(context, [n, 77, c], dtype),
-    pooled: Tensor.fromArray(pooled, [n, p], dtype),
-  };
-}
 
 /** kohya's SDXL latent scale (`sdxl_model_util.VAE_SCALE_FACTOR`). */
 export const SDXL_LATENT_SCALE = 0.13025;
@@ -101,9 +66,10 @@ export function sdxlStepModel(sd: StableDiffusionXL, cache: TextOutputCache | nu
           "SDXL training step: the batch has no second tokenizer's ids or size conditioning",
         );
       }
+      const n = batch.sizeConds.length;
       const { context, pooled } = cache
-        ? cachedText(cache, batch.inputIds, batch.inputIds2, sd.textEncoder.dtype)
-        : encodeSdxlText(sd.textEncoder, sd.textEncoder2, batch.inputIds, batch.inputIds2);
+        ? cachedText(cache, batch.inputIds, batch.inputIds2, n, sd.textEncoder.dtype)
+        : encodeSdxlWindows(sd, batch.inputIds, batch.inputIds2, n);
       const add = sd.config.unet.addEmbedding!;
       return { context, y: sdxlVector(pooled, batch.sizeConds.map(timeIds), add) };
     },

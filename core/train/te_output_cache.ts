@@ -12,28 +12,18 @@ import { noGrad, Tensor } from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
 import { checkWritableDir, dirName, exists, isDirectory } from "../io/fs.ts";
 import { openSafetensors, writeSafetensors } from "../io/safetensors.ts";
-import { encodeSdxlText } from "../models/sdxl_conditioning.ts";
+import {
+  type CachedTextOutputs,
+  encodeSdxlWindows,
+  textCacheKey,
+  type TextOutputCache,
+} from "./sdxl_text.ts";
+
+export { textCacheKey, type TextOutputCache };
 import type { StableDiffusionXL } from "../models/stable_diffusion_xl.ts";
 import { windowIds } from "../text/token_windows.ts";
 import { processCaption } from "./captions.ts";
 import type { PreparedData } from "./train_setup.ts";
-
-/** One caption's cached conditioning (host copies, in the encoders' dtype's values). */
-export interface CachedTextOutputs {
-  /** [77, C1 + C2] context rows. */
-  context: Float32Array;
-  /** [P] pooled embedding. */
-  pooled: Float32Array;
-}
-
-/** Cached outputs by the caption's token ids (both tokenizers). */
-export type TextOutputCache = Map<string, CachedTextOutputs>;
-
-/** The cache key of sample `i` of a batch's ids (77 per sample). */
-export function textCacheKey(ids1: Int32Array, ids2: Int32Array, i: number): string {
-  const row = (ids: Int32Array) => ids.subarray(i * 77, (i + 1) * 77).join(",");
-  return `${row(ids1)}|${row(ids2)}`;
-}
 
 /** The disk cache file of an image. */
 export function textOutputsCachePath(imagePath: string): string {
@@ -93,8 +83,10 @@ async function readCached(path: string, caption: string, model: string) {
     const f = await openSafetensors(path);
     try {
       if (f.metadata.caption !== caption || f.metadata.model !== model) return null;
+      const context = await f.readF32("context");
       return {
-        context: (await f.readF32("context")).data,
+        context: context.data,
+        rows: context.shape[0],
         pooled: (await f.readF32("pooled")).data,
       };
     } finally {
@@ -110,7 +102,7 @@ async function readCached(path: string, caption: string, model: string) {
 export async function cacheTextOutputs(
   sd: StableDiffusionXL,
   data: PreparedData,
-  o: { toDisk: boolean; modelId: string; batchSize?: number },
+  o: { toDisk: boolean; modelId: string; maxTokenLength: number | null; batchSize?: number },
 ): Promise<{ cache: TextOutputCache; computed: number; reused: number }> {
   const cache: TextOutputCache = new Map();
   const state = { epoch: 1, step: 0, maxTrainSteps: 1 };
@@ -127,9 +119,9 @@ export async function cacheTextOutputs(
     }
   }
   const key = (caption: string) => {
-    const a = windowIds(sd.tokenizer, [caption], null).ids;
-    const b = windowIds(sd.tokenizer2, [caption], null).ids;
-    return textCacheKey(a, b, 0);
+    const a = windowIds(sd.tokenizer, [caption], o.maxTokenLength).ids;
+    const b = windowIds(sd.tokenizer2, [caption], o.maxTokenLength).ids;
+    return textCacheKey(a, b, 0, 1);
   };
   for (const [caption, paths] of byCaption) {
     if (o.toDisk) {
@@ -152,11 +144,9 @@ export async function cacheTextOutputs(
   for (let at = 0; at < todo.length; at += batch) {
     const part = todo.slice(at, at + batch);
     const captions = part.map((t) => t.caption);
-    const ids1 = windowIds(sd.tokenizer, captions, null).ids;
-    const ids2 = windowIds(sd.tokenizer2, captions, null).ids;
-    const { context, pooled } = noGrad(() =>
-      encodeSdxlText(sd.textEncoder, sd.textEncoder2, ids1, ids2)
-    );
+    const ids1 = windowIds(sd.tokenizer, captions, o.maxTokenLength).ids;
+    const ids2 = windowIds(sd.tokenizer2, captions, o.maxTokenLength).ids;
+    const { context, pooled } = noGrad(() => encodeSdxlWindows(sd, ids1, ids2, part.length));
     let host: Float32Array[];
     try {
       host = await Tensor.readAll([context, pooled]);
@@ -168,9 +158,10 @@ export async function cacheTextOutputs(
     for (const [i, t] of part.entries()) {
       const out = {
         context: host[0].slice(i * c, (i + 1) * c),
+        rows: context.shape[1],
         pooled: host[1].slice(i * p, (i + 1) * p),
       };
-      cache.set(textCacheKey(ids1, ids2, i), out);
+      cache.set(textCacheKey(ids1, ids2, i, part.length), out);
       if (o.toDisk) await writeFiles(t.paths, t.caption, out, o.modelId);
     }
   }
@@ -185,7 +176,12 @@ async function writeFiles(
 ): Promise<void> {
   for (const path of paths) {
     await writeSafetensors(textOutputsCachePath(path), [
-      { name: "context", dtype: "F32", shape: [77, out.context.length / 77], data: out.context },
+      {
+        name: "context",
+        dtype: "F32",
+        shape: [out.rows, out.context.length / out.rows],
+        data: out.context,
+      },
       { name: "pooled", dtype: "F32", shape: [out.pooled.length], data: out.pooled },
     ], { format: "lorakit-te-outputs-1", caption, model });
   }

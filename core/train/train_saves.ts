@@ -11,7 +11,6 @@
  * @module
  */
 import { rt } from "../../gpu/mod.ts";
-import { LorakitError } from "../errors.ts";
 import type { LossScaler } from "../../gpu/mod.ts";
 import { joinPath, makeDir } from "../io/fs.ts";
 import { saveTrainState } from "./checkpoint_state.ts";
