@@ -351,10 +351,3 @@ export function buildLoraModules(
   }
   return out;
 }
-
-export {
-  describeModelVersion,
-  type SdVersion,
-  type VersionGuess,
-  versionLabel,
-} from "./version.ts";
