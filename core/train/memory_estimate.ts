@@ -12,11 +12,13 @@
  *
  * @module
  */
-import type { SDConfig } from "../model_config/config.ts";
+import type { SDConfig, TextEncoderConfig } from "../model_config/config.ts";
 
 /** Inputs of {@link estimateTrainingMemory}. */
 export interface MemoryInputs {
   config: Pick<SDConfig, "unet" | "textEncoder" | "vae">;
+  /** SDXL's second text encoder. */
+  textEncoder2?: TextEncoderConfig;
   /** Bytes of the loaded model weights (measured). */
   weightBytes: number;
   /** Number of LoRA parameters (elements) and their element size. */
@@ -72,7 +74,9 @@ export function estimateTrainingMemory(i: MemoryInputs): MemoryEstimate {
     const c = u.blockOutChannels[l];
     const s = (lw / 2 ** l) * (lh / 2 ** l);
     const attn = u.downBlockTypes[l] === "CrossAttnDownBlock2D";
-    const res = 6 * c * s, tr = attn ? 24 * c * s : 0;
+    // SDXL stacks several transformer blocks per level (1, 2, 10).
+    const depth = u.transformerDepth?.[l] ?? 1;
+    const res = 6 * c * s, tr = attn ? 24 * c * s * depth : 0;
     const blocks = u.layersPerBlock + (u.layersPerBlock + 1);
     unet += blocks * (res + tr) + (l === levels - 1 ? 2 * res + tr : 0);
     widest = Math.max(widest, 8 * c * s);
@@ -88,7 +92,10 @@ export function estimateTrainingMemory(i: MemoryInputs): MemoryEstimate {
     unet = inputs + blockMax;
   }
   const te = i.config.textEncoder;
-  const text = i.trainTextEncoder ? te.numLayers * i.tokens * te.hiddenSize * 12 : 0;
+  const te2 = i.textEncoder2;
+  const text = i.trainTextEncoder
+    ? (te.numLayers * te.hiddenSize + (te2 ? te2.numLayers * te2.hiddenSize : 0)) * i.tokens * 12
+    : 0;
   const activations = Math.ceil((unet + text) * b * 1.25);
   const lora = i.loraElements * i.loraBytesPerElement * (2 + i.optimizerStateFactor);
   let vae = 0;

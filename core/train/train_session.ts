@@ -342,6 +342,7 @@ export async function checkMemory(
   }
   const est = estimateTrainingMemory({
     config: model.sd.config,
+    textEncoder2: model.sdxl?.config.textEncoder2,
     weightBytes: model.weightBytes,
     loraElements: session.params.reduce((a, p) => a + p.size, 0),
     loraBytesPerElement: plan.precision.fullFp16 ? 2 : 4,
