@@ -90,7 +90,10 @@ function buildParser(suppressDefaults: boolean, tool: TrainTool = "train_network
   const parser: Parser = new ArgumentParser({
     prog: `lorakit ${tool}`,
     description: tool === "sdxl_train_network"
-      ? "Train a LoRA for SDXL with kohya's sdxl_train_network flags."
+      ? "Train a LoRA for SDXL with kohya's sdxl_train_network flags. Where kohya multiplies " +
+        "text encoder 2's pooled state by the stored text_projection untransposed, lorakit uses " +
+        "it as SDXL files, diffusers and ComfyUI do (pooled = x @ P), so the pooled vector of " +
+        "the size-conditioning input differs from kohya's."
       : "Train a LoRA for Stable Diffusion 1.x/2.x with kohya's train_network flags.",
     add_help: false,
   });
