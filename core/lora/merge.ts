@@ -18,6 +18,9 @@ import { type LoraFile, type LoraWeightsToSave, openLoraFile, saveLoraFile } fro
 import { type Precision, roundToPrecision } from "./svd_ops.ts";
 import { minimumNetworkMetadata, toolLoraModelSpec } from "./tool_metadata.ts";
 import { refuseSdxlLora } from "./version.ts";
+import { type BlockWeights, sdxlBlockWeight } from "./lbw.ts";
+import { modelSpecMetadata } from "./metadata.ts";
+import { fileStem, mergedFrom } from "./tool_metadata.ts";
 
 /** Options of {@link mergeLoraFiles}. */
 export interface MergeLoraFilesOptions {
@@ -34,6 +37,13 @@ export interface MergeLoraFilesOptions {
   shuffle?: boolean;
   /** Leave out the `modelspec.*` keys (the minimum `ss_*` keys are always written). */
   noMetadata?: boolean;
+  /**
+   * kohya's `sdxl_merge_lora.py`: SDXL LoRA files only (`merge_lora` refuses them, naming
+   * `sdxl_merge_lora`), SDXL `modelspec.*`, and `lbws` allowed.
+   */
+  sdxl?: boolean;
+  /** `--lbws` (SDXL): per file, block weights multiplying both factors' scales, as kohya. */
+  lbws?: readonly BlockWeights[] | null;
   /** Called once per input file and module merged. */
   onProgress?: (done: number, total: number, what: string) => void;
 }
@@ -60,21 +70,43 @@ export function checkRatios(models: readonly string[], ratios: readonly number[]
 }
 
 /**
- * Open every file first, so a bad one (or an SDXL one: the tools are SD 1.x/2.x only) fails
+ * Open every file first, so a bad one (or one `check` refuses; by default an SDXL one) fails
  * before any work or output; closes all on error.
  */
-export async function openAll(paths: readonly string[]): Promise<LoraFile[]> {
+export async function openAll(
+  paths: readonly string[],
+  check: (file: LoraFile) => void = (f) => refuseSdxlLora(f, "--models"),
+): Promise<LoraFile[]> {
   const files: LoraFile[] = [];
   try {
     for (const p of paths) {
       files.push(await openLoraFile(p));
-      refuseSdxlLora(files[files.length - 1], "--models");
+      check(files[files.length - 1]);
     }
   } catch (e) {
     for (const f of files) f.close();
     throw e;
   }
   return files;
+}
+
+/** merge_lora's check of each file: SDXL LoRA files go to sdxl_merge_lora. */
+export function refuseSdxlInMergeLora(file: LoraFile): void {
+  if (file.version.version !== "sdxl") return;
+  throw new LorakitError(
+    `--models ${file.path}: an SDXL LoRA (${file.version.evidence.join("; ")}); merge_lora ` +
+      `handles SD 1.x/2.x LoRA files; merge SDXL ones with lorakit sdxl_merge_lora`,
+  );
+}
+
+/** sdxl_merge_lora's check of each file: SDXL LoRA files only. */
+export function requireSdxl(file: LoraFile): void {
+  if (file.version.version === "sdxl") return;
+  const why = file.version.evidence.length > 0 ? ` (${file.version.evidence.join("; ")})` : "";
+  throw new LorakitError(
+    `--models ${file.path}: expected an SDXL LoRA, found ${file.version.label}${why}; ` +
+      `merge SD 1.x/2.x LoRA files with lorakit merge_lora`,
+  );
 }
 
 /** kohya keeps the first `ss_v2` / `ss_base_model_version` any input file has. */
@@ -153,7 +185,7 @@ function shuffleRank(m: Merged): Merged {
 export async function mergeLoraFiles(opts: MergeLoraFilesOptions): Promise<MergeLoraFilesResult> {
   checkRatios(opts.models, opts.ratios);
   const precision = opts.precision ?? "float";
-  const files = await openAll(opts.models);
+  const files = await openAll(opts.models, opts.sdxl ? requireSdxl : refuseSdxlInMergeLora);
   try {
     const baseAlpha = new Map<string, { value: number; isInt: boolean }>();
     const baseDim = new Map<string, number>();
@@ -169,9 +201,17 @@ export async function mergeLoraFiles(opts: MergeLoraFilesOptions): Promise<Merge
         }
         const base = baseAlpha.get(m.prefix)!.value;
         const s = Math.sqrt(m.alpha / base) * ratio;
+        // kohya multiplies both factors' scales by the block weight (the product by its square).
+        const bw = opts.sdxl ? sdxlBlockWeight(opts.lbws?.[i] ?? null, m.prefix) : undefined;
         const w = await file.readModule(m.prefix);
-        const down = scaled(roundToPrecision(w.down.data, precision), s);
-        const up = scaled(roundToPrecision(w.up.data, precision), Math.abs(s));
+        const down = scaled(
+          roundToPrecision(w.down.data, precision),
+          bw === undefined ? s : s * bw,
+        );
+        const up = scaled(
+          roundToPrecision(w.up.data, precision),
+          bw === undefined ? Math.abs(s) : Math.abs(s) * bw,
+        );
         roundToPrecision(down, precision);
         roundToPrecision(up, precision);
         const prev = merged.get(m.prefix);
@@ -219,7 +259,21 @@ export async function mergeLoraFiles(opts: MergeLoraFilesOptions): Promise<Merge
       dim,
       alpha,
     });
-    if (!opts.noMetadata) {
+    if (opts.noMetadata) {
+      // the minimum ss_* keys only
+    } else if (opts.sdxl) {
+      // kohya: build_metadata(state_dict, False, False, True (sdxl), True (lora), ...)
+      Object.assign(
+        metadata,
+        modelSpecMetadata({
+          v2: false,
+          sdxl: true,
+          timestamp: Date.now() / 1000,
+          title: fileStem(opts.saveTo),
+          mergedFrom: mergedFrom(opts.models),
+        }),
+      );
+    } else {
       Object.assign(metadata, toolLoraModelSpec(opts.saveTo, v2 === "True", opts.models));
     }
     const written = await saveLoraFile(opts.saveTo, out, {

@@ -15,6 +15,7 @@ import { initGpu } from "../../gpu/mod.ts";
 import {
   type InternalTensors,
   loadCheckpoint,
+  type LoadedCheckpoint,
   saveLdmCheckpoint,
   yamlBeside,
   yamlPathFor,
@@ -22,7 +23,7 @@ import {
 import { readText, writeFileAtomic } from "../io/fs.ts";
 import type { HostTensor } from "../io/tensor_source.ts";
 import { bindLoraFile, type LoraFile } from "./lora_file.ts";
-import { checkRatios, openAll } from "./merge.ts";
+import { checkRatios, openAll, refuseSdxlInMergeLora } from "./merge.ts";
 import { loraTargets } from "./modules.ts";
 import { addLoraProduct, type Precision, roundToPrecision, uploadMatrix } from "./svd_ops.ts";
 import { checkpointModelSpec } from "./tool_metadata.ts";
@@ -56,10 +57,62 @@ export interface MergeIntoCheckpointResult {
   yamlWritten: string | null;
 }
 
-interface Application {
+/** One LoRA module to add to a model weight. */
+export interface Application {
   file: LoraFile;
   prefix: string;
   ratio: number;
+  /** kohya's block weight (`--lbws`) of the module's block, when one applies. */
+  blockWeight?: number;
+}
+
+/**
+ * The checkpoint's tensors with the planned LoRA products added (`plan`: weight name -> modules
+ * in kohya's order): text encoders and U-Net rounded to `precision` first, as kohya casts them
+ * to the merge dtype (the VAE keeps its own); products and sums on the GPU.
+ */
+export function mergedTensors(
+  ckpt: Pick<LoadedCheckpoint<unknown>, "names" | "info" | "readF32">,
+  plan: ReadonlyMap<string, readonly Application[]>,
+  precision: Precision,
+  onProgress?: (done: number, total: number, weight: string) => void,
+): InternalTensors {
+  const total = plan.size;
+  let done = 0;
+  const inMergeDtype = (n: string) =>
+    n.startsWith("unet.") || n.startsWith("text_encoder.") || n.startsWith("text_encoder_2.");
+  return {
+    names: () => ckpt.names(),
+    info: (n) => ckpt.info(n),
+    readF32: async (name): Promise<HostTensor> => {
+      const w = await ckpt.readF32(name);
+      if (inMergeDtype(name)) roundToPrecision(w.data, precision);
+      const apps = plan.get(name);
+      if (apps === undefined) return w;
+      let acc = uploadMatrix(w);
+      try {
+        for (const a of apps) {
+          const m = await a.file.readModule(a.prefix);
+          const rank = m.down.shape[0];
+          roundToPrecision(m.up.data, precision);
+          roundToPrecision(m.down.data, precision);
+          let scale = (a.ratio * m.alpha) / rank;
+          if (a.blockWeight !== undefined) scale *= a.blockWeight;
+          acc = addLoraProduct(acc, m.up, m.down, scale);
+          if (precision !== "float") {
+            const host = roundToPrecision(await acc.toArray(), precision);
+            acc.dispose();
+            acc = uploadMatrix({ shape: w.shape, data: host });
+          }
+        }
+        const data = await acc.toArray();
+        onProgress?.(++done, total, name);
+        return { shape: w.shape, data };
+      } finally {
+        acc.dispose();
+      }
+    },
+  };
 }
 
 /** Merge LoRA files into an SD checkpoint and write the result atomically to `saveTo`. */
@@ -74,7 +127,7 @@ export async function mergeIntoCheckpoint(
   });
   let files: LoraFile[] = [];
   try {
-    files = await openAll(opts.models);
+    files = await openAll(opts.models, refuseSdxlInMergeLora);
     const targets = loraTargets(ckpt.names().map((n) => ({ name: n, shape: ckpt.info(n).shape })));
     // Weight name -> the modules to add, in file order then module order (kohya's order).
     const plan = new Map<string, Application[]>();
@@ -88,40 +141,7 @@ export async function mergeIntoCheckpoint(
       }
     }
     await initGpu();
-    const total = plan.size;
-    let done = 0;
-    // kohya casts the text encoder and U-Net to the merge dtype; the VAE keeps its own.
-    const inMergeDtype = (n: string) => n.startsWith("unet.") || n.startsWith("text_encoder.");
-    const source: InternalTensors = {
-      names: () => ckpt.names(),
-      info: (n) => ckpt.info(n),
-      readF32: async (name): Promise<HostTensor> => {
-        const w = await ckpt.readF32(name);
-        if (inMergeDtype(name)) roundToPrecision(w.data, precision);
-        const apps = plan.get(name);
-        if (apps === undefined) return w;
-        let acc = uploadMatrix(w);
-        try {
-          for (const a of apps) {
-            const m = await a.file.readModule(a.prefix);
-            const rank = m.down.shape[0];
-            roundToPrecision(m.up.data, precision);
-            roundToPrecision(m.down.data, precision);
-            acc = addLoraProduct(acc, m.up, m.down, (a.ratio * m.alpha) / rank);
-            if (precision !== "float") {
-              const host = roundToPrecision(await acc.toArray(), precision);
-              acc.dispose();
-              acc = uploadMatrix({ shape: w.shape, data: host });
-            }
-          }
-          const data = await acc.toArray();
-          opts.onProgress?.(++done, total, name);
-          return { shape: w.shape, data };
-        } finally {
-          acc.dispose();
-        }
-      },
-    };
+    const source = mergedTensors(ckpt, plan, precision, opts.onProgress);
     const v2 = ckpt.config.v2;
     const metadata = opts.noMetadata
       ? undefined
