@@ -42,6 +42,10 @@ const TOOLS: Record<string, ToolEntry> = {
     about: "merge LoRA files into an SD checkpoint, or into one LoRA (kohya's tool)",
     load: async () => (await import("./merge_lora.ts")).main,
   },
+  sdxl_merge_lora: {
+    about: "merge SDXL LoRA files into an SDXL checkpoint, or into one LoRA (kohya's tool)",
+    load: async () => (await import("./sdxl_merge_lora.ts")).main,
+  },
   svd_merge_lora: {
     about: "merge LoRA files through their deltas and an SVD at a new rank (kohya's tool)",
     load: async () => (await import("./svd_merge_lora.ts")).main,

@@ -5,6 +5,7 @@
  * @module
  */
 import { LorakitError } from "../core/errors.ts";
+import { isSdxlCheckpoint } from "../core/io/checkpoint_sdxl.ts";
 import { mergeLoraFiles } from "../core/lora/merge.ts";
 import { mergeIntoCheckpoint } from "../core/lora/merge_model.ts";
 import type { Precision } from "../core/lora/svd_ops.ts";
@@ -25,11 +26,12 @@ import {
 const DESCRIPTION =
   "Merge LoRA files into a Stable Diffusion 1.x/2.x checkpoint (--sd_model: W += ratio * " +
   "up @ down * alpha / rank on every layer a module names, text encoder and U-Net; the output " +
-  "keeps the checkpoint's key set), or, without --sd_model, into one LoRA file the way kohya " +
-  "does: the factors are added, down scaled by sqrt(alpha_i / alpha_base) * ratio_i and up by " +
-  "its absolute value (--concat stacks them instead, adding the ranks). Every LoRA module must " +
-  "name a layer of the model (kohya skips unknown ones with a log line; lorakit stops, so an SD2 " +
-  "LoRA is never half-merged into an SD1 model). " + SAFETENSORS_ONLY;
+  "keeps the checkpoint's key set; SDXL checkpoints and LoRA files go to sdxl_merge_lora, as " +
+  "in kohya), or, without --sd_model, into one LoRA file the way kohya does: the factors are " +
+  "added, down scaled by sqrt(alpha_i / alpha_base) * ratio_i and up by its absolute value " +
+  "(--concat stacks them instead, adding the ranks). Every LoRA module must name a layer of " +
+  "the model (kohya skips unknown ones with a log line; lorakit stops, so an SD2 LoRA is never " +
+  "half-merged into an SD1 model). " + SAFETENSORS_ONLY;
 
 interface Args {
   v2: boolean;
@@ -76,6 +78,13 @@ async function run(a: Args): Promise<number> {
   if (models.length === 0) throw new LorakitError("--models: expected LoRA files, found none");
   const t0 = performance.now();
   if (a.sd_model !== null) {
+    // kohya's merge_lora.py reads SD 1.x/2.x only; SDXL has its own script and flags (--lbws).
+    if (await isSdxlCheckpoint(a.sd_model).catch(() => false)) {
+      throw new LorakitError(
+        `--sd_model ${a.sd_model}: an SDXL checkpoint; merge_lora merges into SD 1.x/2.x ` +
+          `checkpoints (as kohya's merge_lora.py); merge into SDXL with lorakit sdxl_merge_lora`,
+      );
+    }
     const r = await mergeIntoCheckpoint({
       sdModel: a.sd_model,
       models,
