@@ -139,6 +139,20 @@ const CASES: ToolCase[] = [
     args: (_, out) => ["--sd_model", SD, "--models", LORA, "--save_to", out],
   },
   {
+    tool: "sdxl_merge_lora",
+    flag: "--save_to",
+    folder: false,
+    code: 1,
+    args: (_, out) => ["--models", LORA, "--ratios", "1", "--save_to", out],
+  },
+  {
+    tool: "sdxl_merge_lora",
+    flag: "--save_to",
+    folder: false,
+    code: 1,
+    args: (_, out) => ["--sd_model", SD, "--models", LORA, "--ratios", "1", "--save_to", out],
+  },
+  {
     tool: "svd_merge_lora",
     flag: "--save_to",
     folder: false,
