@@ -14,6 +14,7 @@ import { loadStableDiffusionXL, sdxlVector } from "../core/models/mod.ts";
 import { roundToPrecision } from "../core/lora/svd_ops.ts";
 import { fixture } from "./fixtures.ts";
 import { relErr } from "./op_check.ts";
+import { withSdxlCkpt } from "./sdxl_ckpt.ts";
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "lorakit_sdxl_save_" });
@@ -25,9 +26,14 @@ async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
 }
 
 /** Save `src` (file or folder) to `<dir>/out.safetensors` with the fixture's yaml beside it. */
-async function saveCopy(src: string, dir: string, precision: "float" | "fp16" | "bf16") {
+async function saveCopy(
+  src: string,
+  dir: string,
+  precision: "float" | "fp16" | "bf16",
+  stem = "out",
+) {
   const ckpt = await loadSdxlCheckpoint(src);
-  const out = `${dir}/out.safetensors`;
+  const out = `${dir}/${stem}.safetensors`;
   try {
     await saveSdxlCheckpoint(out, ckpt, ckpt.config, {
       savePrecision: precision,
@@ -37,7 +43,7 @@ async function saveCopy(src: string, dir: string, precision: "float" | "fp16" | 
   } finally {
     ckpt.close();
   }
-  await Deno.copyFile(fixture("sdxl-tiny/model.yaml")!, `${dir}/out.yaml`);
+  await Deno.copyFile(fixture("sdxl-tiny/model.yaml")!, `${dir}/${stem}.yaml`);
   return out;
 }
 
@@ -176,6 +182,30 @@ Deno.test("SDXL save: a diffusers folder is written with the SGM key set", async
     } finally {
       a.close();
       b.close();
+    }
+  });
+});
+
+Deno.test("SDXL save: the .ckpt form saves to the same file as the .safetensors", async () => {
+  const src = fixture("sdxl-tiny/model.safetensors");
+  if (src === null) return;
+  await withDir(async (dir) => {
+    const a = await openSafetensors(await saveCopy(src, dir, "float"));
+    try {
+      await withSdxlCkpt(async (ckpt) => {
+        const b = await openSafetensors(await saveCopy(ckpt, dir, "float", "from_ckpt"));
+        try {
+          assert.deepEqual(b.list().map((t) => t.name).sort(), a.list().map((t) => t.name).sort());
+          for (const t of a.list()) {
+            assert.equal(b.info(t.name).dtype, t.dtype, t.name);
+            assert.deepEqual(await b.readRaw(t.name), await a.readRaw(t.name), t.name);
+          }
+        } finally {
+          b.close();
+        }
+      });
+    } finally {
+      a.close();
     }
   });
 });

@@ -175,3 +175,35 @@ Deno.test("sdxl_merge_lora --lbws: block weight 0 keeps a block's weights, 1 mer
     }
   });
 });
+
+Deno.test("sdxl_merge_lora --sd_model --save_precision fp16: SGM keys, fp16 model tensors, SDXL modelspec", async () => {
+  const model = fixture(MODEL);
+  if (model === null) return;
+  const { main } = await import("../cli/sdxl_merge_lora.ts");
+  await withDir(async (dir) => {
+    const out = `${dir}/merged_fp16.safetensors`;
+    const argv = ["--sd_model", model, "--models", LORA("lierla"), "--ratios", "0.7"];
+    assert.equal(await main([...argv, "--save_to", out, "--save_precision", "fp16"]), 0);
+    const a = await openSafetensors(model), b = await openSafetensors(out);
+    try {
+      assert.deepEqual(b.list().map((t) => t.name).sort(), a.list().map((t) => t.name).sort());
+      for (const t of a.list()) {
+        const extra = t.name.endsWith("position_ids") || t.name.endsWith("logit_scale");
+        assert.equal(b.info(t.name).dtype, extra ? t.dtype : "F16", t.name);
+      }
+      assert.equal(b.metadata["modelspec.architecture"], "stable-diffusion-xl-v1-base");
+      assert.equal(
+        b.metadata["modelspec.implementation"],
+        "https://github.com/Stability-AI/generative-models",
+      );
+      assert.equal(b.metadata["modelspec.merged_from"], "model, lierla");
+      assert.equal(b.metadata["modelspec.title"], "merged_fp16");
+    } finally {
+      a.close();
+      b.close();
+    }
+    const c = await loadSdxlCheckpoint(out);
+    assert.equal(c.config.unet.numHeads.join(","), "2,2,4");
+    c.close();
+  });
+});
