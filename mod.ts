@@ -52,5 +52,6 @@ export { parseNetworkArgs } from "./core/kohya/network_args.ts";
 export { ClipTokenizer } from "./core/text/clip_tokenizer.ts";
 export { loadCheckpoint, saveLdmCheckpoint } from "./core/io/checkpoint.ts";
 export { isSdxlCheckpoint, loadSdxlCheckpoint } from "./core/io/checkpoint_sdxl.ts";
+export { saveSdxlCheckpoint } from "./core/io/checkpoint_sdxl_save.ts";
 export { openSafetensors, writeSafetensors } from "./core/io/safetensors.ts";
 export { openCkpt } from "./core/io/ckpt.ts";
