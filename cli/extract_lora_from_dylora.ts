@@ -21,7 +21,8 @@ const DESCRIPTION =
   "Split a DyLoRA file into plain LoRA files of rank unit, 2*unit, ... below its rank, keeping " +
   "the first rows of lora_down, the first columns of lora_up and the alphas, named " +
   "<save_to stem>-<rank:04d>.safetensors as kohya names them. Without --unit, the unit recorded " +
-  "in the file's ss_network_args is used (kohya requires the flag). " + SAFETENSORS_ONLY;
+  "in the file's ss_network_args is used (kohya requires the flag). SD 1.x/2.x and SDXL files " +
+  "alike, keeping their metadata. " + SAFETENSORS_ONLY;
 
 interface Args {
   unit: number | null;

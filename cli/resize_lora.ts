@@ -29,7 +29,8 @@ const DESCRIPTION =
   "S[0]/param; sv_fro: Frobenius norm retained >= param; sv_cumulative: sum of S retained >= " +
   "param; the rank is then one more than that count, as kohya computes it), with --new_rank / " +
   "--new_conv_rank as the cap. A fixed rank larger than a module's matrix allows is an error. " +
-  SIGN_RULE + " " + SAFETENSORS_ONLY;
+  "SD 1.x/2.x and SDXL files alike; the input's metadata (ss_base_model_version, modelspec) " +
+  "is kept apart from the dim, alpha and comment. " + SIGN_RULE + " " + SAFETENSORS_ONLY;
 
 interface Args {
   save_precision: Precision | null;

@@ -26,7 +26,9 @@ import {
 const DESCRIPTION =
   "Merge LoRA files into one of a new rank: per module, the sum of ratio * up @ down * alpha / " +
   "rank over the files, then a rank-k SVD (3x3 convs flattened to [out, in*9]); up = U*S, " +
-  "down = Vh, both clamped to the 0.99 quantile of their signed values; alpha = k. " + SIGN_RULE +
+  "down = Vh, both clamped to the 0.99 quantile of their signed values; alpha = k. SD 1.x/2.x " +
+  "files or SDXL files (all of one kind); SDXL inputs give SDXL metadata (the first input's " +
+  "ss_base_model_version, the SDXL modelspec). " + SIGN_RULE +
   " The SVD is a randomized top-k one on the GPU (exact for small matrices). " + SAFETENSORS_ONLY;
 
 interface Args {

@@ -12,8 +12,11 @@ import { writeSafetensors } from "../core/io/safetensors_write.ts";
 import type { HostTensor } from "../core/io/tensor_source.ts";
 import { sdxlLayoutOfCheckpoint } from "../core/lora/extract.ts";
 import { loraTargets } from "../core/lora/modules.ts";
-import { encodeTe2, type StableDiffusionXL } from "../core/models/mod.ts";
-import { noGrad, scope, Tensor } from "../gpu/mod.ts";
+import { createNetworkFromWeights } from "../core/lora/network.ts";
+import { encodeTe2, loadStableDiffusionXL, type StableDiffusionXL } from "../core/models/mod.ts";
+import { initGpu, noGrad, scope, Tensor } from "../gpu/mod.ts";
+import { fixture } from "./fixtures.ts";
+import { relErr } from "./op_check.ts";
 import { delta, readModules } from "./lora_tools_common.ts";
 
 /** kohya's module table of one fixture file (`sdxl-tiny/kohya/lora_modules.json`). */
@@ -136,4 +139,33 @@ export async function sdxlOutputs(
     t.dispose();
   }
   return res;
+}
+
+/**
+ * sdxl-tiny with the LoRA file `lora` applied at 0.7: the relative errors of {@link sdxlOutputs}
+ * against kohya's outputs of its fixture file `ref` (lierla, c3lier) at 0.7.
+ */
+export async function appliedErrors(lora: string, ref: string): Promise<Record<string, number>> {
+  await initGpu();
+  const sd = await loadStableDiffusionXL(fixture("sdxl-tiny/model.safetensors")!);
+  const refs = await openSafetensors(fixture("sdxl-tiny/kohya/lora_forward.safetensors")!);
+  try {
+    const net = await createNetworkFromWeights(0.7, lora, sd);
+    net.applyTo(sd);
+    const got = await sdxlOutputs(sd, await sdxlInputs(fixture("sdxl-tiny/forward.safetensors")!));
+    net.dispose();
+    const errs: Record<string, number> = {};
+    for (const [k, v] of Object.entries(got)) {
+      errs[k] = relErr(v, (await refs.readF32(`${ref}_${k}`)).data);
+    }
+    return errs;
+  } finally {
+    refs.close();
+    sd.dispose();
+  }
+}
+
+/** `name value, ...` of measured errors, for the test log. */
+export function formatErrors(e: Record<string, number>): string {
+  return Object.entries(e).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(", ");
 }

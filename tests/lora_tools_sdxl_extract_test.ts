@@ -12,21 +12,22 @@ import { main as extractCli } from "../cli/extract_lora_from_models.ts";
 import { loadSdxlCheckpoint } from "../core/io/checkpoint_sdxl.ts";
 import { openSafetensors } from "../core/io/safetensors.ts";
 import { extractLoraFromModels } from "../core/lora/extract.ts";
-import { createNetworkFromWeights } from "../core/lora/network.ts";
-import { loadStableDiffusionXL } from "../core/models/mod.ts";
-import { initGpu } from "../gpu/mod.ts";
 import { fixture } from "./fixtures.ts";
 import { relErr } from "./op_check.ts";
 import { delta, listNames, readModules, tempDir } from "./lora_tools_common.ts";
-import { moduleSpec, sdxlInputs, sdxlOutputs, writeTunedSdxl } from "./lora_tools_sdxl_common.ts";
+import {
+  appliedErrors,
+  formatErrors,
+  moduleSpec,
+  writeTunedSdxl,
+} from "./lora_tools_sdxl_common.ts";
 
 const MODEL = fixture("sdxl-tiny/model.safetensors");
 const C3LIER = fixture("sdxl-tiny/kohya/c3lier.safetensors");
 const SPEC = fixture("sdxl-tiny/kohya/lora_modules.json");
-const FORWARD = fixture("sdxl-tiny/forward.safetensors");
-const LORA_FORWARD = fixture("sdxl-tiny/kohya/lora_forward.safetensors");
-const ready = MODEL !== null && C3LIER !== null && SPEC !== null && FORWARD !== null &&
-  LORA_FORWARD !== null;
+const ready = MODEL !== null && C3LIER !== null && SPEC !== null &&
+  fixture("sdxl-tiny/forward.safetensors") !== null &&
+  fixture("sdxl-tiny/kohya/lora_forward.safetensors") !== null;
 
 /** Worst per-module delta error of `got` against the fixture LoRA's deltas. */
 async function deltaError(got: string): Promise<number> {
@@ -36,29 +37,8 @@ async function deltaError(got: string): Promise<number> {
   return worst;
 }
 
-/** Outputs of sdxl-tiny with `lora` applied at 0.7, and their errors against kohya's c3lier. */
-async function outputErrors(lora: string): Promise<Record<string, number>> {
-  await initGpu();
-  const sd = await loadStableDiffusionXL(MODEL!);
-  const ref = await openSafetensors(LORA_FORWARD!);
-  try {
-    const net = await createNetworkFromWeights(0.7, lora, sd);
-    net.applyTo(sd);
-    const got = await sdxlOutputs(sd, await sdxlInputs(FORWARD!));
-    net.dispose();
-    const errs: Record<string, number> = {};
-    for (const [k, v] of Object.entries(got)) {
-      errs[k] = relErr(v, (await ref.readF32(`c3lier_${k}`)).data);
-    }
-    return errs;
-  } finally {
-    ref.close();
-    sd.dispose();
-  }
-}
-
-const fmt = (e: Record<string, number>) =>
-  Object.entries(e).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(", ");
+const outputErrors = (lora: string) => appliedErrors(lora, "c3lier");
+const fmt = formatErrors;
 
 Deno.test("extract_lora_from_models --sdxl: kohya's C3Lier names, SDXL metadata; applied it gives the tuned outputs", async () => {
   if (!ready) return;

@@ -5,14 +5,14 @@
  * `lora_down` and columns of `lora_up` and its alpha unchanged (as kohya does). Files are named
  * `<stem>-<rank:04d><ext>` after `--save_to`.
  *
- * Slicing factors is pure data movement, so it runs on the host.
+ * Slicing factors is pure data movement, so it runs on the host. SDXL files split the same way
+ * (kohya's script reads no model) and keep their SDXL metadata.
  *
  * @module
  */
 import { LorakitError } from "../errors.ts";
 import type { HostTensor } from "../io/tensor_source.ts";
 import { type LoraWeightsToSave, openLoraFile, saveLoraFile } from "./lora_file.ts";
-import { refuseSdxlLora } from "./version.ts";
 
 /** Options of {@link extractFromDylora}. */
 export interface DyloraExtractOptions {
@@ -53,7 +53,6 @@ export async function extractFromDylora(
   }
   const file = await openLoraFile(opts.model);
   try {
-    refuseSdxlLora(file, "--model");
     const maxRank = Math.max(...file.modules.map((m) => m.rank));
     const modules = [];
     for (const m of file.modules) modules.push({ m, w: await file.readModule(m.prefix) });

@@ -11,6 +11,10 @@
  * zeros: the SVD computes max(r, new rank) triplets and the rank rules read that spectrum padded
  * with zeros to min(out, in·kh·kw), which is what kohya's full SVD returns up to rounding noise.
  *
+ * SD 1.x/2.x and SDXL files alike (kohya's script reads no model): the modules keep their names
+ * and the input's metadata is kept apart from the keys kohya rewrites, so an SDXL file stays
+ * `sdxl_base_v1-0` with its SDXL modelspec.
+ *
  * @module
  */
 import { initGpu } from "../../gpu/mod.ts";
@@ -18,7 +22,6 @@ import { LorakitError } from "../errors.ts";
 import { compareUtf8 } from "../io/safetensors_write.ts";
 import { type LoraWeightsToSave, openLoraFile, saveLoraFile } from "./lora_file.ts";
 import { pyFloatRepr } from "./metadata.ts";
-import { refuseSdxlLora } from "./version.ts";
 import { mapInFlight, MODULES_IN_FLIGHT } from "./pipeline.ts";
 import {
   addLoraProduct,
@@ -157,7 +160,6 @@ export async function resizeLora(opts: ResizeOptions): Promise<ResizeResult> {
   }
   const file = await openLoraFile(opts.model);
   try {
-    refuseSdxlLora(file, "--model");
     await initGpu();
     const ranks = new Map<number, number>();
     const fro: number[] = [];

@@ -5,13 +5,18 @@
  * signed values, alpha = k. k = `--new_conv_rank` for 3x3 convs, `--new_rank` otherwise, and never
  * more than the layer's in or out channels (kohya's `min(new_rank, in_dim, out_dim)`).
  *
+ * SDXL files merge the same way, all inputs SDXL or none (their module names differ). kohya keeps
+ * the first input's `ss_v2` and `ss_base_model_version` and writes the SDXL modelspec when that
+ * base version starts with `sdxl`; lorakit writes it when the inputs are SDXL files, also when
+ * their metadata is missing and only their module names say so.
+ *
  * @module
  */
 import { initGpu, type Tensor } from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
 import type { LoraFile, LoraFileModule, LoraWeightsToSave } from "./lora_file.ts";
-import { saveLoraFile } from "./lora_file.ts";
-import { checkRatios, firstMetadata, openAll } from "./merge.ts";
+import { openLoraFile, saveLoraFile } from "./lora_file.ts";
+import { checkRatios, firstMetadata } from "./merge.ts";
 import { mapInFlight, MODULES_IN_FLIGHT } from "./pipeline.ts";
 import {
   addLoraProduct,
@@ -55,6 +60,31 @@ function checkRank(flag: string, r: number): void {
   }
 }
 
+/**
+ * Opens every input before any work (closing all on an error): SD 1.x/2.x files, or SDXL files
+ * only. Returns the files and whether they are SDXL's.
+ */
+async function openInputs(paths: readonly string[]): Promise<[LoraFile[], boolean]> {
+  const files: LoraFile[] = [];
+  try {
+    for (const p of paths) files.push(await openLoraFile(p));
+    const sdxl = files.filter((f) => f.version.version === "sdxl");
+    const other = files.find((f) => f.version.version !== "sdxl");
+    if (sdxl.length > 0 && other !== undefined) {
+      throw new LorakitError(
+        `--models ${other.path}: expected an SDXL LoRA like ${sdxl[0].path} ` +
+          `(${sdxl[0].version.evidence.join("; ")}), found ${other.version.label}` +
+          `${other.version.evidence.length > 0 ? ` (${other.version.evidence.join("; ")})` : ""}` +
+          ` (SDXL and SD 1.x/2.x LoRA files cannot be merged)`,
+      );
+    }
+    return [files, sdxl.length > 0];
+  } catch (e) {
+    for (const f of files) f.close();
+    throw e;
+  }
+}
+
 /** Merge LoRA files through their deltas and an SVD; writes `saveTo` atomically. */
 export async function svdMergeLoraFiles(opts: SvdMergeOptions): Promise<SvdMergeResult> {
   checkRatios(opts.models, opts.ratios);
@@ -62,7 +92,7 @@ export async function svdMergeLoraFiles(opts: SvdMergeOptions): Promise<SvdMerge
   const newConvRank = opts.newConvRank ?? opts.newRank;
   checkRank("--new_conv_rank", newConvRank);
   const precision = opts.precision ?? "float";
-  const files = await openAll(opts.models);
+  const [files, sdxl] = await openInputs(opts.models);
   try {
     // Module -> its occurrences, in first-seen order (kohya's dict order).
     const uses = new Map<string, { file: LoraFile; m: LoraFileModule; ratio: number }[]>();
@@ -128,7 +158,10 @@ export async function svdMergeLoraFiles(opts: SvdMergeOptions): Promise<SvdMerge
       networkArgs: { conv_dim: newConvRank, conv_alpha: newConvRank },
     });
     if (!opts.noMetadata) {
-      Object.assign(metadata, toolLoraModelSpec(opts.saveTo, v2 === "True", opts.models));
+      Object.assign(
+        metadata,
+        toolLoraModelSpec(opts.saveTo, v2 === "True", opts.models, v2 === "True", sdxl),
+      );
     }
     const written = await saveLoraFile(opts.saveTo, out, {
       precision: opts.savePrecision ?? precision,

@@ -108,9 +108,8 @@ export function describeLoraVersion(
 }
 
 /**
- * The LoRA tools (merge, SVD merge, resize, DyLoRA extraction) write SD 1.x/2.x metadata and
- * know SD 1.x/2.x layers only; an SDXL file is refused with this error (kohya has separate
- * `sdxl_*` scripts for them).
+ * For a tool that writes SD 1.x/2.x metadata and knows SD 1.x/2.x layers only: an SDXL file is
+ * refused with this error (kohya has separate `sdxl_*` scripts for them).
  */
 export function refuseSdxlLora(file: { path: string; version: VersionGuess }, flag: string): void {
   if (file.version.version !== "sdxl") return;
