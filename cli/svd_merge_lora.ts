@@ -37,6 +37,7 @@ interface Args {
   save_to: string | null;
   models: string[] | null;
   ratios: number[] | null;
+  lbws: string[] | null;
   new_rank: number;
   new_conv_rank: number | null;
   device: string | null;
@@ -51,6 +52,14 @@ function buildParser(): Parser {
   );
   addMergeFileFlags(p);
   addNewRankFlags(p, "rank of the output (default 4)");
+  p.add_argument("--lbws", {
+    type: "str",
+    nargs: "*",
+    help: "kohya's layer block weights: one JSON list per --models file, of 12 or 20 weights for " +
+      "SDXL files, 17 or 26 for SD 1.x/2.x (BASE = the text encoders, IN.., MID, OUT..); a " +
+      "module's scale is multiplied by its block's weight. A list of the other family's length " +
+      "is an error (kohya would weight the text encoders only)",
+  });
   p.add_argument("--device", { type: "str", default: null, help: DEVICE_HELP });
   addNoMetadataFlag(p);
   return p;
@@ -62,6 +71,7 @@ async function run(a: Args): Promise<number> {
   const r = await svdMergeLoraFiles({
     models: a.models ?? [],
     ratios: a.ratios ?? [],
+    lbws: a.lbws,
     saveTo,
     newRank: a.new_rank,
     newConvRank: a.new_conv_rank,

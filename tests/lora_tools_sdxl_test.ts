@@ -12,6 +12,8 @@ import { main as resizeCli } from "../cli/resize_lora.ts";
 import { main as dyloraCli } from "../cli/extract_lora_from_dylora.ts";
 import { openSafetensors } from "../core/io/safetensors.ts";
 import { lowRankFactors } from "../core/lora/svd_ops.ts";
+import { sdxlBlockIndex } from "../core/lora/lbw.ts";
+import { sdBlockIndex } from "../core/lora/lbw_index.ts";
 import { initGpu, Tensor } from "../gpu/mod.ts";
 import { fixture } from "./fixtures.ts";
 import { relErr } from "./op_check.ts";
@@ -41,6 +43,41 @@ function assertSdxlMetadata(md: Record<string, string>): void {
 
 const dot = (a: Float64Array, b: Float64Array) => a.reduce((s, x, i) => s + x * b[i], 0);
 
+/**
+ * Worst per-module delta error of the SVD-merged `out` (lierla, c3lier; new ranks 4 and 2)
+ * against the 0.99-clamped rank-k SVD of `Σ coef(prefix, file) · delta`, and against that sum.
+ */
+async function compareWithSummedSvd(
+  out: string,
+  coef: (prefix: string, file: number) => number,
+): Promise<[number, number]> {
+  const inputs = [await readModules(LIERLA!), await readModules(C3LIER!)];
+  const got = await readModules(out);
+  const names = new Set([...inputs[0].keys(), ...inputs[1].keys()]);
+  assert.deepEqual([...got.keys()].sort(), [...names].sort());
+  await initGpu();
+  let worst = 0, worstExact = 0;
+  for (const p of names) {
+    const present = inputs.map((m) => m.get(p)).map((m, i) => [m, coef(p, i)] as const)
+      .filter((x): x is [ModuleView, number] => x[0] !== undefined);
+    const [m0] = present[0];
+    const rows = m0.upShape[0], cols = m0.down.length / m0.rank;
+    const sum = new Float64Array(rows * cols);
+    for (const [m, r] of present) delta(m).forEach((v, i) => (sum[i] += r * v));
+    const conv3 = m0.downShape.length === 4 && m0.downShape[2] === 3;
+    const k = Math.min(conv3 ? 2 : 4, m0.downShape[1], rows);
+    const g = got.get(p)!;
+    assert.deepEqual([g.rank, g.alpha], [k, k], p);
+    const w = Tensor.fromArray(Float32Array.from(sum), [rows, cols]);
+    const f = await lowRankFactors(w, k, 0.99);
+    w.dispose();
+    const want = delta({ ...g, up: f.up, down: f.down });
+    worst = Math.max(worst, relErr(delta(g), want));
+    worstExact = Math.max(worstExact, relErr(delta(g), sum));
+  }
+  return [worst, worstExact];
+}
+
 Deno.test("svd_merge_lora on two SDXL files: the SVD of the summed deltas, SDXL metadata", async () => {
   if (!ready) return;
   const dir = tempDir();
@@ -61,30 +98,7 @@ Deno.test("svd_merge_lora on two SDXL files: the SVD of the summed deltas, SDXL 
       out,
     ]);
     assert.equal(code, 0);
-    const inputs = [await readModules(LIERLA!), await readModules(C3LIER!)];
-    const got = await readModules(out);
-    const names = new Set([...inputs[0].keys(), ...inputs[1].keys()]);
-    assert.deepEqual([...got.keys()].sort(), [...names].sort());
-    await initGpu();
-    let worst = 0, worstExact = 0;
-    for (const p of names) {
-      const present = inputs.map((m) => m.get(p)).map((m, i) => [m, ratios[i]] as const)
-        .filter((x): x is [ModuleView, number] => x[0] !== undefined);
-      const [m0] = present[0];
-      const rows = m0.upShape[0], cols = m0.down.length / m0.rank;
-      const sum = new Float64Array(rows * cols);
-      for (const [m, r] of present) delta(m).forEach((v, i) => (sum[i] += r * v));
-      const conv3 = m0.downShape.length === 4 && m0.downShape[2] === 3;
-      const k = Math.min(conv3 ? 2 : 4, m0.downShape[1], rows);
-      const g = got.get(p)!;
-      assert.deepEqual([g.rank, g.alpha], [k, k], p);
-      const w = Tensor.fromArray(Float32Array.from(sum), [rows, cols]);
-      const f = await lowRankFactors(w, k, 0.99);
-      w.dispose();
-      const want = delta({ ...g, up: f.up, down: f.down });
-      worst = Math.max(worst, relErr(delta(g), want));
-      worstExact = Math.max(worstExact, relErr(delta(g), sum));
-    }
+    const [worst, worstExact] = await compareWithSummedSvd(out, (_, i) => ratios[i]);
     console.log(
       `svd_merge SDXL: worst module delta rel err ${worst.toExponential(2)} vs the clamped ` +
         `SVD of the summed deltas (the rank-4 truncation and clamp leave ` +
@@ -123,6 +137,60 @@ Deno.test("svd_merge_lora on two SDXL files: the SVD of the summed deltas, SDXL 
       assert.match(errors.join("\n"), /--models .*lierla_a\.safetensors: expected an SDXL LoRA/);
       assert.deepEqual(listNames(dir), ["merged.safetensors"]);
     }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("svd_merge_lora --lbws on SDXL files: kohya's block weights by SGM block", async () => {
+  if (!ready) return;
+  const dir = tempDir();
+  try {
+    const out = `${dir}/lbw.safetensors`;
+    const ratios = [0.8, -0.5];
+    const lists = [
+      [1, 0.5, 2, 1, 0.25, 1.5, 1, 1, 3, 1, 0.5, 2],
+      [2, 1, 1, 0.5, 1, 1, 2, 1, 1, 0.75, 1, 1],
+    ];
+    const args = ["--models", LIERLA!, C3LIER!, "--ratios", ...ratios.map(String)];
+    const lbws = ["--lbws", ...lists.map((l) => JSON.stringify(l))];
+    const ranks = ["--new_rank", "4", "--new_conv_rank", "2"];
+    assert.equal(await svdMergeCli([...args, ...lbws, ...ranks, "--save_to", out]), 0);
+    // LAYER12's blocks: BASE, IN04, IN05, IN07, IN08, MID, OUT00-OUT05.
+    const blocks = [0, 5, 6, 8, 9, 13, 14, 15, 16, 17, 18, 19];
+    const weight = (p: string, i: number) => {
+      const at = blocks.indexOf(sdxlBlockIndex(p));
+      return at < 0 ? 1 : lists[i][at];
+    };
+    const [worst] = await compareWithSummedSvd(out, (p, i) => ratios[i] * weight(p, i));
+    console.log(`svd_merge SDXL --lbws: worst module delta rel err ${worst.toExponential(2)}`);
+    assert.ok(worst < 1e-3, `worst delta rel err ${worst}`);
+    // kohya's SD 1.x/2.x block numbers (diffusers names).
+    const sd = [
+      ["lora_te_text_model_encoder_layers_0_mlp_fc1", 0],
+      ["lora_unet_down_blocks_0_attentions_0_proj_in", 2],
+      ["lora_unet_down_blocks_0_downsamplers_0_conv", 4],
+      ["lora_unet_down_blocks_2_resnets_1_conv1", 9],
+      ["lora_unet_mid_block_attentions_0_proj_out", 13],
+      ["lora_unet_up_blocks_0_upsamplers_0_conv", 16],
+      ["lora_unet_up_blocks_1_attentions_2_proj_in", 19],
+      ["lora_unet_up_blocks_3_resnets_2_conv2", 25],
+      ["lora_unet_conv_in", -1],
+    ] as const;
+    for (const [name, block] of sd) assert.equal(sdBlockIndex(name), block, name);
+    // A list length of the other family is an error naming --lbws; no output.
+    const errors: string[] = [];
+    const orig = console.error;
+    console.error = (...a: unknown[]) => void errors.push(a.join(" "));
+    try {
+      const l26 = JSON.stringify(Array(26).fill(1));
+      const bad = [...args, "--lbws", l26, l26, ...ranks, "--save_to", `${dir}/bad.safetensors`];
+      assert.equal(await svdMergeCli(bad), 1);
+    } finally {
+      console.error = orig;
+    }
+    assert.match(errors.join("\n"), /--lbws: lists of 26 weights are for SD 1\.x\/2\.x/);
+    assert.deepEqual(listNames(dir), ["lbw.safetensors"]);
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }

@@ -10,12 +10,17 @@
  * base version starts with `sdxl`; lorakit writes it when the inputs are SDXL files, also when
  * their metadata is missing and only their module names say so.
  *
+ * `--lbws` (kohya's layer block weights, one JSON list per file) multiplies a module's scale by
+ * its block's weight (see lbw.ts and lbw_index.ts).
+ *
  * @module
  */
 import { initGpu, type Tensor } from "../../gpu/mod.ts";
 import { LorakitError } from "../errors.ts";
 import type { LoraFile, LoraFileModule, LoraWeightsToSave } from "./lora_file.ts";
 import { openLoraFile, saveLoraFile } from "./lora_file.ts";
+import { type BlockWeights, parseLbws } from "./lbw.ts";
+import { checkLbwFamily, lbwFactor } from "./lbw_index.ts";
 import { checkRatios, firstMetadata } from "./merge.ts";
 import { mapInFlight, MODULES_IN_FLIGHT } from "./pipeline.ts";
 import {
@@ -34,6 +39,8 @@ export const SVD_MERGE_CLAMP_QUANTILE = 0.99;
 export interface SvdMergeOptions {
   models: readonly string[];
   ratios: readonly number[];
+  /** kohya's `--lbws`: one JSON list of block weights per file, or none. */
+  lbws?: readonly string[] | null;
   saveTo: string;
   /** Rank of Linear / 1x1 modules (kohya default 4). */
   newRank: number;
@@ -92,10 +99,15 @@ export async function svdMergeLoraFiles(opts: SvdMergeOptions): Promise<SvdMerge
   const newConvRank = opts.newConvRank ?? opts.newRank;
   checkRank("--new_conv_rank", newConvRank);
   const precision = opts.precision ?? "float";
+  const lbws = parseLbws(opts.lbws, opts.models.length);
   const [files, sdxl] = await openInputs(opts.models);
   try {
+    if (lbws !== null) checkLbwFamily(lbws, sdxl);
     // Module -> its occurrences, in first-seen order (kohya's dict order).
-    const uses = new Map<string, { file: LoraFile; m: LoraFileModule; ratio: number }[]>();
+    const uses = new Map<
+      string,
+      { file: LoraFile; m: LoraFileModule; ratio: number; lbw: BlockWeights | null }[]
+    >();
     for (const [i, file] of files.entries()) {
       for (const m of file.modules) {
         const list = uses.get(m.prefix) ?? [];
@@ -112,7 +124,7 @@ export async function svdMergeLoraFiles(opts: SvdMergeOptions): Promise<SvdMerge
               `different SD versions cannot be merged)`,
           );
         }
-        list.push({ file, m, ratio: opts.ratios[i] });
+        list.push({ file, m, ratio: opts.ratios[i], lbw: lbws?.[i] ?? null });
         uses.set(m.prefix, list);
       }
     }
@@ -126,11 +138,13 @@ export async function svdMergeLoraFiles(opts: SvdMergeOptions): Promise<SvdMerge
         const geo = list[0].m;
         let acc: Tensor | null = null;
         try {
-          for (const { file, m, ratio } of list) {
+          for (const { file, m, ratio, lbw } of list) {
             const w = await file.readModule(prefix);
             roundToPrecision(w.up.data, precision);
             roundToPrecision(w.down.data, precision);
-            acc = addLoraProduct(acc, w.up, w.down, (ratio * m.alpha) / m.rank);
+            let factor = (ratio * m.alpha) / m.rank;
+            if (lbw !== null) factor *= lbwFactor(lbw, prefix, sdxl);
+            acc = addLoraProduct(acc, w.up, w.down, factor);
           }
           const rank = Math.min(
             geo.kind === "conv3x3" ? newConvRank : opts.newRank,
