@@ -18,7 +18,9 @@
  * `sd.encodePrompts(prompts)` gives the context and pooled embedding, `sdxlVector` the U-Net's
  * `y` from the pooled embedding and the size conditioning); `createNetwork` and
  * `createNetworkFromWeights` take an SDXL model too (kohya's `lora_te1_`/`lora_te2_`/SGM-named
- * `lora_unet_` modules); the LoRA tools are SD 1.x/2.x only for now.
+ * `lora_unet_` modules); the command-line LoRA tools take SDXL models and files too
+ * (`extract_lora_from_models --sdxl`, `svd_merge_lora`, `resize_lora`, `extract_lora_from_dylora`,
+ * and `sdxl_merge_lora` where kohya has its own SDXL script).
  *
  * The engine (tensors, ops, autograd, optimizers) is re-exported for building on it.
  *
