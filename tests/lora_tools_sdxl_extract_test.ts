@@ -100,6 +100,17 @@ Deno.test("extract_lora_from_models --sdxl: kohya's C3Lier names, SDXL metadata;
     assert.equal(md["modelspec.resolution"], "1024x1024");
     assert.equal(md["modelspec.prediction_type"], "epsilon");
     assert.equal(md["modelspec.title"], "extracted");
+    // The original model as a diffusers folder: the same weights, so the same file.
+    const folder = fixture("sdxl-tiny/diffusers");
+    if (folder !== null) {
+      const fromFolder = `${dir}/from_folder.safetensors`;
+      const fargs = ["--sdxl", "--model_org", folder, "--model_tuned", tuned, "--dim", "4"];
+      assert.equal(await extractCli([...fargs, "--conv_dim", "2", "--save_to", fromFolder]), 0);
+      const [x, y] = [await readModules(fromFolder), await readModules(out)];
+      assert.deepEqual([...x.keys()].sort(), [...y.keys()].sort());
+      for (const [p, m] of y) assert.deepEqual(x.get(p), m, `${p} from the diffusers folder`);
+      Deno.removeSync(fromFolder);
+    }
     const clampedDelta = await deltaError(out);
     const clamped = await outputErrors(out);
     console.log(
