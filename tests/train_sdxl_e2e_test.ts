@@ -177,3 +177,25 @@ Deno.test({
     await Deno.remove(shuffled.root, { recursive: true });
   },
 });
+
+Deno.test({
+  name: "sdxl_train_network: a run resumed from its state continues bit for bit",
+  ignore: MODEL === null,
+  fn: async () => {
+    await initGpu();
+    const d = await makeTrainData();
+    const argv = (out: string, ...extra: string[]) =>
+      tinyLoraArgv(MODEL!, d.toml, `${d.root}/${out}`, "--seed", "4", "--save_state").concat([
+        "--save_every_n_steps",
+        "2",
+        "--gradient_checkpointing",
+        ...extra,
+      ]);
+    const whole = await train(argv("a", "--max_train_steps", "4"));
+    await train(argv("b", "--max_train_steps", "2"));
+    const state = `${d.root}/b/at-step00000002-state`;
+    const resumed = await train(argv("b", "--max_train_steps", "4", "--resume", state));
+    assert.deepEqual(resumed.losses, whole.losses.slice(2));
+    await Deno.remove(d.root, { recursive: true });
+  },
+});
