@@ -121,7 +121,8 @@ def ddpm_alphas_cumprod():
     return torch.cumprod(1 - betas, 0).float()
 
 
-def train_unet(latents, cap_ids, emb, minutes, seed, init=None, lr_max=1e-3, high_t=False):
+def train_unet(latents, cap_ids, emb, minutes, seed, init=None, lr_max=1e-3, high_t=False,
+               snapshot=None, snapshot_minutes=0):
     torch.manual_seed(seed)
     unet = UNet2DConditionModel()
     if init is not None:
@@ -141,8 +142,14 @@ def train_unet(latents, cap_ids, emb, minutes, seed, init=None, lr_max=1e-3, hig
     end = time.time() + minutes * 60
     step, n, bs = 0, len(latents), 64
     avg = None
+    next_snapshot = time.time() + snapshot_minutes * 60
     while time.time() < end:
         frac = 1 - (end - time.time()) / (minutes * 60)
+        if snapshot and snapshot_minutes > 0 and time.time() > next_snapshot:
+            # The EMA so far, to measure while training goes on.
+            st_io.write(snapshot, {"unet." + k: v.numpy() for k, v in ema.state_dict().items()})
+            log(f"unet step {step}: snapshot {snapshot}")
+            next_snapshot += snapshot_minutes * 60
         idx = torch.randint(0, n, (bs,), generator=g)
         x0 = latents[idx]
         ids = cap_ids[idx].clone()
@@ -239,9 +246,13 @@ def main():
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--resume", default=None,
-                    help="unet: continue from this U-Net file in <work> (at half the learning rate)")
+                    help="unet: continue from this U-Net file in <work>")
     ap.add_argument("--high-t", action="store_true", help="unet: sample high timesteps more")
     ap.add_argument("--out", default="unet.safetensors", help="unet: output file in <work>")
+    ap.add_argument("--lr", type=float, default=None,
+                    help="unet: peak learning rate (default 1e-3, or 5e-4 with --resume)")
+    ap.add_argument("--snapshot-minutes", type=float, default=0,
+                    help="unet: write the EMA to <out>.snap.safetensors this often")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     t0 = time.time()
@@ -283,8 +294,11 @@ def main():
         cap_ids = torch.from_numpy(world["train_caption_ids"].astype(np.int64))
         emb = torch.from_numpy(world["embeddings"].copy())
         init = path(a.resume) if a.resume else None
+        lr = a.lr if a.lr is not None else 5e-4 if a.resume else 1e-3
+        snap = path(a.out.replace(".safetensors", ".snap.safetensors"))
         unet = train_unet(latents, cap_ids, emb, a.minutes, seed=4 if a.resume else 2, init=init,
-                          lr_max=5e-4 if a.resume else 1e-3, high_t=a.high_t)
+                          lr_max=lr, high_t=a.high_t, snapshot=snap,
+                          snapshot_minutes=a.snapshot_minutes)
         st_io.write(path(a.out),
                     {"unet." + k: v.numpy() for k, v in unet.state_dict().items()})
     log(f"stage {a.stage} done in {(time.time() - t0) / 60:.1f} min")
