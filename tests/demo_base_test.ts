@@ -30,9 +30,6 @@ Deno.test({
 
 Deno.test({
   name: "demo base model: generation follows held-out captions",
-  // The committed model does not reach the target yet (12% on the 50 held-out prompts, see
-  // scripts/demo_base/README.md); the check runs once a better-trained model is committed.
-  ignore: true,
   sanitizeResources: false,
   async fn() {
     await initGpu();

@@ -1,9 +1,11 @@
 /**
  * The demo's base model: a Stable Diffusion 1.x checkpoint in the `sd1-tiny` architecture
  * (`tinySd1Config`) whose U-Net and VAE were trained on the demo's synthetic world
- * (`world.ts`; how: scripts/demo_base/README.md), with the demo's random text encoder (seed 42)
- * kept frozen. It ships with the repository as `core/demo/base/lkdemo_base.safetensors` (f16)
- * and its A1111 yaml; it is not part of the published package.
+ * (`world.ts`; how: scripts/demo_base/README.md), with a frozen text encoder that keeps each
+ * caption word's identity at its position (`tokenPositionTensors` of seed 42: the random CLIP
+ * with every layer's attention output projection and second MLP layer zero). It ships with the
+ * repository as `core/demo/base/lkdemo_base.safetensors` (f16) and its A1111 yaml; it is not part
+ * of the published package.
  *
  * @module
  */
@@ -14,7 +16,7 @@ import { yamlPathFor } from "./tiny_model.ts";
 /** Where the committed checkpoint lives, beside this module. */
 export const DEMO_BASE_URL = new URL("./base/lkdemo_base.safetensors", import.meta.url);
 
-/** The seed of the random text encoder the base model was trained with. */
+/** The seed of the text encoder the base model was trained with (`tokenPositionTensors`). */
 export const DEMO_BASE_TEXT_SEED = 42;
 
 async function fetchBytes(url: URL): Promise<Uint8Array> {

@@ -184,6 +184,29 @@ export function tinyModelTensors(config: SDConfig, seed: number): InternalTensor
   };
 }
 
+/** The text-encoder tensors {@link tokenPositionTensors} zeroes. */
+const MIXING = /^text_encoder\..*\.(self_attn\.out_proj|mlp\.fc2)\.(weight|bias)$/;
+
+/**
+ * The demo base model's tensors: {@link tinyModelTensors} with every text-encoder layer's
+ * attention output projection and second MLP layer (weights and biases) zero. Each layer then
+ * adds nothing to the residual stream, so every output state is the final LayerNorm of its
+ * token's embedding plus its position's: a caption word keeps its identity at its position
+ * instead of being mixed by random layers with the words before it, which gives the U-Net's
+ * cross-attention a signal it can learn to read ("red" at the object's place, "blue" at the
+ * background's). Same names and shapes as any SD1 checkpoint of this architecture.
+ */
+export function tokenPositionTensors(config: SDConfig, seed: number): InternalTensors {
+  const random = tinyModelTensors(config, seed);
+  return {
+    ...random,
+    readF32: async (name): Promise<HostTensor> => {
+      const t = await random.readF32(name);
+      return MIXING.test(name) ? { shape: t.shape, data: new Float32Array(t.data.length) } : t;
+    },
+  };
+}
+
 /** The yaml path A1111 and the loader look for beside a checkpoint: `<stem>.yaml`. */
 export function yamlPathFor(checkpointPath: string): string {
   return checkpointPath.replace(/\.[^./]+$/, "") + ".yaml";

@@ -16,9 +16,9 @@ import { writeSafetensors } from "../../core/io/safetensors_write.ts";
 import { loadStableDiffusion } from "../../core/models/stable_diffusion.ts";
 import { encodeConditioning } from "../../core/sample/conditioning.ts";
 import {
-  tinyModelTensors,
   tinySd1Config,
   tinySd1Yaml,
+  tokenPositionTensors,
   yamlPathFor,
 } from "../../core/demo/tiny_model.ts";
 import {
@@ -42,7 +42,7 @@ await initGpu();
 
 const config = tinySd1Config();
 const randomPath = `${outDir}/text_encoder_f16.safetensors`;
-await saveLdmCheckpoint(randomPath, tinyModelTensors(config, BASE_SEED), config, {
+await saveLdmCheckpoint(randomPath, tokenPositionTensors(config, BASE_SEED), config, {
   savePrecision: "fp16",
 });
 await writeFileAtomic(yamlPathFor(randomPath), tinySd1Yaml(config));

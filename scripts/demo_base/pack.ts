@@ -10,9 +10,9 @@ import { type InternalTensors, saveLdmCheckpoint } from "../../core/io/checkpoin
 import { writeFileAtomic } from "../../core/io/fs.ts";
 import { openSafetensors } from "../../core/io/safetensors.ts";
 import {
-  tinyModelTensors,
   tinySd1Config,
   tinySd1Yaml,
+  tokenPositionTensors,
   yamlPathFor,
 } from "../../core/demo/tiny_model.ts";
 
@@ -22,7 +22,7 @@ if (!weightsPath || !outPath) {
   Deno.exit(2);
 }
 const config = tinySd1Config();
-const random = tinyModelTensors(config, 42);
+const random = tokenPositionTensors(config, 42);
 const trained = await openSafetensors(weightsPath);
 const mine = new Set(trained.list().map((t) => t.name));
 const joined: InternalTensors = {
