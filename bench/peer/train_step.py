@@ -1,9 +1,20 @@
 """Peer for bench/train_step.ts: one LoRA training step on sd_torch.py's U-Net in PyTorch.
 
-Reads {"cases": [{"name", "model": "tiny" | "sd15", "latent", "dtype": "f32" | "f16", "gc",
-"iters"}], "dim", "alpha", "up_init"} as JSON on stdin; prints one JSON line {"torch", "threads",
-"device", "lora": {model: {"modules", "params"}}, "<name>": {"seconds"[, "peak_bytes"]} |
-{"skipped": why}}.
+Reads {"cases": [{"name", "model": "tiny" | "sd15" | "sdxltiny" | "sdxl", "latent", "dtype":
+"f32" | "f16", "gc", "iters"}], "dim", "alpha", "up_init"[, "weights": {model: {"path", "index":
+[[name, shape, offset], ...]}}][, "check": {"model", "timestep", "sample", "context", "y", "ours"}]}
+as JSON on stdin; prints one JSON line {"torch", "threads", "device", "lora": {model: {"modules",
+"params"}}, "<name>": {"seconds"[, "peak_bytes"]} | {"skipped": why}[, "check": {"max_rel_diff",
+"max_abs_diff"}]}.
+
+"weights" are lorakit's random U-Net weights (raw little-endian f32 at byte offsets of one file,
+by lorakit's internal names), loaded into sd_torch.py's U-Net with `load_internal`; models without
+them keep PyTorch's default init (the work is the same). "check" runs one f32 forward of that
+model on the given inputs (flat lists; `sample` [1, 4, n, n], `context` [1, 77, ctx], `y` [1, adm]
+for SDXL) and compares it with lorakit's output `ours`: max |peer - ours| / max |peer|.
+
+SDXL models (sdxltiny, sdxl) take the vector `y` [1, adm] (kohya's pooled text embedding and size
+embeddings) besides the context; their LoRA wraps the same transformer layers (linear proj_in/out).
 
 The U-Net's weights are frozen (requires_grad False). LoRA modules as kohya's LierLa adds them:
 every Linear and 1x1 Conv2d inside the transformer blocks (Transformer2D) gets down (kaiming
@@ -32,11 +43,16 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from peer_common import DEVICE, median_time, read_spec, sync
-from sd_torch import ResAttn, Transformer2D, UNet
+from sd_torch import ResAttn, Transformer2D, UNet, load_internal
 
 MODELS = {
     "tiny": dict(ch=(32, 64, 64, 64), heads=2, ctx=32),
     "sd15": dict(ch=(320, 640, 1280, 1280), heads=8, ctx=768),
+    # sdxl-tiny (../shared/fixtures/sdxl-tiny) and the SDXL base U-Net.
+    "sdxltiny": dict(ch=(32, 32, 64), attn=(False, True, True), head_dim=16, ctx=16,
+                     depth=(1, 1, 2), linear=True, adm=56),
+    "sdxl": dict(ch=(320, 640, 1280), attn=(False, True, True), head_dim=64, ctx=2048,
+                 depth=(0, 2, 10), linear=True, adm=2816),
 }
 DTYPES = {"f32": torch.float32, "f16": torch.float16}
 TIMESTEP = 500
@@ -109,13 +125,14 @@ def set_checkpointing(unet, on):
         unet.mid[i] = swap(unet.mid[i])
 
 
-def run_case(unet, params, case, ctx_dim):
+def run_case(unet, params, case, cfg):
     dtype = DTYPES[case["dtype"]]
     f16 = case["dtype"] == "f16"
     n = case["latent"]
     latents = torch.randn(1, 4, n, n, dtype=dtype)
     target = torch.randn(1, 4, n, n, dtype=dtype)
-    ctx = torch.randn(1, 77, ctx_dim, dtype=dtype)
+    ctx = torch.randn(1, 77, cfg["ctx"], dtype=dtype)
+    y = torch.randn(1, cfg["adm"], dtype=dtype) if cfg.get("adm") else None
     t = torch.tensor([TIMESTEP])
     opt = torch.optim.AdamW(params, lr=LR, weight_decay=0.01)
     scaler = torch.cuda.amp.GradScaler() if f16 and DEVICE.startswith("cuda") else None
@@ -127,7 +144,7 @@ def run_case(unet, params, case, ctx_dim):
 
     def step():
         with autocast():
-            pred = unet(latents, t, ctx)
+            pred = unet(latents, t, ctx, y)
         loss = F.mse_loss(pred.float(), target.float())
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -172,25 +189,62 @@ def run_case(unet, params, case, ctx_dim):
     return out
 
 
+def read_weights(w):
+    """lorakit's weights {internal name: f32 tensor} from the bench's raw file and index."""
+    raw = open(w["path"], "rb").read()
+    out = {}
+    for name, shape, offset in w["index"]:
+        n = math.prod(shape)
+        out[name] = torch.frombuffer(bytearray(raw[offset:offset + 4 * n]),
+                                     dtype=torch.float32).reshape(shape)
+    return out
+
+
+def build(kind, weights):
+    """The model's U-Net in f32, frozen, with lorakit's weights when the bench passed them."""
+    unet = UNet(**MODELS[kind])
+    if weights is not None:
+        load_internal(unet, weights)
+    unet.requires_grad_(False)
+    return unet
+
+
+def check_forward(check, weights):
+    """One f32 forward on the bench's inputs against lorakit's output."""
+    cfg = MODELS[check["model"]]
+    unet = build(check["model"], weights).eval()
+    ours = torch.tensor(check["ours"], dtype=torch.float32)
+    n = int(round(math.sqrt(len(check["sample"]) / 4)))
+    sample = torch.tensor(check["sample"], dtype=torch.float32).reshape(1, 4, n, n)
+    ctx = torch.tensor(check["context"], dtype=torch.float32).reshape(1, -1, cfg["ctx"])
+    y = torch.tensor(check["y"], dtype=torch.float32).reshape(1, -1) if cfg.get("adm") else None
+    with torch.no_grad():
+        ref = unet(sample, torch.tensor([check["timestep"]]), ctx, y).flatten()
+    diff = (ref - ours).abs().max().item()
+    return {"max_abs_diff": diff, "max_rel_diff": diff / ref.abs().max().item()}
+
+
 def main():
     spec = read_spec()
     dim, alpha, up_init = spec["dim"], spec["alpha"], spec["up_init"]
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": DEVICE,
            "lora": {}}
+    weights = {k: read_weights(w) for k, w in spec.get("weights", {}).items()}
+    if "check" in spec:
+        out["check"] = check_forward(spec["check"], weights.get(spec["check"]["model"]))
     # One model per dtype: the f16 U-Net is converted before the (f32) LoRA modules are added.
     for kind, cfg in MODELS.items():
         for name in ("f32", "f16"):
             todo = [c for c in spec["cases"] if c["model"] == kind and c["dtype"] == name]
             if not todo:
                 continue
-            unet = UNet(ch=cfg["ch"], heads=cfg["heads"], ctx=cfg["ctx"])
-            unet.requires_grad_(False)
+            unet = build(kind, weights.get(kind))
             unet.to(DTYPES[name])
             count, params = add_lora(unet, dim, alpha, up_init)
             out["lora"][kind] = {"modules": count, "params": sum(p.numel() for p in params)}
             unet.train()
             for c in todo:
-                out[c["name"]] = run_case(unet, params, c, cfg["ctx"])
+                out[c["name"]] = run_case(unet, params, c, cfg)
             del unet, params
             if DEVICE.startswith("cuda"):
                 torch.cuda.empty_cache()
