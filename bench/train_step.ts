@@ -9,7 +9,17 @@
  *   (8x8 latents), always;
  * - the full-size SD 1.5 U-Net at 32x32 latents: with `LORAKIT_BENCH_FULL=1` on a software
  *   adapter (minutes per step there), always on a hardware one;
- * - the full-size SD 1.5 U-Net at 64x64 latents (512x512 px): on a hardware adapter only.
+ * - the full-size SD 1.5 U-Net at 64x64 latents (512x512 px): on a hardware adapter only;
+ * - SDXL as kohya's sdxl_train_network runs it (LierLa dim 16 on the U-Net, `--mixed_precision
+ *   fp16`, gradient checkpointing, batch 1; the U-Net also takes the vector `y`): the sdxl-tiny
+ *   architecture (../shared/fixtures/sdxl-tiny: 32/32/64 channels, no attention at level 0,
+ *   transformer depth [1, 1, 2], head dim 16, linear projections, context 16, adm 56) at 64x64 px,
+ *   always (f32 and f16, with and without checkpointing), and the full-size SDXL base U-Net at
+ *   128x128 latents (1024x1024 px) in f16, on a hardware adapter only (or with
+ *   `LORAKIT_BENCH_FULL=1`): its peak pool with checkpointing is the 12 GB question.
+ * Before timing, one f32 forward of the sdxl-tiny U-Net (biases and norms randomised too) is
+ * compared with the peer's on the same weights, which the bench writes to a temporary file by
+ * internal name; the tiny SDXL peer also trains on those weights.
  * A first step longer than a minute (the full-size U-Net on lavapipe: ~5 minutes) is the case's
  * only timed run, pipeline compiles included; otherwise the median of up to 5 more.
  *
@@ -18,29 +28,32 @@
  * The peer's f16 is autocast with an f16 U-Net, f32 LoRA and GradScaler, as kohya runs it on
  * CUDA; PyTorch 1.13 has no f16 matmul or conv2d on the CPU, so there the row carries its error.
  *
- * Run alone: `deno run -A bench/train_step.ts`.
+ * Run alone: `deno run -A bench/train_step.ts [FILTER...]` (only the cases whose name contains
+ * one of the filters, e.g. `sdxl-tiny`).
  *
  * @module
  */
 import {
   AdamW,
   backward,
+  cast,
   clipGradNorm,
   type DType,
   getGpu,
   initGpu,
   LossScaler,
   mseLoss,
-  mul,
+  noGrad,
+  reshape,
   rt,
   scope,
   Tensor,
 } from "../gpu/mod.ts";
 import { uniformRandom } from "../gpu/random.ts";
 import type { UNetConfig } from "../core/model_config/config.ts";
-import { expectedTensors } from "../core/model_config/keys.ts";
+import { type ExpectedTensor, unetTensors } from "../core/model_config/keys.ts";
 import { UNet2DConditionModel } from "../core/models/unet.ts";
-import { randomWeights } from "../core/models/weights.ts";
+import { type ModelWeights, randomWeights } from "../core/models/weights.ts";
 import { createNetwork, type LoraNetwork } from "../core/lora/network.ts";
 import { enableGradientCheckpointing, overwriteTensor } from "../core/train/network_training.ts";
 import {
@@ -54,7 +67,7 @@ import {
   table,
   timeGpu,
 } from "./harness.ts";
-import { SD15_UNET, sdConfig } from "./unet.ts";
+import { SD15_UNET } from "./unet.ts";
 
 /** sd1-tiny's U-Net (../shared/fixtures/sd1-tiny/README.md), random weights. */
 export const TINY_UNET: UNetConfig = {
@@ -66,12 +79,78 @@ export const TINY_UNET: UNetConfig = {
   timeEmbedDim: 128,
 };
 
-type ModelKind = "tiny" | "sd15";
-
-const MODELS: Record<ModelKind, { config: UNetConfig; label: string }> = {
-  tiny: { config: TINY_UNET, label: "sd1-tiny" },
-  sd15: { config: SD15_UNET, label: "sd1.5" },
+/** SDXL base 1.0's U-Net as diffusers configures it (2,567,463,684 parameters). */
+export const SDXL_UNET: UNetConfig = {
+  inChannels: 4,
+  outChannels: 4,
+  blockOutChannels: [320, 640, 1280],
+  layersPerBlock: 2,
+  downBlockTypes: ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+  upBlockTypes: ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+  numHeads: [5, 10, 20],
+  headDim: [64, 64, 64],
+  transformerDepth: [0, 2, 10],
+  midTransformerDepth: 10,
+  crossAttentionDim: 2048,
+  useLinearProjection: true,
+  timeEmbedDim: 1280,
+  normGroups: 32,
+  normEps: 1e-5,
+  transformerNormEps: 1e-6,
+  layerNormEps: 1e-5,
+  addEmbedding: { inChannels: 2816, timeIdEmbedDim: 256, numTimeIds: 6 },
 };
+
+/** sdxl-tiny's U-Net (../shared/fixtures/sdxl-tiny/README.md), random weights. */
+export const SDXL_TINY_UNET: UNetConfig = {
+  ...SDXL_UNET,
+  blockOutChannels: [32, 32, 64],
+  numHeads: [2, 2, 4],
+  headDim: [16, 16, 16],
+  transformerDepth: [1, 1, 2],
+  midTransformerDepth: 2,
+  crossAttentionDim: 16,
+  timeEmbedDim: 128,
+  addEmbedding: { inChannels: 56, timeIdEmbedDim: 8, numTimeIds: 6 },
+};
+
+type ModelKind = "tiny" | "sd15" | "sdxltiny" | "sdxl";
+
+const MODELS: Record<ModelKind, { config: UNetConfig; label: string; sdxl: boolean }> = {
+  tiny: { config: TINY_UNET, label: "sd1-tiny", sdxl: false },
+  sd15: { config: SD15_UNET, label: "sd1.5", sdxl: false },
+  sdxltiny: { config: SDXL_TINY_UNET, label: "sdxl-tiny", sdxl: true },
+  sdxl: { config: SDXL_UNET, label: "sdxl", sdxl: true },
+};
+
+/**
+ * Models whose random weights the peer gets too (by internal name): small ones, whose 1-D
+ * tensors (biases, norm scales) are also randomised so that the forward check sees them.
+ */
+const SHARED_WEIGHTS: readonly ModelKind[] = ["sdxltiny"];
+
+/** The bench's random U-Net weights for a model (seed 7), as the peer gets them. */
+function modelWeights(kind: ModelKind, dtype: DType): ModelWeights {
+  const specs = unetSpecs(MODELS[kind].config);
+  const weights = randomWeights(specs, "unet", { dtype, seed: 7 });
+  if (SHARED_WEIGHTS.includes(kind)) {
+    const rng = uniformRandom(11);
+    for (const { name, shape } of specs) {
+      if (shape.length !== 1) continue;
+      const base = /norm[^.]*\.weight$|layer_norm\d?\.weight$/.test(name) ? 1 : 0;
+      const data = Float32Array.from({ length: shape[0] }, () => base + 0.2 * (2 * rng() - 1));
+      overwriteTensor(weights.get(name), data);
+    }
+  }
+  return weights;
+}
+
+/** The U-Net's tensors (internal names) in `randomWeights`' order. */
+function unetSpecs(config: UNetConfig): ExpectedTensor[] {
+  const out: ExpectedTensor[] = [];
+  unetTensors((name, shape) => out.push({ name, shape }), config);
+  return out;
+}
 
 const DIM = 16, ALPHA = 16, MAX_NORM = 1, LR = 1e-4, TIMESTEP = 500, CONTEXT = 77;
 /** lora_up starts at uniform(-UP_INIT, UP_INIT) instead of kohya's zeros, so lora_down gets a
@@ -93,16 +172,23 @@ interface Case {
   when: When;
 }
 
-/** Model, latent side and when it runs; each in f32 and f16, without and with checkpointing. */
-const SIZES: [ModelKind, number, When][] = [
+/**
+ * Model, latent side, when it runs and its dtypes (default f32 and f16); each without and with
+ * checkpointing. The full-size SDXL step is f16 as kohya trains it (an f32 SDXL U-Net alone is
+ * 10 GB).
+ */
+const SIZES: [ModelKind, number, When, DType[]?][] = [
   ["tiny", 8, "always"],
   ["sd15", 32, "full"],
   ["sd15", 64, "hardware"],
+  ["sdxltiny", 8, "always"],
+  ["sdxl", 128, "full", ["f16"]],
 ];
 
 const CASES: Case[] = [];
 for (const dtype of ["f32", "f16"] as const) {
-  for (const [model, latent, when] of SIZES) {
+  for (const [model, latent, when, dtypes] of SIZES) {
+    if (dtypes && !dtypes.includes(dtype)) continue;
     for (const gc of [false, true]) {
       const size = `${latent}x${latent} latents`;
       const name = `train step ${MODELS[model].label} ${size} dim${DIM} ${dtype}`;
@@ -123,11 +209,16 @@ function input(shape: number[], dtype: DType, f: (i: number) => number): Tensor 
   return Tensor.fromArray(Float32Array.from({ length: n }, (_, i) => f(i)), shape, dtype).keep();
 }
 
-/** A LoRA network on the U-Net alone (no text encoder is built). */
-function loraNetwork(unet: UNet2DConditionModel): LoraNetwork {
-  const model = { unet, textEncoder: { modules: () => [] } } as unknown as Parameters<
-    typeof createNetwork
-  >[0];
+/**
+ * A LoRA network on the U-Net alone (no text encoder is built). SDXL's model has a second text
+ * encoder and its U-Net config, so the network uses kohya's SDXL module names.
+ */
+function loraNetwork(unet: UNet2DConditionModel, kind: ModelKind): LoraNetwork {
+  const none = { modules: () => [] };
+  const model =
+    (MODELS[kind].sdxl
+      ? { unet, textEncoder: none, textEncoder2: none, config: { unet: MODELS[kind].config } }
+      : { unet, textEncoder: none }) as unknown as Parameters<typeof createNetwork>[0];
   const net = createNetwork(model, {
     dim: DIM,
     alpha: ALPHA,
@@ -144,19 +235,25 @@ function loraNetwork(unet: UNet2DConditionModel): LoraNetwork {
   return net;
 }
 
-/** One training step as core/train/loop.ts runs it. */
+/**
+ * One training step as core/train/loop.ts runs it: the loss in f32 (as kohya's
+ * `F.mse_loss(pred.float(), target.float())`); with a loss scaler the backward starts from the
+ * scale (core/train/micro_batch.ts).
+ */
 async function trainStep(
   unet: UNet2DConditionModel,
   latents: Tensor,
   ctx: Tensor,
+  y: Tensor | undefined,
   target: Tensor,
   opt: AdamW,
   scaler: LossScaler | null,
 ): Promise<void> {
-  const loss = scope(() => mseLoss(unet.forward(latents, [TIMESTEP], ctx), target));
-  const root = scaler ? mul(loss, scaler.scaleTensor) : loss;
-  backward(root);
-  if (root !== loss) root.dispose();
+  const f32 = (t: Tensor) => t.dtype === "f32" ? t : cast(t, "f32");
+  const loss = scope(() =>
+    reshape(mseLoss(f32(unet.forward(latents, [TIMESTEP], ctx, y)), f32(target)), [1])
+  );
+  backward(loss, scaler?.scaleTensor);
   loss.dispose();
   if (scaler) {
     const r = await scaler.step(opt, { maxNorm: MAX_NORM });
@@ -181,13 +278,15 @@ async function runCase(
   const latents = input([1, 4, c.latent, c.latent], c.dtype, Math.sin);
   const target = input([1, 4, c.latent, c.latent], c.dtype, (i) => Math.cos(0.7 * i));
   const ctx = input([1, CONTEXT, config.crossAttentionDim], c.dtype, (i) => Math.sin(0.3 * i));
+  const adm = config.addEmbedding?.inChannels;
+  const y = adm ? input([1, adm], c.dtype, (i) => Math.cos(0.1 * i)) : undefined;
   const opt = new AdamW([{ params: net.parameters(), lr: LR }], { lr: LR, weightDecay: 0.01 });
   const scaler = c.dtype === "f16" ? new LossScaler() : null;
   const undo = c.gc ? enableGradientCheckpointing(unet) : null;
   let steps = 0;
   const step = async () => {
     steps++;
-    await trainStep(unet, latents, ctx, target, opt, scaler);
+    await trainStep(unet, latents, ctx, y, target, opt, scaler);
   };
   try {
     await rt().sync();
@@ -207,6 +306,8 @@ async function runCase(
       await scaler.settle();
       notes.push(`loss scale ${scaler.scale}, ${scaler.skippedSteps}/${steps} steps skipped`);
     }
+    // Progress on stderr: the row survives a run cut short before the peer's turn.
+    console.error(`train_step ${c.name}: ${seconds.toFixed(4)} s; ${notes.join("; ")}`);
     return { case: c, seconds, note: notes.join("; ") };
   } catch (e) {
     return { case: c, seconds: NaN, note: `did not run: ${firstLine(e)}` };
@@ -217,6 +318,78 @@ async function runCase(
     latents.dispose();
     target.dispose();
     ctx.dispose();
+    y?.dispose();
+  }
+}
+
+/** A model's weights as the peer reads them: raw f32 in one file, and [name, shape, offset]. */
+interface SharedWeights {
+  path: string;
+  index: [string, number[], number][];
+}
+
+/** Write `weights` (every tensor of `specs`) to a temporary file for the peer. */
+async function writeWeights(
+  weights: ModelWeights,
+  specs: readonly ExpectedTensor[],
+): Promise<SharedWeights> {
+  const path = await Deno.makeTempFile({ prefix: "lorakit-bench-", suffix: ".f32" });
+  const index: SharedWeights["index"] = [];
+  const file = await Deno.open(path, { write: true, truncate: true });
+  try {
+    let offset = 0;
+    for (const { name, shape } of specs) {
+      const data = await weights.get(name).toArray();
+      index.push([name, shape, offset]);
+      const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
+      offset += data.byteLength;
+    }
+  } finally {
+    file.close();
+  }
+  return { path, index };
+}
+
+/**
+ * One f32 forward of `kind`'s U-Net (the bench's weights, 8x8 latents, timestep 500, and for
+ * SDXL the vector y): our output and inputs for the peer's `check`, and the weights it reads.
+ */
+async function forwardCheck(
+  kind: ModelKind,
+): Promise<{ weights: SharedWeights; check: Record<string, unknown> }> {
+  const config = MODELS[kind].config;
+  const fill = (n: number, f: (i: number) => number) =>
+    Float32Array.from({ length: n }, (_, i) => f(i));
+  const n = 8, adm = config.addEmbedding?.inChannels;
+  const sample = fill(4 * n * n, Math.sin);
+  const context = fill(CONTEXT * config.crossAttentionDim, (i) => Math.sin(0.3 * i));
+  const y = adm ? fill(adm, (i) => Math.cos(0.1 * i)) : null;
+  const weights = modelWeights(kind, "f32");
+  const unet = new UNet2DConditionModel(weights, config);
+  const xs = Tensor.fromArray(sample, [1, 4, n, n]).keep();
+  const cs = Tensor.fromArray(context, [1, CONTEXT, config.crossAttentionDim]).keep();
+  const ys = y ? Tensor.fromArray(y, [1, adm!]).keep() : undefined;
+  try {
+    const out = noGrad(() => unet.forward(xs, [TIMESTEP], cs, ys));
+    const ours = await out.toArray();
+    out.dispose();
+    return {
+      weights: await writeWeights(weights, unetSpecs(config)),
+      check: {
+        model: kind,
+        timestep: TIMESTEP,
+        sample: Array.from(sample),
+        context: Array.from(context),
+        y: y ? Array.from(y) : null,
+        ours: Array.from(ours),
+      },
+    };
+  } finally {
+    xs.dispose();
+    cs.dispose();
+    ys?.dispose();
+    unet.dispose();
   }
 }
 
@@ -236,12 +409,12 @@ async function runModel(
   const config = MODELS[kind].config;
   await rt().sync();
   const before = rt().storage.stats().liveBytes;
-  const weights = randomWeights(expectedTensors(sdConfig(config)), "unet", { dtype, seed: 7 });
+  const weights = modelWeights(kind, dtype);
   const weightBytes = rt().storage.stats().liveBytes - before;
   const unet = new UNet2DConditionModel(weights, config);
   let net: LoraNetwork | null = null;
   try {
-    net = loraNetwork(unet);
+    net = loraNetwork(unet, kind);
     counts[kind] = {
       modules: net.modules.length,
       params: net.parameters().reduce((a, p) => a + p.size, 0),
@@ -271,6 +444,7 @@ function joinPeer(
   peer: Record<string, unknown> | null,
   ours: Partial<Record<ModelKind, LoraCount>>,
   adapter: string,
+  extra: Partial<Record<ModelKind, string>> = {},
 ): BenchRow {
   const row: BenchRow = { name: m.case.name, seconds: m.seconds };
   const notes: string[] = [];
@@ -294,63 +468,101 @@ function joinPeer(
       );
     }
   }
-  row.note = [m.note, adapter, ...notes].join("; ");
+  const more = extra[m.case.model];
+  row.note = [m.note, adapter, ...notes, ...(more ? [more] : [])].join("; ");
   return row;
 }
 
-/** Every case that applies here, then the peer on the cases that ran; failures are rows. */
-export async function bench(): Promise<BenchRow[]> {
+/**
+ * Every case that applies here (and whose name contains one of `filters`, when given), then the
+ * peer on the cases that ran; failures are rows.
+ */
+export async function bench(filters: readonly string[] = []): Promise<BenchRow[]> {
   await initGpu();
   const gpu = await getGpu();
   const full = !gpu.isSoftware || Deno.env.get("LORAKIT_BENCH_FULL") === "1";
   const runs = (c: Case) =>
     c.when === "always" || (c.when === "full" && full) ||
     (c.when === "hardware" && !gpu.isSoftware);
+  const cases = CASES.filter((c) => !filters.length || filters.some((f) => c.name.includes(f)));
   const measured: Measured[] = [];
   const skipped: BenchRow[] = [];
   const counts: Partial<Record<ModelKind, LoraCount>> = {};
-  for (const c of CASES.filter((c) => !runs(c))) {
+  for (const c of cases.filter((c) => !runs(c))) {
     const why = c.when === "full"
       ? "skipped on a software adapter (LORAKIT_BENCH_FULL=1 runs it)"
       : "skipped on a software adapter (hardware adapters only)";
     skipped.push({ name: c.name, seconds: NaN, note: why });
   }
-  for (const kind of ["tiny", "sd15"] as const) {
-    for (const dtype of ["f32", "f16"] as const) {
-      const cases = CASES.filter((c) => c.model === kind && c.dtype === dtype && runs(c));
-      if (cases.length === 0) continue;
-      if (dtype === "f16" && !gpu.hasF16) {
-        for (const c of cases) {
-          measured.push({ case: c, seconds: NaN, note: "did not run: no shader-f16 here" });
-        }
-        continue;
-      }
-      measured.push(...await measureCases(cases, () => runModel(kind, dtype, cases, counts)));
+  // Before timing: our forward against the peer's on the same weights.
+  const shared: Partial<Record<ModelKind, SharedWeights>> = {};
+  const checked: Partial<Record<ModelKind, string>> = {};
+  const spec = { dim: DIM, alpha: ALPHA, up_init: UP_INIT };
+  try {
+    for (const kind of SHARED_WEIGHTS.filter((k) => cases.some((c) => c.model === k && runs(c)))) {
+      const { weights, check } = await forwardCheck(kind);
+      shared[kind] = weights;
+      const r = await runPeer("train_step.py", {
+        ...spec,
+        cases: [],
+        weights: { [kind]: weights },
+        check,
+      });
+      const d = r?.check as { max_rel_diff: number; max_abs_diff: number } | undefined;
+      checked[kind] = d
+        ? `forward vs peer on the same weights (f32): max rel diff ${
+          d.max_rel_diff.toExponential(1)
+        }`
+        : "forward vs peer: no peer";
+      console.error(`train_step ${MODELS[kind].label} ${checked[kind]}`);
     }
+    for (const kind of ["tiny", "sd15", "sdxltiny", "sdxl"] as const) {
+      for (const dtype of ["f32", "f16"] as const) {
+        const todo = cases.filter((c) => c.model === kind && c.dtype === dtype && runs(c));
+        if (todo.length === 0) continue;
+        if (dtype === "f16" && !gpu.hasF16) {
+          for (const c of todo) {
+            measured.push({ case: c, seconds: NaN, note: "did not run: no shader-f16 here" });
+          }
+          continue;
+        }
+        measured.push(...await measureCases(todo, () => runModel(kind, dtype, todo, counts)));
+      }
+    }
+    const peerCpu = await releaseForPeer();
+    const ran = measured.filter((m) => Number.isFinite(m.seconds)).map(({ case: c }) => ({
+      name: c.name,
+      model: c.model,
+      latent: c.latent,
+      dtype: c.dtype,
+      gc: c.gc,
+      iters: !peerCpu
+        ? 10
+        : c.model === "tiny" || c.model === "sdxltiny"
+        ? 5
+        : c.latent === 32
+        ? 2
+        : 1,
+    }));
+    const peer = ran.length
+      ? await runPeer("train_step.py", { ...spec, cases: ran, weights: shared })
+      : null;
+    const peerLora = peer?.lora as Record<string, LoraCount> | undefined;
+    for (const kind of Object.keys(counts) as ModelKind[]) {
+      console.error(
+        `train_step LoRA on ${MODELS[kind].label}: ours ${counts[kind]!.modules} modules / ` +
+          `${counts[kind]!.params} params, peer ${peerLora?.[kind]?.modules ?? "-"} / ` +
+          `${peerLora?.[kind]?.params ?? "-"}`,
+      );
+    }
+    const order = (name: string) => CASES.findIndex((c) => c.name === name);
+    return [...measured.map((m) => joinPeer(m, peer, counts, gpu.description, checked)), ...skipped]
+      .sort((a, b) => order(a.name) - order(b.name));
+  } finally {
+    for (const w of Object.values(shared)) await Deno.remove(w.path).catch(() => {});
   }
-  const peerCpu = await releaseForPeer();
-  const ran = measured.filter((m) => Number.isFinite(m.seconds)).map(({ case: c }) => ({
-    name: c.name,
-    model: c.model,
-    latent: c.latent,
-    dtype: c.dtype,
-    gc: c.gc,
-    iters: !peerCpu ? 10 : c.model === "tiny" ? 5 : c.latent === 32 ? 2 : 1,
-  }));
-  const peer = ran.length
-    ? await runPeer("train_step.py", { cases: ran, dim: DIM, alpha: ALPHA, up_init: UP_INIT })
-    : null;
-  const peerLora = peer?.lora as Record<string, LoraCount> | undefined;
-  for (const kind of Object.keys(counts) as ModelKind[]) {
-    console.error(
-      `train_step LoRA on ${MODELS[kind].label}: ours ${counts[kind]!.modules} modules / ` +
-        `${counts[kind]!.params} params, peer ${peerLora?.[kind]?.modules ?? "-"} / ` +
-        `${peerLora?.[kind]?.params ?? "-"}`,
-    );
-  }
-  const order = (name: string) => CASES.findIndex((c) => c.name === name);
-  return [...measured.map((m) => joinPeer(m, peer, counts, gpu.description)), ...skipped]
-    .sort((a, b) => order(a.name) - order(b.name));
 }
 
-if (import.meta.main) console.log(table(await bench()));
+if (import.meta.main) {
+  console.log(table(await bench(Deno.args.filter((a) => !a.startsWith("-")))));
+}
