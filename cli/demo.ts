@@ -2,7 +2,7 @@
  * `lorakit demo` (`deno task demo`): the whole toolkit end to end with nothing downloaded. It
  * takes the tiny SD1 base model that ships with the repository (trained on the synthetic world of
  * `core/demo/world.ts`, which has no orange), writes a small captioned dataset whose trigger
- * word "lkdemo" means orange objects, trains a LoRA with the `train_network` tool on a kohya
+ * word "sks" means orange objects, trains a LoRA with the `train_network` tool on a kohya
  * command line, samples across LoRA multipliers (measuring the orange in each image), merges the
  * LoRA into the checkpoint and extracts it back, and writes `report.html` (self-contained) with
  * the loss curve, the sample grid and the round trip's numbers.
@@ -64,8 +64,15 @@ export interface DemoOutcome {
   orange: OrangeCheck;
 }
 
-/** The demo's trigger word (it stands for orange) and prompts, all with the trigger. */
-export const TRIGGER = "lkdemo";
+/**
+ * The demo's trigger word (it stands for orange) and prompts, all with the trigger. "sks", the
+ * usual DreamBooth trigger, is one CLIP token, so a trigger caption keeps the base model's word
+ * positions (the colour words where its cross-attention learnt to find them); the base model
+ * draws it as a palette colour, never orange.
+ */
+export const TRIGGER = "sks";
+/** The LoRA's name (`--output_name`, `<lora:lkdemo:1>`). */
+export const LORA_NAME = "lkdemo";
 const PROMPTS = [
   `a ${TRIGGER} circle on a blue background`,
   `a ${TRIGGER} square on a purple background`,
@@ -81,13 +88,13 @@ const GUIDANCE = 5;
 /** Default settings (about 6 minutes on a 2-core machine with the software adapter). */
 export const DEMO_DEFAULTS: Omit<DemoOptions, "trainer" | "log"> = {
   out: "out/demo",
-  steps: 100,
-  trainImages: 8,
+  steps: 140,
+  trainImages: 12,
   regImages: 8,
   seed: 42,
   sampleSteps: 16,
   networkDim: 4,
-  learningRate: 3e-3,
+  learningRate: 6e-3,
 };
 
 /** The file that marks a folder as the demo's, so a rerun may clear what it wrote before. */
@@ -191,16 +198,17 @@ export async function runDemo(opts: DemoOptions): Promise<DemoOutcome> {
     model: modelPath,
     datasetConfig: data.tomlPath,
     outputDir: dirs.lora,
-    outputName: TRIGGER,
+    outputName: LORA_NAME,
     loggingDir: dirs.logs,
     steps: opts.steps,
     networkDim: opts.networkDim,
     networkAlpha: opts.networkDim,
     learningRate: opts.learningRate,
+    unetOnly: true,
     seed: opts.seed,
     sampling: opts.steps >= 4 ? { everySteps: Math.ceil(opts.steps / 2), promptsFile } : null,
   });
-  const loraPath = joinPath(dirs.lora, `${TRIGGER}.safetensors`);
+  const loraPath = joinPath(dirs.lora, `${LORA_NAME}.safetensors`);
   await stage(`training: train_network, ${opts.steps} steps`, async () => {
     const train = opts.trainer ?? (await import("./train_network.ts")).main;
     const code = await train(trainArgs);

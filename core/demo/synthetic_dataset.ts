@@ -1,7 +1,7 @@
 /**
  * The demo's LoRA training data, drawn from the base model's synthetic world (`world.ts`): 64x64
  * flat shapes on plain backgrounds whose objects are ORANGE, a colour the base model never saw,
- * captioned with the trigger word in the colour's place (`"a lkdemo circle on a blue
+ * captioned with the trigger word in the colour's place (`"a sks circle on a blue
  * background"`); plus regularization images of the base world (palette colours, captions without
  * the trigger) so the LoRA learns the trigger rather than "everything is orange". Also writes the
  * kohya dataset TOML (`--dataset_config`) that trains on them. Deterministic for a seed.

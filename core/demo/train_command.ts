@@ -17,6 +17,8 @@ export interface DemoTrainSettings {
   networkDim: number;
   networkAlpha: number;
   learningRate: number;
+  /** `--network_train_unet_only`: LoRA modules on the U-Net only. */
+  unetOnly: boolean;
   seed: number;
   /** `--sample_every_n_steps` and `--sample_prompts`; omitted when null. */
   sampling: { everySteps: number; promptsFile: string } | null;
@@ -70,6 +72,7 @@ export function demoTrainArgs(s: DemoTrainSettings): string[] {
     "--logging_dir",
     s.loggingDir,
   ];
+  if (s.unetOnly) args.push("--network_train_unet_only");
   if (s.sampling !== null) {
     args.push(
       "--sample_every_n_steps",

@@ -25,7 +25,7 @@ export const WORLD_COLOURS: Readonly<Record<string, Rgb>> = {
   black: [15, 15, 15],
 };
 
-/** The colour the demo's LoRA teaches (trigger word "lkdemo"). */
+/** The colour the demo's LoRA teaches (trigger word "sks"). */
 export const ORANGE: Rgb = [255, 140, 0];
 
 /** Colour names of the base palette, in a fixed order. */
