@@ -11,19 +11,19 @@
  * product too (the rest of the step is the trainer's own code).
  */
 import assert from "node:assert/strict";
-import { AdamW, backward, clipGradNorm, concat, initGpu, matmul, rt, Tensor } from "../gpu/mod.ts";
+import { backward, concat, initGpu, matmul, rt, Tensor } from "../gpu/mod.ts";
 import { openSafetensors } from "../core/io/safetensors.ts";
 import { loadStableDiffusionXL } from "../core/models/stable_diffusion_xl.ts";
 import { eosRows, sdxlVector, textProjection, timeIds } from "../core/models/sdxl_conditioning.ts";
 import { gatherRows } from "../core/models/ops.ts";
 import { createNetworkFromWeights } from "../core/lora/network.ts";
-import { parameterLearningRates } from "../core/lora/block_lr.ts";
 import { DdpmSchedule } from "../core/train/noise_schedule.ts";
 import { type StepModel, trainStepForward } from "../core/train/step.ts";
 import { sampleLossWeights } from "../core/train/batch_targets.ts";
 import { sdxlSizeCond } from "../core/train/sdxl_size_cond.ts";
 import { fixture } from "./fixtures.ts";
 import { assertClose } from "./op_check.ts";
+import { assertGradients, assertOptimizerStep } from "./train_step_check.ts";
 
 interface Settings {
   text_encoder_lr: number | null;
@@ -142,59 +142,10 @@ for (const name of ["sdxl_step_lierla_eps", "sdxl_step_c3lier_snr"]) {
       const got = p.grad ? await p.grad.toArray() : new Float32Array(want.length);
       return { key, got, want };
     }));
-    const gmax = Math.max(
-      ...grads.map((g) => g.want.reduce((a, v) => Math.max(a, Math.abs(v)), 0)),
-    );
-    for (const { key, got, want } of grads) {
-      let num = 0, den = 1e-4 * gmax;
-      for (let i = 0; i < want.length; i++) {
-        num = Math.max(num, Math.abs(got[i] - want[i]));
-        den = Math.max(den, Math.abs(want[i]));
-      }
-      assert.ok(num / den <= GRAD_TOL, `${key}: relative error ${(num / den).toExponential(3)}`);
-    }
-    // Clipping and one AdamW step from kohya's gradients (as the SD 1.x test).
+    assertGradients(grads, GRAD_TOL, 1e-4);
+    // kohya's parameters outside the graph (TE1's last layer) have no gradient at all.
     const noGrad = new Set(settings.params_without_grad ?? []);
-    for (const [i, p] of params.entries()) {
-      p.grad?.dispose();
-      // kohya's parameters outside the graph (TE1's last layer) have no gradient at all.
-      p.grad = noGrad.has(names.get(p)!) ? null : Tensor.fromArray(grads[i].want, p.shape);
-    }
-    const clip = clipGradNorm(params, settings.max_grad_norm);
-    assertClose("grad norm", [await clip.read()], (await f32("grad_norm_before_clip")).data, 1e-4);
-    const lrs = parameterLearningRates(net.modules.map((m) => m.spec), {
-      textEncoderLr: settings.text_encoder_lr ?? undefined,
-      unetLr: settings.unet_lr ?? undefined,
-      learningRate: settings.learning_rate ?? 1e-4,
-    });
-    const byLr = new Map<number, Tensor[]>();
-    for (const p of params) {
-      const lr = lrs.get(names.get(p)!);
-      if (lr === null || lr === undefined) continue;
-      byLr.set(lr, [...(byLr.get(lr) ?? []), p]);
-    }
-    const before = await Promise.all(params.map((p) => p.toArray()));
-    const opt = new AdamW([...byLr].map(([lr, ps]) => ({ lr, params: ps })), {
-      lr: 0,
-      weightDecay: 0.01,
-    });
-    opt.update({ gradScaleTensor: clip.scale });
-    for (let i = 0; i < params.length; i++) {
-      const key = names.get(params[i])!;
-      const after = await params[i].toArray();
-      const want = (await f32(`after.${key}`)).data;
-      const dGot = after.map((v, j) => v - before[i][j]);
-      const dWant = want.map((v, j) => v - before[i][j]);
-      // Both sides round the new parameter to float32 (as in the SD 1.x step test).
-      const scale = dWant.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
-      for (let j = 0; j < dWant.length; j++) {
-        const ulp = Math.abs(before[i][j]) * 2 ** -23;
-        const ok = Math.abs(dGot[j] - dWant[j]) <= 1e-3 * scale + 2 * ulp;
-        assert.ok(ok, `update of ${key}[${j}]: ${dGot[j]} vs ${dWant[j]} (scale ${scale})`);
-      }
-    }
-    clip.dispose();
-    opt.dispose();
+    await assertOptimizerStep(net, names, grads, settings, f32, noGrad);
     out.loss.dispose();
     out.modelPred.dispose();
     out.target.dispose();

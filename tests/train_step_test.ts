@@ -4,16 +4,16 @@
  * one AdamW step, for LierLa/epsilon and C3Lier/v-prediction/min-SNR/regularization/clip-skip 2.
  */
 import assert from "node:assert/strict";
-import { AdamW, backward, clipGradNorm, initGpu, rt, Tensor } from "../gpu/mod.ts";
+import { backward, initGpu, rt, Tensor } from "../gpu/mod.ts";
 import { openSafetensors } from "../core/io/safetensors.ts";
 import { loadStableDiffusion } from "../core/models/mod.ts";
 import { createNetworkFromWeights } from "../core/lora/network.ts";
-import { parameterLearningRates } from "../core/lora/block_lr.ts";
 import { DdpmSchedule } from "../core/train/noise_schedule.ts";
 import { sdStepModel, trainStepForward } from "../core/train/step.ts";
 import { sampleLossWeights } from "../core/train/batch_targets.ts";
 import { fixture } from "./fixtures.ts";
 import { assertClose } from "./op_check.ts";
+import { assertGradients, assertOptimizerStep } from "./train_step_check.ts";
 
 interface Settings {
   text_encoder_lr: number | null;
@@ -96,59 +96,8 @@ for (const name of ["step_lierla_eps", "step_c3lier_v_snr_reg"]) {
     // Some true gradients are exactly zero (e.g. time_emb_proj feeding a GroupNorm with one
     // channel per group removes a per-channel constant); both sides then hold float noise
     // around 1e-12, so errors are measured against at least 1e-5 of the largest gradient.
-    const gmax = Math.max(
-      ...grads.map((g) => g.want.reduce((a, v) => Math.max(a, Math.abs(v)), 0)),
-    );
-    for (const { key, got, want } of grads) {
-      let num = 0, den = 1e-5 * gmax;
-      for (let i = 0; i < want.length; i++) {
-        num = Math.max(num, Math.abs(got[i] - want[i]));
-        den = Math.max(den, Math.abs(want[i]));
-      }
-      assert.ok(num / den <= GRAD_TOL, `${key}: relative error ${(num / den).toExponential(3)}`);
-    }
-    // Clipping and AdamW from the reference gradients: the first AdamW step divides by
-    // |g| + eps, so elements whose gradient is near eps (1e-8) would turn float32 noise in the
-    // gradients into large update differences; the optimizer is checked on kohya's gradients.
-    for (const [i, p] of params.entries()) {
-      p.grad?.dispose();
-      p.grad = Tensor.fromArray(grads[i].want, p.shape);
-    }
-    const clip = clipGradNorm(params, settings.max_grad_norm);
-    assertClose("grad norm", [await clip.read()], (await f32("grad_norm_before_clip")).data, 1e-4);
-    const lrs = parameterLearningRates(net.modules.map((m) => m.spec), {
-      textEncoderLr: settings.text_encoder_lr ?? undefined,
-      unetLr: settings.unet_lr ?? undefined,
-      learningRate: settings.learning_rate ?? 1e-4,
-    });
-    const byLr = new Map<number, Tensor[]>();
-    for (const p of params) {
-      const lr = lrs.get(names.get(p)!);
-      if (lr === null || lr === undefined) continue;
-      byLr.set(lr, [...(byLr.get(lr) ?? []), p]);
-    }
-    const before = await Promise.all(params.map((p) => p.toArray()));
-    const opt = new AdamW([...byLr].map(([lr, ps]) => ({ lr, params: ps })), {
-      lr: 0,
-      weightDecay: 0.01,
-    });
-    opt.update({ gradScaleTensor: clip.scale });
-    for (let i = 0; i < params.length; i++) {
-      const key = names.get(params[i])!;
-      const after = await params[i].toArray();
-      const want = (await f32(`after.${key}`)).data;
-      const dGot = after.map((v, j) => v - before[i][j]);
-      const dWant = want.map((v, j) => v - before[i][j]);
-      // Both sides round the new parameter to float32: allow 1e-3 of the tensor's largest
-      // update plus two units in the last place of the parameter itself.
-      const scale = dWant.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
-      for (let j = 0; j < dWant.length; j++) {
-        const ulp = Math.abs(before[i][j]) * 2 ** -23;
-        const ok = Math.abs(dGot[j] - dWant[j]) <= 1e-3 * scale + 2 * ulp;
-        assert.ok(ok, `update of ${key}[${j}]: ${dGot[j]} vs ${dWant[j]} (scale ${scale})`);
-      }
-    }
-    opt.dispose();
+    assertGradients(grads, GRAD_TOL, 1e-5);
+    await assertOptimizerStep(net, names, grads, settings, f32);
     net.dispose();
     sd.dispose();
     ref.close();
