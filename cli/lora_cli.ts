@@ -185,3 +185,32 @@ export async function runTool<A>(
 export function seconds(t0: number): string {
   return ((performance.now() - t0) / 1000).toFixed(1);
 }
+
+/** What merge_lora and sdxl_merge_lora print after merging LoRA files into a checkpoint. */
+export function checkpointMergedLine(
+  r: {
+    modulesApplied: number;
+    weightsChanged: number;
+    tensorsWritten: number;
+    yamlWritten?: string | null;
+  },
+  files: number,
+  saveTo: string,
+  t0: number,
+): string {
+  return `merged ${r.modulesApplied} LoRA modules from ${files} file(s) into ` +
+    `${r.weightsChanged} weights; wrote ${r.tensorsWritten} tensors to ${saveTo}` +
+    `${r.yamlWritten ? ` and the base's config to ${r.yamlWritten}` : ""} (${seconds(t0)} s)`;
+}
+
+/** What merge_lora and sdxl_merge_lora print after merging LoRA files into one (`kind` "" or "SDXL "). */
+export function filesMergedLine(
+  kind: string,
+  r: { modules: number; dim: number | string; alpha: number | string },
+  files: number,
+  saveTo: string,
+  t0: number,
+): string {
+  return `merged ${files} ${kind}LoRA file(s) into ${r.modules} modules (dim ${r.dim}, alpha ` +
+    `${r.alpha}); wrote ${saveTo} (${seconds(t0)} s)`;
+}

@@ -13,13 +13,14 @@ import {
   addMergeFileFlags,
   addNoMetadataFlag,
   addPrecisionFlags,
+  checkpointMergedLine,
   DEVICE_HELP,
+  filesMergedLine,
   makeParser,
   type Parser,
   progress,
   runTool,
   SAFETENSORS_ONLY,
-  seconds,
   writableSafetensors,
 } from "./lora_cli.ts";
 
@@ -96,11 +97,7 @@ async function run(a: Args): Promise<number> {
       noMetadata: a.no_metadata,
       onProgress: progress,
     });
-    console.log(
-      `merged ${r.modulesApplied} LoRA modules from ${models.length} file(s) into ` +
-        `${r.weightsChanged} weights; wrote ${r.tensorsWritten} tensors to ${saveTo}` +
-        `${r.yamlWritten ? ` and the base's config to ${r.yamlWritten}` : ""} (${seconds(t0)} s)`,
-    );
+    console.log(checkpointMergedLine(r, models.length, saveTo, t0));
     return 0;
   }
   const r = await mergeLoraFiles({
@@ -114,10 +111,7 @@ async function run(a: Args): Promise<number> {
     noMetadata: a.no_metadata,
     onProgress: progress,
   });
-  console.log(
-    `merged ${models.length} LoRA file(s) into ${r.modules} modules (dim ${r.dim}, alpha ` +
-      `${r.alpha}); wrote ${saveTo} (${seconds(t0)} s)`,
-  );
+  console.log(filesMergedLine("", r, models.length, saveTo, t0));
   return 0;
 }
 

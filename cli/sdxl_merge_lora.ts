@@ -14,12 +14,13 @@ import {
   addMergeFileFlags,
   addNoMetadataFlag,
   addPrecisionFlags,
+  checkpointMergedLine,
+  filesMergedLine,
   makeParser,
   type Parser,
   progress,
   runTool,
   SAFETENSORS_ONLY,
-  seconds,
   writableSafetensors,
 } from "./lora_cli.ts";
 
@@ -98,11 +99,7 @@ async function run(a: Args): Promise<number> {
       noMetadata: a.no_metadata,
       onProgress: progress,
     });
-    console.log(
-      `merged ${r.modulesApplied} LoRA modules from ${models.length} file(s) into ` +
-        `${r.weightsChanged} weights; wrote ${r.tensorsWritten} tensors to ${saveTo}` +
-        `${r.yamlWritten ? ` and the base's config to ${r.yamlWritten}` : ""} (${seconds(t0)} s)`,
-    );
+    console.log(checkpointMergedLine(r, models.length, saveTo, t0));
     return 0;
   }
   const r = await mergeLoraFiles({
@@ -118,10 +115,7 @@ async function run(a: Args): Promise<number> {
     lbws,
     onProgress: progress,
   });
-  console.log(
-    `merged ${models.length} SDXL LoRA file(s) into ${r.modules} modules (dim ${r.dim}, alpha ` +
-      `${r.alpha}); wrote ${saveTo} (${seconds(t0)} s)`,
-  );
+  console.log(filesMergedLine("SDXL ", r, models.length, saveTo, t0));
   return 0;
 }
 
