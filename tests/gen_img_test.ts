@@ -20,6 +20,7 @@ import { loraTags, parseInfotext } from "../core/sample/infotext.ts";
 import { loadVaeFile } from "../core/sample/vae_file.ts";
 import { main as genImg } from "../cli/gen_img.ts";
 import { fixture } from "./fixtures.ts";
+import { pngs, runCli } from "./cli_capture.ts";
 import { randn, relErr } from "./op_check.ts";
 
 const model = fixture("sd1-tiny/model.safetensors");
@@ -249,32 +250,7 @@ gpuTest(
 );
 
 /** Run the CLI, capturing what it prints to stderr. */
-async function cli(args: string[]): Promise<{ code: number; err: string }> {
-  const lines: string[] = [];
-  const orig = console.error;
-  console.error = (...a: unknown[]) => lines.push(a.join(" "));
-  const origLog = console.log;
-  console.log = () => {};
-  const stderr = Deno.stderr as { writeSync(b: Uint8Array): number };
-  const origWrite = stderr.writeSync;
-  stderr.writeSync = (b: Uint8Array) => {
-    lines.push(new TextDecoder().decode(b));
-    return b.length;
-  };
-  try {
-    return { code: await genImg(args), err: lines.join("\n") };
-  } finally {
-    console.error = orig;
-    console.log = origLog;
-    stderr.writeSync = origWrite;
-  }
-}
-
-async function pngs(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const e of Deno.readDir(dir)) if (e.name.endsWith(".png")) out.push(e.name);
-  return out.sort();
-}
+const cli = (args: string[]) => runCli(genImg, args);
 
 const COMMON = ["--ckpt", model ?? "", "--W", "64", "--H", "64", "--steps", "3"];
 

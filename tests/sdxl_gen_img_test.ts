@@ -25,6 +25,7 @@ import {
 import { main as sdxlGenImg } from "../cli/sdxl_gen_img.ts";
 import { main as genImg } from "../cli/gen_img.ts";
 import { fixture } from "./fixtures.ts";
+import { pngs, runCli } from "./cli_capture.ts";
 import { relErr } from "./op_check.ts";
 
 const model = fixture("sdxl-tiny/model.safetensors");
@@ -267,34 +268,7 @@ Deno.test("sdxl gen: kohya's size conditioning defaults, negatives and highres f
 });
 
 /** Run a CLI, capturing what it prints to stderr. */
-async function cli(
-  main: (args: string[]) => Promise<number>,
-  args: string[],
-): Promise<{ code: number; err: string }> {
-  const lines: string[] = [];
-  const orig = console.error, origLog = console.log;
-  console.error = (...a: unknown[]) => lines.push(a.join(" "));
-  console.log = () => {};
-  const stderr = Deno.stderr as { writeSync(b: Uint8Array): number };
-  const origWrite = stderr.writeSync;
-  stderr.writeSync = (b: Uint8Array) => {
-    lines.push(new TextDecoder().decode(b));
-    return b.length;
-  };
-  try {
-    return { code: await main(args), err: lines.join("\n") };
-  } finally {
-    console.error = orig;
-    console.log = origLog;
-    stderr.writeSync = origWrite;
-  }
-}
-
-async function pngs(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const e of Deno.readDir(dir)) if (e.name.endsWith(".png")) out.push(e.name);
-  return out.sort();
-}
+const cli = runCli;
 
 const COMMON = ["--ckpt", model ?? "", "--W", "64", "--H", "64", "--steps", "2"];
 
