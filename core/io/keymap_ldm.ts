@@ -25,6 +25,7 @@ import {
   hfToOpenClip,
   openClipKeyToHf,
   openClipLastBlock,
+  pushTextEntries,
   type TextMapped,
 } from "./keymap_text.ts";
 
@@ -104,22 +105,7 @@ export function mapLdmKeys(infos: readonly TensorInfo[], where: string): LdmMapp
         extras.push(t);
         continue;
       }
-      if (m.names.length === 1) {
-        entries.push({ name: INTERNAL_PREFIX.text + m.names[0], key, shape: [...t.shape] });
-        continue;
-      }
-      // A fused q,k,v tensor: three equal chunks along dim 0.
-      const parts = m.names.length;
-      if (t.shape.length === 0 || t.shape[0] % parts !== 0) {
-        throw new LorakitError(
-          `${where}: '${key}': expected q,k,v stacked along dim 0 (a multiple of ${parts} rows), ` +
-            `found ${shapeText(t.shape)}`,
-        );
-      }
-      const shape = [t.shape[0] / parts, ...t.shape.slice(1)];
-      m.names.forEach((n, part) =>
-        entries.push({ name: INTERNAL_PREFIX.text + n, key, shape, part, parts })
-      );
+      pushTextEntries(entries, m, INTERNAL_PREFIX.text, t, where);
     } else {
       extras.push(t);
     }

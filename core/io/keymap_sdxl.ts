@@ -25,7 +25,7 @@ import type { TensorInfo } from "./tensor_source.ts";
 import { type MapEntry, shapeText } from "./keymap_types.ts";
 import { inferUnetLayersPerBlock, unetKeyToDiffusers } from "./keymap_unet.ts";
 import { inferVaeLevels, vaeConvToLinearShape, vaeKeyToDiffusers } from "./keymap_vae.ts";
-import { clipKeyToHf, openClipKeyToHf, type TextMapped } from "./keymap_text.ts";
+import { clipKeyToHf, openClipKeyToHf, pushTextEntries } from "./keymap_text.ts";
 import { INTERNAL_PREFIX, LDM_PREFIX } from "./keymap_ldm.ts";
 
 /** SGM key prefixes of the two text embedders. */
@@ -71,29 +71,6 @@ function unetName(rel: string, layersPerBlock: number): string | null {
   return unetKeyToDiffusers(rel, layersPerBlock);
 }
 
-/** Pushes the entries of one text-encoder key (three for a fused q,k,v tensor). */
-function pushText(
-  out: MapEntry[],
-  m: TextMapped & { kind: "model" },
-  prefix: string,
-  t: TensorInfo,
-  where: string,
-): void {
-  if (m.names.length === 1) {
-    out.push({ name: prefix + m.names[0], key: t.name, shape: [...t.shape] });
-    return;
-  }
-  const parts = m.names.length;
-  if (t.shape.length === 0 || t.shape[0] % parts !== 0) {
-    throw new LorakitError(
-      `${where}: '${t.name}': expected q,k,v stacked along dim 0 (a multiple of ${parts} rows), ` +
-        `found ${shapeText(t.shape)}`,
-    );
-  }
-  const shape = [t.shape[0] / parts, ...t.shape.slice(1)];
-  m.names.forEach((n, part) => out.push({ name: prefix + n, key: t.name, shape, part, parts }));
-}
-
 /** Maps every stored key of an SGM (SDXL) single file; see the module doc. */
 export function mapSdxlKeys(infos: readonly TensorInfo[], where: string): SdxlMapping {
   const rel = (p: string) =>
@@ -119,7 +96,7 @@ export function mapSdxlKeys(infos: readonly TensorInfo[], where: string): SdxlMa
       const m = clipKeyToHf(key.slice(SGM_PREFIX.clip.length));
       if (m.kind === "unknown") throw unknown(where, key, "text encoder 1");
       if (m.kind === "extra") extras.push(t);
-      else pushText(entries, m, INTERNAL_PREFIX.text, t, where);
+      else pushTextEntries(entries, m, INTERNAL_PREFIX.text, t, where);
     } else if (key.startsWith(SGM_PREFIX.openClip)) {
       const r = key.slice(SGM_PREFIX.openClip.length);
       if (r === "text_projection") {
@@ -141,7 +118,7 @@ export function mapSdxlKeys(infos: readonly TensorInfo[], where: string): SdxlMa
       const m = openClipKeyToHf(r, -1);
       if (m.kind === "unknown") throw unknown(where, key, "text encoder 2");
       if (m.kind === "extra") extras.push(t);
-      else pushText(entries, m, TEXT2_PREFIX, t, where);
+      else pushTextEntries(entries, m, TEXT2_PREFIX, t, where);
     } else if (key.startsWith("conditioner.")) {
       throw unknown(where, key, "conditioner");
     } else {

@@ -14,7 +14,9 @@
  *
  * @module
  */
-import { parseIndex } from "./keymap_types.ts";
+import { LorakitError } from "../errors.ts";
+import type { TensorInfo } from "./tensor_source.ts";
+import { type MapEntry, parseIndex, shapeText } from "./keymap_types.ts";
 
 /** Result of mapping one stored key. */
 export type TextMapped =
@@ -131,4 +133,27 @@ export function openClipLastBlock(keys: Iterable<string>): number {
     if (m) max = Math.max(max, Number(m[1]));
   }
   return max;
+}
+
+/** Pushes the entries of one text-encoder key (three for a fused q,k,v tensor). */
+export function pushTextEntries(
+  out: MapEntry[],
+  m: TextMapped & { kind: "model" },
+  prefix: string,
+  t: TensorInfo,
+  where: string,
+): void {
+  if (m.names.length === 1) {
+    out.push({ name: prefix + m.names[0], key: t.name, shape: [...t.shape] });
+    return;
+  }
+  const parts = m.names.length;
+  if (t.shape.length === 0 || t.shape[0] % parts !== 0) {
+    throw new LorakitError(
+      `${where}: '${t.name}': expected q,k,v stacked along dim 0 (a multiple of ${parts} rows), ` +
+        `found ${shapeText(t.shape)}`,
+    );
+  }
+  const shape = [t.shape[0] / parts, ...t.shape.slice(1)];
+  m.names.forEach((n, part) => out.push({ name: prefix + n, key: t.name, shape, part, parts }));
 }
