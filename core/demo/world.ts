@@ -25,7 +25,7 @@ export const WORLD_COLOURS: Readonly<Record<string, Rgb>> = {
   black: [15, 15, 15],
 };
 
-/** The colour the demo's LoRA teaches (trigger word "sks"). */
+/** The colour the demo's LoRA teaches (trigger word "lkdemo"). */
 export const ORANGE: Rgb = [255, 140, 0];
 
 /** Colour names of the base palette, in a fixed order. */
@@ -144,6 +144,24 @@ export function baseTrainingScenes(count: number, seed: number): Scene[] {
         caption: twoToneCaption(colour, shape, top, bottom),
       });
     }
+  }
+  return out;
+}
+
+/**
+ * `count` scenes in colours drawn uniformly from the RGB cube (object and background; half of
+ * them two-tone), uncaptioned. They teach the base model's VAE to keep any colour apart (a VAE
+ * trained on the palette alone encodes orange as a yellow); the U-Net never sees them.
+ */
+export function colourScenes(count: number, seed: number): Scene[] {
+  const r = worldRng(seed);
+  const rgb = (): Rgb => [0, 0, 0].map(() => Math.floor(256 * r())) as unknown as Rgb;
+  const out: Scene[] = [];
+  for (let i = 0; i < count; i++) {
+    const shape = WORLD_SHAPES[Math.floor(r() * WORLD_SHAPES.length)];
+    const colour = rgb();
+    const background: Rgb | readonly [Rgb, Rgb] = r() < 0.5 ? rgb() : [rgb(), rgb()];
+    out.push({ shape, colour, background, ...place(r), caption: "" });
   }
   return out;
 }

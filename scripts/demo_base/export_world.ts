@@ -6,7 +6,8 @@
  * embeddings it will see at generation time.
  *
  * Usage: deno run -A scripts/demo_base/export_world.ts [out_dir] [train_images]
- * Writes <out_dir>/world.safetensors (images u8 NHWC, caption ids, embeddings [C, 77, 32]) and
+ * Writes <out_dir>/world.safetensors (images u8 NHWC, caption ids, embeddings [C, 77, 32], and
+ * half as many uncaptioned random-colour images for the VAE) and
  * <out_dir>/text_encoder_f16.safetensors (the random model the embeddings come from).
  */
 import { initGpu } from "../../gpu/mod.ts";
@@ -23,6 +24,7 @@ import {
 } from "../../core/demo/tiny_model.ts";
 import {
   baseTrainingScenes,
+  colourScenes,
   drawScene,
   heldOutPrompts,
   type Scene,
@@ -33,6 +35,7 @@ import {
 export const BASE_SEED = 42;
 const TRAIN_SEED = 1001;
 const VAL_SEED = 2002;
+const COLOUR_SEED = 3003;
 
 const outDir = Deno.args[0] ?? "out/demo_base";
 const trainCount = Number(Deno.args[1] ?? 8000);
@@ -49,6 +52,7 @@ await writeFileAtomic(yamlPathFor(randomPath), tinySd1Yaml(config));
 
 const train = baseTrainingScenes(trainCount, TRAIN_SEED);
 const val = baseTrainingScenes(valCount, VAL_SEED);
+const colours = colourScenes(trainCount / 2, COLOUR_SEED);
 const captions = ["", ...new Set([...train, ...val].map((s) => s.caption))];
 for (const p of heldOutPrompts()) if (!captions.includes(p.caption)) captions.push(p.caption);
 const index = new Map(captions.map((c, i) => [c, i]));
@@ -82,6 +86,7 @@ await writeSafetensors(`${outDir}/world.safetensors`, [
   { name: "train_caption_ids", dtype: "I32", shape: [train.length], data: ids(train) },
   { name: "val_images", dtype: "U8", shape: [val.length, S, S, 3], data: pixels(val) },
   { name: "val_caption_ids", dtype: "I32", shape: [val.length], data: ids(val) },
+  { name: "colour_images", dtype: "U8", shape: [colours.length, S, S, 3], data: pixels(colours) },
   { name: "embeddings", dtype: "F32", shape: [captions.length, 77, 32], data: emb },
 ], { captions: JSON.stringify(captions) });
 console.log(

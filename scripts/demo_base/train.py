@@ -1,11 +1,12 @@
 """Train the demo base model's VAE and U-Net on the synthetic world (CPU, PyTorch).
 
-Usage: python3 scripts/demo_base/train.py <work_dir> --stage vae|unet|decoder|join [--minutes M]
+Usage: python3 scripts/demo_base/train.py <work_dir> --stage vae|colours|unet|join [--minutes M]
 Reads <work_dir>/world.safetensors (export_world.ts). Stages:
   vae      VAE encoder and decoder together, then standardised: <work_dir>/vae.safetensors
+  colours  continue <work_dir>/vae.safetensors on the palette and on random-colour scenes, the
+           palette's latents held where they were (so a U-Net trained on them stays valid), and
+           write it back
   unet     U-Net on the (now fixed) encoder's latents: <work_dir>/unet.safetensors
-  decoder  more decoder training on the same latents, in parallel with `unet` (the encoder is
-           frozen, so the U-Net's latent space does not move): <work_dir>/decoder.safetensors
   join     all of it in lorakit's internal names, f32: <work_dir>/weights.safetensors
 
 The VAE learns reconstruction (L1 + MSE + a small KL); its latents are then standardised per
@@ -16,6 +17,7 @@ on the fixed text-encoder outputs, with the empty caption 10% of the time for gu
 Training runs for a wall-clock budget per stage, with fixed seeds.
 """
 import argparse
+import copy
 import math
 import os
 import sys
@@ -116,6 +118,69 @@ def standardise(vae, train):
     log(f"latent shift {mu.tolist()} scale {k.tolist()}")
 
 
+def orange_share(vae):
+    """Fraction of an orange (255, 140, 0) square's pixels (on blue) that the VAE gives back
+    orange, by world.ts's isOrange box."""
+    img = np.zeros((1, 64, 64, 3), np.uint8)
+    img[:] = (30, 70, 220)
+    img[:, 20:44, 20:44] = (255, 140, 0)
+    with torch.no_grad():
+        y = vae.decode(vae.encode(to_float(img))[0]).clamp(-1, 1)
+    p = torch.round((y[0] + 1) * 127.5).permute(1, 2, 0).numpy()
+    r, g, b = p[..., 0], p[..., 1], p[..., 2]
+    orange = (r >= 190) & (g >= 90) & (g <= 190) & (b <= 90)
+    return float(orange[20:44, 20:44].mean())
+
+
+def tune_colours(vae, train, colours, val, minutes, seed, lr=1e-3, anchor=10.0):
+    """Encoder and decoder on half palette, half random-colour batches. The palette images'
+    latent means (times SCALE, unit variance) are pulled towards the starting VAE's with weight
+    `anchor`, so the latent space the U-Net learnt stays put while other colours get room."""
+    torch.manual_seed(seed)
+    old = copy.deepcopy(vae).eval()
+    for p in old.parameters():
+        p.requires_grad_(False)
+    log(f"colours: start PSNR {psnr(vae, val):.2f} dB, orange kept {orange_share(vae):.2f}")
+    vae.train()
+    opt = torch.optim.Adam(vae.parameters(), lr=lr)
+    end = time.time() + minutes * 60
+    step = 0
+    g = torch.Generator().manual_seed(seed)
+    while time.time() < end:
+        frac = 1 - (end - time.time()) / (minutes * 60)
+        p = train[torch.randint(0, len(train), (8,), generator=g)]
+        c = colours[torch.randint(0, len(colours), (8,), generator=g)]
+        x = torch.cat([p, c])
+        if frac < 0.6:
+            oy, ox = [8 * int(v) for v in torch.randint(0, 5, (2,), generator=g)]
+            x = x[:, :, oy:oy + 32, ox:ox + 32]
+        if torch.rand(1, generator=g).item() < 0.5:
+            x = x.flip(3)
+        mean, logvar = vae.encode(x)
+        z = mean + torch.exp(0.5 * logvar.clamp(-30, 20)) * torch.randn_like(mean)
+        y = vae.decode(z)
+        with torch.no_grad():
+            target = old.encode(x[:8])[0]
+        drift = F.mse_loss(mean[:8] * SCALE, target * SCALE)
+        loss = F.l1_loss(y, x) + F.mse_loss(y, x) + anchor * drift
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1, (step + 1) / 30) * (0.5 + 0.5 * math.cos(math.pi * frac))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 50 == 0:
+            log(f"colours step {step} loss {loss.item():.4f} drift {drift.item() ** 0.5:.4f}")
+    vae.eval()
+    with torch.no_grad():
+        d = torch.cat([vae.encode(val[i:i + 64])[0] - old.encode(val[i:i + 64])[0]
+                       for i in range(0, len(val), 64)]) * SCALE
+    log(f"colours: {step} steps, held-out PSNR {psnr(vae, val):.2f} dB, orange kept "
+        f"{orange_share(vae):.2f}, held-out latent drift (rms, unit-variance latents) "
+        f"{d.pow(2).mean().sqrt().item():.4f}")
+    return vae
+
+
 def ddpm_alphas_cumprod():
     betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
     return torch.cumprod(1 - betas, 0).float()
@@ -203,46 +268,10 @@ def encode_all(vae, images):
     return torch.cat([m for m, _ in parts]), torch.cat([lv for _, lv in parts])
 
 
-def train_decoder(vae, train, val, minutes, seed):
-    """Decoder and post_quant_conv only, on posterior samples of fixed latents."""
-    torch.manual_seed(seed)
-    mean, logvar = encode_all(vae, train)
-    log("decoder: latents encoded")
-    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
-    opt = torch.optim.Adam(params, lr=5e-4)
-    g = torch.Generator().manual_seed(seed)
-    end = time.time() + minutes * 60
-    step = 0
-    vae.train()
-    while time.time() < end:
-        frac = 1 - (end - time.time()) / (minutes * 60)
-        idx = torch.randint(0, len(train), (16,), generator=g)
-        m, lv, x = mean[idx], logvar[idx].clamp(-30, 20), train[idx]
-        if frac < 0.7:
-            # 4x4-latent crops (32x32 pixels), a quarter of the cost; whole images at the end.
-            oy, ox = [int(v) for v in torch.randint(0, 5, (2,), generator=g)]
-            m, lv = m[:, :, oy:oy + 4, ox:ox + 4], lv[:, :, oy:oy + 4, ox:ox + 4]
-            x = x[:, :, 8 * oy:8 * oy + 32, 8 * ox:8 * ox + 32]
-        z = m + torch.exp(0.5 * lv) * torch.randn(m.shape, generator=g)
-        y = vae.decode(z)
-        loss = F.l1_loss(y, x) + F.mse_loss(y, x)
-        for group in opt.param_groups:
-            group["lr"] = 5e-4 * (0.5 + 0.5 * math.cos(math.pi * min(frac, 1)))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        step += 1
-        if step % 50 == 0:
-            log(f"decoder step {step} loss {loss.item():.4f}")
-    vae.eval()
-    log(f"decoder: {step} steps, held-out PSNR {psnr(vae, val):.2f} dB")
-    return vae
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("work")
-    ap.add_argument("--stage", required=True, choices=["vae", "unet", "decoder", "join"])
+    ap.add_argument("--stage", required=True, choices=["vae", "colours", "unet", "join"])
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--resume", default=None,
@@ -250,7 +279,8 @@ def main():
     ap.add_argument("--high-t", action="store_true", help="unet: sample high timesteps more")
     ap.add_argument("--out", default="unet.safetensors", help="unet: output file in <work>")
     ap.add_argument("--lr", type=float, default=None,
-                    help="unet: peak learning rate (default 1e-3, or 5e-4 with --resume)")
+                    help="unet: peak learning rate (default 1e-3, or 5e-4 with --resume); "
+                    "colours: the same (default 1e-3)")
     ap.add_argument("--snapshot-minutes", type=float, default=0,
                     help="unet: write the EMA to <out>.snap.safetensors this often")
     a = ap.parse_args()
@@ -260,15 +290,9 @@ def main():
     if a.stage == "join":
         unet, _ = st_io.read(path("unet.safetensors"))
         val = to_float(st_io.read(path("world.safetensors"))[0]["val_images"])
-        # The decoder's extra training only counts when it improved the held-out PSNR.
-        scored = []
-        for name in ("vae.safetensors", "decoder.safetensors"):
-            if os.path.exists(path(name)):
-                scored.append((psnr(load_vae(path(name)), val), name))
-                log(f"{name}: held-out PSNR {scored[-1][0]:.2f} dB")
-        vae_psnr, best = max(scored)
-        vae, _ = st_io.read(path(best))
-        log(f"using {best}")
+        vae, _ = st_io.read(path("vae.safetensors"))
+        vae_psnr = psnr(load_vae(path("vae.safetensors")), val)
+        log(f"VAE held-out PSNR {vae_psnr:.2f} dB")
         meta = {
             "lorakit.demo.training": f"PyTorch {torch.__version__} on CPU; see scripts/demo_base",
             "lorakit.demo.vae_psnr": f"{vae_psnr:.2f}",
@@ -284,9 +308,11 @@ def main():
         standardise(vae, train)
         log(f"held-out PSNR after standardising: {psnr(vae, val):.2f} dB")
         save_vae(vae, path("vae.safetensors"))
-    elif a.stage == "decoder":
-        vae = train_decoder(load_vae(path("vae.safetensors")), train, val, a.minutes, seed=3)
-        save_vae(vae, path("decoder.safetensors"))
+    elif a.stage == "colours":
+        colours = to_float(world["colour_images"])
+        vae = tune_colours(load_vae(path("vae.safetensors")), train, colours, val, a.minutes,
+                           seed=5, lr=a.lr if a.lr is not None else 1e-3)
+        save_vae(vae, path("vae.safetensors"))
     else:
         vae = load_vae(path("vae.safetensors"))
         latents = encode_all(vae, train)[0] * SCALE
