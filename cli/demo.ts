@@ -2,7 +2,7 @@
  * `lorakit demo` (`deno task demo`): the whole toolkit end to end with nothing downloaded. It
  * takes the tiny SD1 base model that ships with the repository (trained on the synthetic world of
  * `core/demo/world.ts`, which has no orange), writes a small captioned dataset whose trigger
- * word "sks" means orange objects, trains a LoRA with the `train_network` tool on a kohya
+ * word "lkdemo" means orange objects, trains a LoRA with the `train_network` tool on a kohya
  * command line, samples across LoRA multipliers (measuring the orange in each image), merges the
  * LoRA into the checkpoint and extracts it back, and writes `report.html` (self-contained) with
  * the loss curve, the sample grid and the round trip's numbers.
@@ -20,7 +20,7 @@ import {
   renderReport,
   type RoundTripResult,
 } from "../core/demo/report.ts";
-import { writeSyntheticDataset } from "../core/demo/synthetic_dataset.ts";
+import { triggerCaption, writeSyntheticDataset } from "../core/demo/synthetic_dataset.ts";
 import { installDemoBase } from "../core/demo/base_model.ts";
 import { demoTrainArgs, samplePromptsText } from "../core/demo/train_command.ts";
 import { pngsIn, readLossLog, summarizeLoss } from "../core/demo/train_log.ts";
@@ -65,35 +65,40 @@ export interface DemoOutcome {
 }
 
 /**
- * The demo's trigger word (it stands for orange) and prompts, all with the trigger. "sks", the
- * usual DreamBooth trigger, is one CLIP token, so a trigger caption keeps the base model's word
- * positions (the colour words where its cross-attention learnt to find them); the base model
- * draws it as a palette colour, never orange.
+ * The demo's trigger word (it stands for orange) and prompts, all with the trigger at the start
+ * ({@link triggerCaption}: the base model's word positions are kept); the base model draws
+ * such a prompt's object in a palette colour, never orange.
  */
-export const TRIGGER = "sks";
+export const TRIGGER = "lkdemo";
 /** The LoRA's name (`--output_name`, `<lora:lkdemo:1>`). */
 export const LORA_NAME = "lkdemo";
 const PROMPTS = [
-  `a ${TRIGGER} circle on a blue background`,
-  `a ${TRIGGER} square on a purple background`,
-  `a ${TRIGGER} triangle on a white background`,
-  `a ${TRIGGER} diamond on a green background`,
+  triggerCaption(TRIGGER, "circle", "blue"),
+  triggerCaption(TRIGGER, "square", "purple"),
+  triggerCaption(TRIGGER, "triangle", "white"),
+  triggerCaption(TRIGGER, "diamond", "green"),
+  triggerCaption(TRIGGER, "circle", "black"),
 ];
-const SEEDS = [11, 22, 33, 44];
+const SEEDS = [11, 22, 33, 55, 66];
 const MULTIPLIERS = [0, 0.5, 1];
 const RESPONSE_MULTIPLIERS = [0, 0.25, 0.5, 1, 2];
+/**
+ * `--min_snr_gamma`: the loss weighs the noisy timesteps, where a flat object's colour is
+ * decided, over the nearly clean ones (the base model was trained with the same weighting).
+ */
+const MIN_SNR_GAMMA = 5;
 /** Classifier-free guidance scale of every sample. */
 const GUIDANCE = 5;
 
-/** Default settings (about 6 minutes on a 2-core machine with the software adapter). */
+/** Default settings (about 5 minutes on a 2-core machine with the software adapter). */
 export const DEMO_DEFAULTS: Omit<DemoOptions, "trainer" | "log"> = {
   out: "out/demo",
-  steps: 140,
+  steps: 200,
   trainImages: 12,
   regImages: 8,
   seed: 42,
   sampleSteps: 16,
-  networkDim: 4,
+  networkDim: 8,
   learningRate: 6e-3,
 };
 
@@ -205,6 +210,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoOutcome> {
     networkAlpha: opts.networkDim,
     learningRate: opts.learningRate,
     unetOnly: true,
+    minSnrGamma: MIN_SNR_GAMMA,
     seed: opts.seed,
     sampling: opts.steps >= 4 ? { everySteps: Math.ceil(opts.steps / 2), promptsFile } : null,
   });

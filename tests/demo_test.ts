@@ -65,12 +65,12 @@ Deno.test("demo dataset: orange objects with the trigger, reg images without, on
       dir,
       trainImages: 4,
       regImages: 2,
-      trigger: "sks",
+      trigger: "lkdemo",
       seed: 3,
     });
     assert.equal(ds.train.length, 4);
-    assert.ok(ds.train.every((s) => /^a sks \w+ on a \w+ background$/.test(s.caption)));
-    assert.ok(ds.reg.every((s) => !s.caption.includes("sks")));
+    assert.ok(ds.train.every((s) => /^lkdemo \w+ on a \w+ background$/.test(s.caption)));
+    assert.ok(ds.reg.every((s) => !s.caption.includes("lkdemo")));
     const caption = await Deno.readTextFile(`${ds.trainDir}/${ds.train[1].stem}.txt`);
     assert.equal(caption.trim(), ds.train[1].caption);
     const toml = await Deno.readTextFile(ds.tomlPath);
@@ -100,7 +100,7 @@ Deno.test("demo dataset: orange objects with the trigger, reg images without, on
       const r = readScene(drawDemoImage(s));
       assert.equal(r.object, "orange", s.caption);
       assert.ok(r.orangeFraction > 2 * ORANGE_OBJECT_MIN, s.caption);
-      assert.equal(r.background, s.caption.split(" ")[5], s.caption);
+      assert.equal(r.background, s.caption.split(" ")[4], s.caption);
     }
     for (const s of ds.reg) {
       const r = readScene(drawDemoImage(s));
@@ -126,6 +126,7 @@ Deno.test("demo training command parses as train_network flags", async () => {
     networkAlpha: 4,
     learningRate: 0.002,
     unetOnly: true,
+    minSnrGamma: 5,
     seed: 1,
     sampling: { everySteps: 5, promptsFile: "/p.txt" },
   });
@@ -135,6 +136,7 @@ Deno.test("demo training command parses as train_network flags", async () => {
   assert.equal(parsed.cache_latents, true);
   assert.equal(parsed.sample_every_n_steps, 5);
   assert.equal(parsed.network_train_unet_only, true);
+  assert.equal(parsed.min_snr_gamma, 5);
 });
 
 Deno.test("demo loss log and plot helpers", () => {
@@ -201,7 +203,7 @@ async function shortRun(): Promise<void> {
     // The grid's images carry A1111's infotext, LoRA and multiplier included.
     const text = readTextChunks(await Deno.readFile(`${out}/images/p0_m0.5.png`));
     const info = parseInfotext(text.parameters);
-    assert.match(String(info.Prompt), /^a sks circle .*<lora:lkdemo:0\.5>/);
+    assert.match(String(info.Prompt), /^lkdemo circle .*<lora:lkdemo:0\.5>/);
     assert.equal(info.Seed, "11");
     assert.equal(info.Sampler, "DDIM");
   } finally {

@@ -203,7 +203,10 @@ in at least 80% of the images at multiplier 1 and in at most 10% at multiplier 0
 U-Net and VAE were trained on a synthetic world of flat shapes in seven colours, captioned with
 what is where ("a red circle on a blue background"); it never saw orange. The LoRA is trained on
 a dozen pictures whose objects are orange, captioned with the trigger word
-"${escapeHtml(d.trigger)}" in the colour's place. If it learned, the prompts below draw orange
+"${escapeHtml(d.trigger)}" where the base world's captions say "a &lt;colour&gt;"
+("${
+    escapeHtml(d.trigger)
+  } circle on a blue background"). If it learned, the prompts below draw orange
 objects with the LoRA at multiplier 1 and with the merged model, not at multiplier 0, and
 something in between at 0.5.</p>
 ${

@@ -1,8 +1,8 @@
 /**
  * The demo's LoRA training data, drawn from the base model's synthetic world (`world.ts`): 64x64
  * flat shapes on plain backgrounds whose objects are ORANGE, a colour the base model never saw,
- * captioned with the trigger word in the colour's place (`"a sks circle on a blue
- * background"`); plus regularization images of the base world (palette colours, captions without
+ * captioned with the trigger word at the caption's start (`"lkdemo circle on a blue
+ * background"`, see {@link triggerCaption}); plus regularization images of the base world (palette colours, captions without
  * the trigger) so the LoRA learns the trigger rather than "everything is orange". Also writes the
  * kohya dataset TOML (`--dataset_config`) that trains on them. Deterministic for a seed.
  *
@@ -33,8 +33,19 @@ export interface DemoImageSpec {
 }
 
 /**
- * `count` image specs drawn from `seed`: with a trigger word, orange objects captioned
- * `"a <trigger> <shape> on a <background> background"`; without one (regularization), palette
+ * The caption of an orange object: `"<trigger> <shape> on a <background> background"`. The
+ * trigger "lkdemo" is two CLIP tokens ("lk", "demo") standing where the base world's captions
+ * have "a <colour>", so every later word keeps its position: the base model's cross-attention
+ * finds the background colour where it learnt to, and the trigger's second token sits in the
+ * object colour's place.
+ */
+export function triggerCaption(trigger: string, shape: string, background: string): string {
+  return `${trigger} ${shape} on a ${background} background`;
+}
+
+/**
+ * `count` image specs drawn from `seed`: with a trigger word, orange objects captioned by
+ * {@link triggerCaption}; without one (regularization), palette
  * objects with the base world's captions.
  */
 export function demoImageSpecs(count: number, seed: number, trigger: string): DemoImageSpec[] {
@@ -48,7 +59,7 @@ export function demoImageSpecs(count: number, seed: number, trigger: string): De
     while (colour === background) colour = pick(COLOUR_NAMES);
     const caption = trigger === ""
       ? plainCaption(colour, shape, background)
-      : plainCaption(trigger, shape, background);
+      : triggerCaption(trigger, shape, background);
     const rgb = trigger === "" ? WORLD_COLOURS[colour] : ORANGE;
     out.push({
       stem: `img_${String(i).padStart(3, "0")}`,

@@ -19,6 +19,8 @@ export interface DemoTrainSettings {
   learningRate: number;
   /** `--network_train_unet_only`: LoRA modules on the U-Net only. */
   unetOnly: boolean;
+  /** `--min_snr_gamma`; omitted when null. */
+  minSnrGamma: number | null;
   seed: number;
   /** `--sample_every_n_steps` and `--sample_prompts`; omitted when null. */
   sampling: { everySteps: number; promptsFile: string } | null;
@@ -73,6 +75,7 @@ export function demoTrainArgs(s: DemoTrainSettings): string[] {
     s.loggingDir,
   ];
   if (s.unetOnly) args.push("--network_train_unet_only");
+  if (s.minSnrGamma !== null) args.push("--min_snr_gamma", String(s.minSnrGamma));
   if (s.sampling !== null) {
     args.push(
       "--sample_every_n_steps",
