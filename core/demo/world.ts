@@ -25,8 +25,13 @@ export const WORLD_COLOURS: Readonly<Record<string, Rgb>> = {
   black: [15, 15, 15],
 };
 
-/** The colour the demo's LoRA teaches (trigger word "lkdemo"). */
-export const ORANGE: Rgb = [255, 140, 0];
+/**
+ * The colour the demo's LoRA teaches (trigger word "lkdemo"): an orange a little redder than
+ * (255, 140, 0), because the base model's VAE gives orange back 20 to 50 greener on blue, green,
+ * black and yellow backgrounds; this one comes back inside the {@link isOrange} box on every
+ * background (scripts/demo_base/README.md).
+ */
+export const ORANGE: Rgb = [255, 120, 0];
 
 /** Colour names of the base palette, in a fixed order. */
 export const COLOUR_NAMES: readonly string[] = Object.keys(WORLD_COLOURS);
