@@ -58,6 +58,25 @@ def psnr(vae, images, batch=32):
     return 10 * math.log10(1 / (err / n))
 
 
+def augment(x, crop, g):
+    """A VAE batch's augmentation: an aligned 32x32 crop when `crop` (a quarter of the cost per
+    image; the networks are convolutional), then a horizontal flip half of the time."""
+    if crop:
+        oy, ox = [8 * int(v) for v in torch.randint(0, 5, (2,), generator=g)]
+        x = x[:, :, oy:oy + 32, ox:ox + 32]
+    if torch.rand(1, generator=g).item() < 0.5:
+        x = x.flip(3)
+    return x
+
+
+def optimizer_step(opt, loss, lr):
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
 def train_vae(train, val, minutes, seed):
     torch.manual_seed(seed)
     vae = AutoencoderKL()
@@ -72,25 +91,15 @@ def train_vae(train, val, minutes, seed):
     while time.time() < end:
         frac = 1 - (end - time.time()) / (minutes * 60)
         idx = torch.randint(0, n, (16,), generator=g)
-        x = train[idx]
-        if frac < 0.7:
-            # Aligned 32x32 crops: a quarter of the cost per image; the networks are
-            # convolutional, and the last 30% of the budget is on whole images.
-            oy, ox = [8 * int(v) for v in torch.randint(0, 5, (2,), generator=g)]
-            x = x[:, :, oy:oy + 32, ox:ox + 32]
-        if torch.rand(1, generator=g).item() < 0.5:
-            x = x.flip(3)
+        # Crops for 70% of the budget, whole images for the rest.
+        x = augment(train[idx], frac < 0.7, g)
         mean, logvar = vae.encode(x)
         logvar = logvar.clamp(-30, 20)
         z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
         y = vae.decode(z)
         kl = 0.5 * (mean ** 2 + logvar.exp() - 1 - logvar).mean()
         loss = F.l1_loss(y, x) + F.mse_loss(y, x) + 1e-4 * kl
-        for group in opt.param_groups:
-            group["lr"] = 1e-3 * min(1, (step + 1) / 50) * (0.3 if frac > 0.85 else 1)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        optimizer_step(opt, loss, 1e-3 * min(1, (step + 1) / 50) * (0.3 if frac > 0.85 else 1))
         step += 1
         if step % 50 == 0:
             log(f"vae step {step} loss {loss.item():.4f} kl {kl.item():.3f}")
@@ -150,12 +159,7 @@ def tune_colours(vae, train, colours, val, minutes, seed, lr=1e-3, anchor=10.0):
         frac = 1 - (end - time.time()) / (minutes * 60)
         p = train[torch.randint(0, len(train), (8,), generator=g)]
         c = colours[torch.randint(0, len(colours), (8,), generator=g)]
-        x = torch.cat([p, c])
-        if frac < 0.6:
-            oy, ox = [8 * int(v) for v in torch.randint(0, 5, (2,), generator=g)]
-            x = x[:, :, oy:oy + 32, ox:ox + 32]
-        if torch.rand(1, generator=g).item() < 0.5:
-            x = x.flip(3)
+        x = augment(torch.cat([p, c]), frac < 0.6, g)
         mean, logvar = vae.encode(x)
         z = mean + torch.exp(0.5 * logvar.clamp(-30, 20)) * torch.randn_like(mean)
         y = vae.decode(z)
@@ -163,11 +167,8 @@ def tune_colours(vae, train, colours, val, minutes, seed, lr=1e-3, anchor=10.0):
             target = old.encode(x[:8])[0]
         drift = F.mse_loss(mean[:8] * SCALE, target * SCALE)
         loss = F.l1_loss(y, x) + F.mse_loss(y, x) + anchor * drift
-        for group in opt.param_groups:
-            group["lr"] = lr * min(1, (step + 1) / 30) * (0.5 + 0.5 * math.cos(math.pi * frac))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        optimizer_step(opt, loss,
+                       lr * min(1, (step + 1) / 30) * (0.5 + 0.5 * math.cos(math.pi * frac)))
         step += 1
         if step % 50 == 0:
             log(f"colours step {step} loss {loss.item():.4f} drift {drift.item() ** 0.5:.4f}")
